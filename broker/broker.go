@@ -1,0 +1,244 @@
+// Package broker defines the contract between brisk and the engines that store its tasks.
+//
+// Most code should use the brisk package instead. This package is for people who write a
+// broker (a new storage engine) and for brisk itself. Every broker runs the conformance
+// suite in package brokertest unchanged.
+package broker
+
+import (
+	"context"
+	"time"
+)
+
+// State is the state of a stored task. See the package documentation of brisk for the words.
+type State string
+
+// The states a task moves through. Scheduled and pending differ only by time: a task in
+// StateScheduled becomes pending when its ReadyAt passes, without any write.
+const (
+	StateScheduled State = "scheduled"
+	StatePending   State = "pending"
+	StateRunning   State = "running"
+	StateDead      State = "dead"
+)
+
+// Valid reports whether s is one of the known states.
+func (s State) Valid() bool {
+	switch s {
+	case StateScheduled, StatePending, StateRunning, StateDead:
+		return true
+	}
+	return false
+}
+
+// Task is one stored unit of work as a broker sees it.
+type Task struct {
+	// ID is set by the caller of Enqueue (brisk uses time-ordered UUIDs) and never changes.
+	ID string
+	// Queue the task belongs to.
+	Queue string
+	// Type names the handler that runs the task.
+	Type string
+	// Payload is opaque to the broker.
+	Payload []byte
+	// State is filled in by reads (Reserve, Tasks, Task); Enqueue ignores it.
+	State State
+	// Attempt counts the deliveries so far: 0 before the first Reserve, 1 while the first
+	// attempt runs. A Release gives back the attempt it was reserved with.
+	Attempt int
+	// MaxAttempts is how many deliveries the task may have before it is dead (at least 1).
+	MaxAttempts int
+	// Timeout bounds one run of the handler; 0 means the worker's default.
+	Timeout time.Duration
+	// EnqueuedAt is when the task was first enqueued.
+	EnqueuedAt time.Time
+	// ReadyAt is when the task becomes (or became) ready to run: EnqueuedAt, a delayed time,
+	// or the time of the next retry. Queue latency and pickup latency are measured from it.
+	ReadyAt time.Time
+	// StartedAt is when the current or last attempt was reserved (zero before the first).
+	StartedAt time.Time
+	// LeaseUntil is when the current lease expires (only for running tasks).
+	LeaseUntil time.Time
+	// Lease identifies the current reservation; Reserve sets it, and Extend, Ack, Retry,
+	// Kill and Release must be given it back.
+	Lease Lease
+	// LastError is the error of the last failed attempt ("" if none).
+	LastError string
+	// FailedAt is when the last attempt failed (zero if none).
+	FailedAt time.Time
+}
+
+// Lease names one reservation of one task. A broker refuses changes made under a lease
+// that is no longer current (it expired and the task was reserved again) with ErrLeaseLost,
+// so a worker that lost its task cannot ack or retry another worker's delivery.
+type Lease struct {
+	TaskID string
+	Queue  string
+	Token  string
+}
+
+// QueueLimit is one queue a worker wants tasks from, with how many it may take from it
+// in this call.
+type QueueLimit struct {
+	Name string
+	// Max is how many tasks at most this call may take from this queue. 0 means no limit
+	// beyond ReserveParams.Limit.
+	Max int
+}
+
+// ReserveParams says which tasks a worker wants.
+type ReserveParams struct {
+	// Queues in priority order: the broker takes ready tasks from the first queue before it
+	// looks at the second, and so on. Within a queue tasks come oldest ReadyAt first, and in
+	// enqueue order among equal ReadyAt (FIFO).
+	Queues []QueueLimit
+	// Limit is how many tasks at most to reserve in this call (at least 1).
+	Limit int
+	// Lease is how long the tasks belong to the caller unless extended (at least 1 ms).
+	Lease time.Duration
+	// WorkerID identifies the caller (for the dashboard and for reaping a dead worker's
+	// tasks); may be empty.
+	WorkerID string
+}
+
+// QueueConfig is a queue's declared settings.
+type QueueConfig struct {
+	Name string
+	// SLA is the queue latency the queue should stay at or below; 0 means none declared.
+	SLA time.Duration
+}
+
+// QueueStats describes one queue at one moment.
+type QueueStats struct {
+	Name string
+	// SLA as declared (0 if none).
+	SLA time.Duration
+	// Counts by state. Scheduled includes tasks waiting for a retry.
+	Pending, Scheduled, Running, Dead int64
+	// OldestReadyAt is the smallest ReadyAt among pending tasks (zero when none is pending).
+	OldestReadyAt time.Time
+	// Latency is the queue latency at the time of the call: now − OldestReadyAt, or 0.
+	Latency time.Duration
+	// Completed and Failed count acks and failed attempts since the queue was created
+	// (counters, for rates; brokers that cannot keep them report 0).
+	Completed, Failed int64
+}
+
+// ListParams selects tasks to list.
+type ListParams struct {
+	// Queue to list; required.
+	Queue string
+	// State to list; required.
+	State State
+	// Limit is the page size (default 100).
+	Limit int
+	// Offset skips that many tasks of the listing order (oldest ReadyAt first).
+	Offset int
+}
+
+// WorkerInfo is a worker's heartbeat.
+type WorkerInfo struct {
+	ID          string
+	Host        string
+	PID         int
+	Queues      []string
+	Concurrency int
+	Busy        int
+	StartedAt   time.Time
+	LastSeen    time.Time
+	Version     string
+}
+
+// Broker stores tasks and hands them to workers. Every method is safe for concurrent use
+// by many goroutines, and several Broker values (in several processes) may share one store.
+// After Close, every method returns an error wrapping ErrClosed.
+type Broker interface {
+	// Enqueue stores tasks atomically: all of them or, with an error, none. Each task must
+	// carry an ID not used before in the store, a valid Queue and Type, MaxAttempts ≥ 1,
+	// non-zero EnqueuedAt and ReadyAt, and a payload within the broker's limit; otherwise
+	// Enqueue returns an error wrapping ErrInvalid or ErrPayloadTooLarge and stores nothing.
+	// It wakes waiting workers (see Wait). Enqueue of an ID that exists returns ErrDuplicate.
+	Enqueue(ctx context.Context, tasks []*Task) error
+
+	// Reserve leases up to p.Limit ready tasks (pending, or running with an expired lease)
+	// to the caller, following p.Queues in order, and returns them with State running,
+	// Attempt incremented, StartedAt = now and a fresh Lease. A task whose lease expired
+	// on its last attempt is moved to dead instead of being returned. An empty result with
+	// a nil error means nothing is ready. No two callers ever hold the same task under
+	// unexpired leases.
+	Reserve(ctx context.Context, p ReserveParams) ([]*Task, error)
+
+	// Extend moves the lease expiry of each given lease to now + d. It returns the leases
+	// that are no longer held (the task was acked, reserved again by someone else, or gone);
+	// the others are extended.
+	Extend(ctx context.Context, leases []Lease, d time.Duration) (lost []Lease, err error)
+
+	// Ack marks tasks done (removes them from the store and counts them completed). A lease
+	// no longer held is skipped and reported in an error wrapping ErrLeaseLost, after the
+	// others are acked.
+	Ack(ctx context.Context, leases []Lease) error
+
+	// Retry ends the attempt under l with errMsg and schedules the task to be ready at at.
+	// It returns ErrLeaseLost when l is not held.
+	Retry(ctx context.Context, l Lease, at time.Time, errMsg string) error
+
+	// Kill ends the attempt under l with errMsg and moves the task to dead, where it is kept
+	// until retried or deleted. It returns ErrLeaseLost when l is not held.
+	Kill(ctx context.Context, l Lease, errMsg string) error
+
+	// Release hands tasks back unrun: each becomes pending at once with its ReadyAt
+	// unchanged and the attempt it was reserved with given back. Leases not held are skipped.
+	Release(ctx context.Context, leases []Lease) error
+
+	// Wait blocks until a task may be ready in one of queues, max has passed, or ctx is
+	// done, whichever is first. It returns early when a task is enqueued or released
+	// (immediately within one process, within 50 ms across processes where the engine
+	// allows), and when the earliest scheduled task or lease expiry in those queues falls
+	// due. Spurious returns are allowed; callers Reserve after every return. It returns
+	// ctx.Err() when ctx is done and ErrClosed after Close.
+	Wait(ctx context.Context, queues []string, max time.Duration) error
+
+	// DeclareQueue creates the queue if needed and stores its settings (idempotent).
+	// Enqueue creates unknown queues with no SLA.
+	DeclareQueue(ctx context.Context, q QueueConfig) error
+
+	// Stats returns the statistics of every known queue, sorted by name, without scanning
+	// the tasks of any state but scheduled.
+	Stats(ctx context.Context) ([]QueueStats, error)
+
+	// Tasks lists the tasks of one queue in one state, oldest ReadyAt first. Payloads are
+	// included.
+	Tasks(ctx context.Context, p ListParams) ([]*Task, error)
+
+	// Task returns one task by ID, or an error wrapping ErrNotFound.
+	Task(ctx context.Context, id string) (*Task, error)
+
+	// RetryDead makes dead tasks of queue pending again, with a fresh attempt budget (Attempt
+	// 0) and ReadyAt now; ids selects some, nil selects all. It returns how many moved.
+	RetryDead(ctx context.Context, queue string, ids []string) (int, error)
+
+	// Delete removes tasks of queue in state (not running); ids selects some, nil selects
+	// all of that state. It returns how many were removed.
+	Delete(ctx context.Context, queue string, state State, ids []string) (int, error)
+
+	// Heartbeat records that a worker is alive, replacing its previous record.
+	Heartbeat(ctx context.Context, w WorkerInfo) error
+
+	// Deregister removes a worker's record (on a clean stop).
+	Deregister(ctx context.Context, workerID string) error
+
+	// Workers lists worker records whose last heartbeat is newer than since.
+	Workers(ctx context.Context, since time.Time) ([]WorkerInfo, error)
+
+	// Close releases the broker's resources. It is idempotent. Tasks stay stored.
+	Close() error
+}
+
+// Reaper is implemented by brokers that can hand back every task held by one worker at
+// once, so that a worker known to be dead (its process is gone) need not wait for its
+// leases to expire. The attempts stay counted.
+type Reaper interface {
+	// ReleaseWorker makes the running tasks reserved by workerID ready again and removes the
+	// worker's record. It returns how many tasks it released.
+	ReleaseWorker(ctx context.Context, workerID string) (int, error)
+}

@@ -1,0 +1,61 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// OpenFunc opens a broker from a parsed URL.
+type OpenFunc func(ctx context.Context, u *url.URL) (Broker, error)
+
+var (
+	registryMu sync.RWMutex
+	registry   = map[string]OpenFunc{}
+)
+
+// Register makes a broker available under the URL schemes given. Brokers call it from an
+// init function. It panics when a scheme is registered twice (a programmer error).
+func Register(open OpenFunc, schemes ...string) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	for _, s := range schemes {
+		if _, dup := registry[s]; dup {
+			panic("brisk: broker scheme registered twice: " + s)
+		}
+		registry[s] = open
+	}
+}
+
+// Schemes lists the registered URL schemes, sorted.
+func Schemes() []string {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	out := make([]string, 0, len(registry))
+	for s := range registry {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Open opens the broker that rawURL names, by its scheme.
+func Open(ctx context.Context, rawURL string) (Broker, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: broker url %q: %v", ErrInvalid, rawURL, err)
+	}
+	if u.Scheme == "" {
+		return nil, fmt.Errorf("%w: broker url %q has no scheme (want one of %s)", ErrUnknownScheme, rawURL, strings.Join(Schemes(), ", "))
+	}
+	registryMu.RLock()
+	open, ok := registry[u.Scheme]
+	registryMu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("%w: %q in %q (want one of %s)", ErrUnknownScheme, u.Scheme, rawURL, strings.Join(Schemes(), ", "))
+	}
+	return open(ctx, u)
+}

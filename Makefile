@@ -1,0 +1,19 @@
+# brisk — make targets print what they do; `make` alone lists them.
+.PHONY: help test lint bench demo
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+test: ## run the whole test suite (gofmt, vet, go test -race), starting servers it needs
+	bash scripts/test.sh
+
+lint: ## gofmt and go vet only
+	@test -z "$$(gofmt -l .)" || (gofmt -l .; exit 1)
+	go vet ./...
+
+bench: ## run brisk bench W1–W5 on the embedded broker and the go benchmarks
+	for w in W1 W2 W3 W4 W5; do go run ./cmd/brisk bench --workload $$w --json; done
+	go test -run '^$$' -bench . -benchtime 2x ./...
+
+demo: ## the demo on the embedded broker
+	go run ./cmd/brisk demo

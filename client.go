@@ -1,0 +1,110 @@
+package brisk
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/briskq/brisk/broker"
+)
+
+// Client enqueues tasks. It is safe for concurrent use.
+type Client struct {
+	b broker.Broker
+}
+
+// NewClient returns a client that enqueues into broker b.
+func NewClient(b broker.Broker) *Client { return &Client{b: b} }
+
+// Broker returns the client's broker.
+func (c *Client) Broker() broker.Broker { return c.b }
+
+// Enqueue stores one task, with opts applied on top of the task's own options, and returns
+// its ID. The task itself is not modified.
+func (c *Client) Enqueue(ctx context.Context, t *Task, opts ...Option) (string, error) {
+	if t == nil {
+		return "", fmt.Errorf("%w: nil task", ErrInvalid)
+	}
+	if len(opts) > 0 {
+		cp := *t
+		for _, o := range opts {
+			o(&cp)
+		}
+		t = &cp
+	}
+	ids, err := c.EnqueueBatch(ctx, []*Task{t})
+	if err != nil {
+		return "", err
+	}
+	return ids[0], nil
+}
+
+// EnqueueBatch stores tasks atomically, in one round trip or transaction: all of them, or
+// none with an error. It returns their IDs in order.
+func (c *Client) EnqueueBatch(ctx context.Context, tasks []*Task) ([]string, error) {
+	if len(tasks) == 0 {
+		return nil, fmt.Errorf("%w: empty batch", ErrInvalid)
+	}
+	now := time.Now()
+	stored := make([]*broker.Task, len(tasks))
+	ids := make([]string, len(tasks))
+	for i, t := range tasks {
+		if t == nil {
+			return nil, fmt.Errorf("%w: task %d of the batch is nil", ErrInvalid, i)
+		}
+		bt, err := toBroker(t, now)
+		if err != nil {
+			return nil, fmt.Errorf("brisk: enqueue %s: %w", t.Type, err)
+		}
+		stored[i] = bt
+		ids[i] = bt.ID
+	}
+	if err := c.b.Enqueue(ctx, stored); err != nil {
+		if len(tasks) == 1 {
+			return nil, fmt.Errorf("brisk: enqueue %s: %w", tasks[0].Type, err)
+		}
+		return nil, fmt.Errorf("brisk: enqueue batch of %d: %w", len(tasks), err)
+	}
+	return ids, nil
+}
+
+func toBroker(t *Task, now time.Time) (*broker.Task, error) {
+	if t.Delay < 0 {
+		return nil, fmt.Errorf("%w: negative delay %s", ErrInvalid, t.Delay)
+	}
+	if t.MaxAttempts < 0 {
+		return nil, fmt.Errorf("%w: negative max attempts %d", ErrInvalid, t.MaxAttempts)
+	}
+	bt := &broker.Task{
+		ID: t.ID, Queue: t.Queue, Type: t.Type, Payload: t.Payload,
+		MaxAttempts: t.MaxAttempts, Timeout: t.Timeout, EnqueuedAt: now, ReadyAt: now,
+	}
+	if bt.ID == "" {
+		bt.ID = newID()
+	}
+	if bt.Queue == "" {
+		bt.Queue = DefaultQueue
+	}
+	if bt.MaxAttempts == 0 {
+		bt.MaxAttempts = DefaultMaxAttempts
+	}
+	switch {
+	case !t.ProcessAt.IsZero():
+		bt.ReadyAt = t.ProcessAt
+	case t.Delay > 0:
+		bt.ReadyAt = now.Add(t.Delay)
+	}
+	return bt, nil
+}
+
+// DeclareQueue creates queue name if needed and sets its SLA (0: none). A queue named after
+// its SLA, such as "five_second", gets that SLA when sla is 0 (see SLAFromName).
+func (c *Client) DeclareQueue(ctx context.Context, name string, sla time.Duration) error {
+	if sla == 0 {
+		sla, _ = SLAFromName(name)
+	}
+	if err := c.b.DeclareQueue(ctx, broker.QueueConfig{Name: name, SLA: sla}); err != nil {
+		return fmt.Errorf("brisk: declare queue %s: %w", name, err)
+	}
+	return nil
+}

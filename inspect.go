@@ -1,0 +1,110 @@
+package brisk
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/briskq/brisk/broker"
+)
+
+// State is a task's state: scheduled, pending, running or dead.
+type State = broker.State
+
+// The states of a stored task.
+const (
+	StateScheduled = broker.StateScheduled
+	StatePending   = broker.StatePending
+	StateRunning   = broker.StateRunning
+	StateDead      = broker.StateDead
+)
+
+// QueueInfo is a queue's statistics at one moment: counts by state, queue latency, SLA.
+type QueueInfo = broker.QueueStats
+
+// TaskInfo is a stored task as the broker holds it.
+type TaskInfo = broker.Task
+
+// WorkerInfo is a worker's last heartbeat.
+type WorkerInfo = broker.WorkerInfo
+
+// Inspector reads and manages what a broker stores: queues, tasks, dead tasks, workers.
+// The CLI and the dashboard are built on it.
+type Inspector struct {
+	b broker.Broker
+}
+
+// NewInspector returns an inspector of broker b.
+func NewInspector(b broker.Broker) *Inspector { return &Inspector{b: b} }
+
+// Queues returns every known queue's statistics, sorted by name.
+func (i *Inspector) Queues(ctx context.Context) ([]QueueInfo, error) {
+	qs, err := i.b.Stats(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("brisk: queue stats: %w", err)
+	}
+	return qs, nil
+}
+
+// WithinSLA reports whether a queue's latency is at or below its SLA (true when none is set).
+func WithinSLA(q QueueInfo) bool { return q.SLA == 0 || q.Latency <= q.SLA }
+
+// Tasks lists the tasks of queue in state, oldest first, limit at a time from offset.
+func (i *Inspector) Tasks(ctx context.Context, queue string, state State, limit, offset int) ([]*TaskInfo, error) {
+	if !state.Valid() {
+		return nil, fmt.Errorf("%w: unknown state %q (want scheduled, pending, running or dead)", ErrInvalid, state)
+	}
+	ts, err := i.b.Tasks(ctx, broker.ListParams{Queue: queue, State: state, Limit: limit, Offset: offset})
+	if err != nil {
+		return nil, fmt.Errorf("brisk: list %s tasks of %s: %w", state, queue, err)
+	}
+	return ts, nil
+}
+
+// Task returns one task by ID.
+func (i *Inspector) Task(ctx context.Context, id string) (*TaskInfo, error) {
+	t, err := i.b.Task(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("brisk: task %s: %w", id, err)
+	}
+	return t, nil
+}
+
+// RetryDead makes dead tasks of queue pending again with a fresh attempt budget: those
+// with the given IDs, or all when none is given. It returns how many it moved.
+func (i *Inspector) RetryDead(ctx context.Context, queue string, ids ...string) (int, error) {
+	n, err := i.b.RetryDead(ctx, queue, nilIfEmpty(ids))
+	if err != nil {
+		return n, fmt.Errorf("brisk: retry dead tasks of %s: %w", queue, err)
+	}
+	return n, nil
+}
+
+// DeleteTasks removes tasks of queue in state (not running): those with the given IDs, or
+// all of that state when none is given. It returns how many it removed.
+func (i *Inspector) DeleteTasks(ctx context.Context, queue string, state State, ids ...string) (int, error) {
+	if !state.Valid() {
+		return 0, fmt.Errorf("%w: unknown state %q", ErrInvalid, state)
+	}
+	n, err := i.b.Delete(ctx, queue, state, nilIfEmpty(ids))
+	if err != nil {
+		return n, fmt.Errorf("brisk: delete %s tasks of %s: %w", state, queue, err)
+	}
+	return n, nil
+}
+
+// Workers lists workers that sent a heartbeat within the last minute.
+func (i *Inspector) Workers(ctx context.Context) ([]WorkerInfo, error) {
+	ws, err := i.b.Workers(ctx, time.Now().Add(-time.Minute))
+	if err != nil {
+		return nil, fmt.Errorf("brisk: workers: %w", err)
+	}
+	return ws, nil
+}
+
+func nilIfEmpty(ids []string) []string {
+	if len(ids) == 0 {
+		return nil
+	}
+	return ids
+}

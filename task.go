@@ -1,0 +1,109 @@
+package brisk
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// DefaultQueue is the queue of a task enqueued without one.
+const DefaultQueue = "default"
+
+// DefaultMaxAttempts is how many times a task runs before it is dead, unless set.
+const DefaultMaxAttempts = 25
+
+// Task is one unit of background work: a type that names its handler, a payload, and
+// options that say where and when it runs. Build one with NewTask or NewJSONTask and pass
+// it to Client.Enqueue. A handler receives the stored task with its delivery fields (ID,
+// Attempt, EnqueuedAt, ReadyAt) filled in.
+type Task struct {
+	// Type names the handler (for example "email.send"): letters, digits and "_-.:/".
+	Type string
+	// Payload is passed to the handler as is; JSON by convention.
+	Payload []byte
+
+	// Queue the task goes to. Default DefaultQueue.
+	Queue string
+	// ProcessAt, when set, is the earliest time the task may run.
+	ProcessAt time.Time
+	// Delay, when ProcessAt is zero, postpones the task by that much from the enqueue.
+	Delay time.Duration
+	// MaxAttempts is how many times the task may run before it is dead. Default
+	// DefaultMaxAttempts; 1 means no retry.
+	MaxAttempts int
+	// Timeout bounds one run of the handler: its context is cancelled after it. Default
+	// the worker's DefaultTimeout.
+	Timeout time.Duration
+
+	// ID is set by Enqueue (a time-ordered UUID) unless given.
+	ID string
+	// Attempt is 1 on the first run, 2 on the first retry, and so on (set on delivery).
+	Attempt int
+	// EnqueuedAt is when the task was enqueued (set on delivery).
+	EnqueuedAt time.Time
+	// ReadyAt is when the task became ready for this attempt (set on delivery); pickup
+	// latency is the time from it to the start of the handler.
+	ReadyAt time.Time
+	// LastError is the error of the previous attempt, if any (set on delivery).
+	LastError string
+}
+
+// Option sets one option of a task.
+type Option func(*Task)
+
+// InQueue puts the task into queue q.
+func InQueue(q string) Option { return func(t *Task) { t.Queue = q } }
+
+// Delay postpones the task by d from the time it is enqueued.
+func Delay(d time.Duration) Option { return func(t *Task) { t.Delay = d } }
+
+// ProcessAt makes the task ready at time at.
+func ProcessAt(at time.Time) Option { return func(t *Task) { t.ProcessAt = at } }
+
+// MaxAttempts sets how many times the task may run before it is dead.
+func MaxAttempts(n int) Option { return func(t *Task) { t.MaxAttempts = n } }
+
+// Timeout bounds one run of the task's handler.
+func Timeout(d time.Duration) Option { return func(t *Task) { t.Timeout = d } }
+
+// WithID sets the task's ID (for idempotent enqueues: a second enqueue of the same ID
+// fails with an error wrapping ErrDuplicate while the first is stored).
+func WithID(id string) Option { return func(t *Task) { t.ID = id } }
+
+// NewTask returns a task of type typ with payload and options.
+func NewTask(typ string, payload []byte, opts ...Option) *Task {
+	t := &Task{Type: typ, Payload: payload}
+	for _, o := range opts {
+		o(t)
+	}
+	return t
+}
+
+// NewJSONTask returns a task whose payload is v encoded as JSON.
+func NewJSONTask(typ string, v any, opts ...Option) (*Task, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("brisk: encode payload of %q: %w", typ, err)
+	}
+	return NewTask(typ, b, opts...), nil
+}
+
+// DecodePayload decodes the task's JSON payload into v.
+func (t *Task) DecodePayload(v any) error {
+	if err := json.Unmarshal(t.Payload, v); err != nil {
+		return fmt.Errorf("brisk: decode payload of task %s (%s): %w", t.ID, t.Type, err)
+	}
+	return nil
+}
+
+// newID returns a fresh time-ordered task ID.
+func newID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		// NewV7 fails only when the system's random source does.
+		return uuid.NewString()
+	}
+	return id.String()
+}

@@ -1,0 +1,880 @@
+package brisk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"os"
+	"runtime/debug"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/briskq/brisk/broker"
+	"github.com/briskq/brisk/internal/histogram"
+	"github.com/briskq/brisk/internal/proc"
+)
+
+// Version is brisk's version, reported in worker heartbeats.
+const Version = "0.1.0"
+
+// QueueSpec is one queue a worker serves.
+type QueueSpec struct {
+	// Name of the queue.
+	Name string
+	// Weight is the queue's share when queues are served by weight (default 1): a queue of
+	// weight 3 is tried first three times as often as one of weight 1.
+	Weight int
+	// MaxConcurrency caps how many of this queue's tasks the worker runs at once, so that
+	// one greedy queue cannot take every slot. 0 means only Concurrency limits it.
+	MaxConcurrency int
+	// SLA, when set, is declared on the queue when the worker starts.
+	SLA time.Duration
+}
+
+// WorkerConfig configures a Worker. Zero fields take the defaults given.
+type WorkerConfig struct {
+	// Queues the worker serves. Default: the queue DefaultQueue.
+	Queues []QueueSpec
+	// StrictPriority serves queues in the order listed: a queue is reserved from only when
+	// every queue before it has nothing ready. Default false: queues are tried in a random
+	// order drawn by Weight for each reservation.
+	StrictPriority bool
+	// Concurrency is how many handlers run at once. Default 10. SetConcurrency changes it
+	// while the worker runs.
+	Concurrency int
+	// Prefetch is how many tasks the worker reserves beyond its free handler slots. Default
+	// 0, so that an idle worker elsewhere is never starved by a busy one.
+	Prefetch int
+	// Lease is how long a reserved task belongs to the worker without an extension; the
+	// worker extends it every Lease/3 while the handler runs, and a crashed worker's tasks
+	// are delivered again after it. Default 10s.
+	Lease time.Duration
+	// ShutdownTimeout is the grace period that running handlers get to finish when the
+	// worker stops; after it their contexts are cancelled and their tasks handed back.
+	// Default 10s.
+	ShutdownTimeout time.Duration
+	// DefaultTimeout bounds one run of a task that has no Timeout of its own. Default 30m.
+	DefaultTimeout time.Duration
+	// Backoff returns the delay before attempt n+1 after attempt n failed. Default
+	// ExponentialBackoff(time.Second, time.Hour): full jitter over 1s·2^(n−1), at most 1h.
+	Backoff func(attempt int, err error) time.Duration
+	// IdleWait is the longest the worker waits for a wake-up before it asks the broker
+	// again. Default 1s. Brokers wake waiting workers earlier when tasks arrive.
+	IdleWait time.Duration
+	// HeartbeatInterval is how often the worker records itself in the broker. Default 5s.
+	HeartbeatInterval time.Duration
+	// KeepDeadWorkersTasks turns off reaping: by default a worker that sees another worker
+	// of the same host whose process is gone hands that worker's tasks back at once instead
+	// of waiting for their leases to expire. Turn it off where workers of one host name run
+	// in separate PID namespaces.
+	KeepDeadWorkersTasks bool
+	// ID names the worker in heartbeats. Default host-pid-random.
+	ID string
+	// Logger receives the worker's logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// ExponentialBackoff returns a backoff with full jitter: a uniform random delay in
+// [0, min(max, base·2^(attempt−1))].
+func ExponentialBackoff(base, max time.Duration) func(attempt int, err error) time.Duration {
+	return func(attempt int, _ error) time.Duration {
+		if attempt < 1 {
+			attempt = 1
+		}
+		ceil := float64(base) * math.Pow(2, float64(attempt-1))
+		if ceil > float64(max) || math.IsInf(ceil, 0) {
+			ceil = float64(max)
+		}
+		return time.Duration(rand.Float64() * ceil)
+	}
+}
+
+func (c *WorkerConfig) validate() error {
+	if c.Concurrency < 0 {
+		return fmt.Errorf("%w: WorkerConfig.Concurrency %d is negative", ErrInvalid, c.Concurrency)
+	}
+	if c.Prefetch < 0 {
+		return fmt.Errorf("%w: WorkerConfig.Prefetch %d is negative", ErrInvalid, c.Prefetch)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"Lease", c.Lease}, {"ShutdownTimeout", c.ShutdownTimeout}, {"DefaultTimeout", c.DefaultTimeout},
+		{"IdleWait", c.IdleWait}, {"HeartbeatInterval", c.HeartbeatInterval}} {
+		if d.v < 0 {
+			return fmt.Errorf("%w: WorkerConfig.%s %s is negative", ErrInvalid, d.name, d.v)
+		}
+	}
+	if c.Lease > 0 && c.Lease < 30*time.Millisecond {
+		return fmt.Errorf("%w: WorkerConfig.Lease %s is below 30ms", ErrInvalid, c.Lease)
+	}
+	seen := map[string]bool{}
+	for i, q := range c.Queues {
+		if err := broker.ValidateQueueName(q.Name); err != nil {
+			return fmt.Errorf("WorkerConfig.Queues[%d]: %w", i, err)
+		}
+		if seen[q.Name] {
+			return fmt.Errorf("%w: WorkerConfig.Queues lists %q twice", ErrInvalid, q.Name)
+		}
+		seen[q.Name] = true
+		if q.Weight < 0 || q.MaxConcurrency < 0 || q.SLA < 0 {
+			return fmt.Errorf("%w: WorkerConfig.Queues[%d] (%s): negative weight, limit or SLA", ErrInvalid, i, q.Name)
+		}
+	}
+	return nil
+}
+
+func (c *WorkerConfig) setDefaults() {
+	if len(c.Queues) == 0 {
+		c.Queues = []QueueSpec{{Name: DefaultQueue}}
+	}
+	c.Queues = append([]QueueSpec(nil), c.Queues...)
+	for i := range c.Queues {
+		if c.Queues[i].Weight == 0 {
+			c.Queues[i].Weight = 1
+		}
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 10
+	}
+	if c.Lease == 0 {
+		c.Lease = 10 * time.Second
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.DefaultTimeout == 0 {
+		c.DefaultTimeout = 30 * time.Minute
+	}
+	if c.Backoff == nil {
+		c.Backoff = ExponentialBackoff(time.Second, time.Hour)
+	}
+	if c.IdleWait == 0 {
+		c.IdleWait = time.Second
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = 5 * time.Second
+	}
+	if c.ID == "" {
+		host, _ := os.Hostname()
+		c.ID = fmt.Sprintf("%s-%d-%04x", host, os.Getpid(), rand.IntN(1<<16))
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Worker reserves tasks from a broker and runs their handlers. Register handlers with
+// Handle before Start or Run.
+type Worker struct {
+	b    broker.Broker
+	cfg  WorkerConfig
+	log  *slog.Logger
+	host string
+
+	handlers   map[string]Handler
+	middleware []Middleware
+
+	concurrency atomic.Int64
+	processed   atomic.Int64
+	failed      atomic.Int64
+	pickup      sync.Map // queue name → *histogram.Histogram
+
+	mu        sync.Mutex
+	started   bool
+	stopping  bool
+	running   int            // handlers running
+	perQueue  map[string]int // running + buffered per queue
+	buffer    []*broker.Task // prefetched, not started
+	held      map[string]*heldTask
+	startedAt time.Time
+
+	slotFreed chan struct{} // signalled when a slot frees or concurrency grows
+
+	acksMu     sync.RWMutex // senders hold it shared; Stop holds it to close acks
+	acksClosed bool
+	acks       chan broker.Lease
+	ackDone    chan struct{}
+
+	fetchCtx    context.Context // cancelled when the worker stops reserving
+	fetchCancel context.CancelFunc
+	hardCtx     context.Context // cancelled when the grace period ends
+	hardCancel  context.CancelFunc
+	bgCtx       context.Context // background loops (acks, leases, heartbeat)
+	bgCancel    context.CancelFunc
+
+	handlersWG sync.WaitGroup
+	loopsWG    sync.WaitGroup
+	fetchDone  chan struct{}
+	stopOnce   sync.Once
+	stopErr    error
+}
+
+type heldTask struct {
+	lease    broker.Lease
+	cancel   context.CancelFunc // nil until the handler starts
+	returned bool               // the handler returned; its outcome is being written
+	released bool               // handed back or lost: the outcome is ignored
+}
+
+// NewWorker returns a worker on broker b. It returns an error naming the bad field of cfg.
+func NewWorker(b broker.Broker, cfg WorkerConfig) (*Worker, error) {
+	if b == nil {
+		return nil, fmt.Errorf("%w: NewWorker needs a broker", ErrInvalid)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	host, _ := os.Hostname()
+	w := &Worker{
+		b:         b,
+		cfg:       cfg,
+		log:       cfg.Logger.With("worker", cfg.ID),
+		host:      host,
+		handlers:  map[string]Handler{},
+		perQueue:  map[string]int{},
+		held:      map[string]*heldTask{},
+		slotFreed: make(chan struct{}, 1),
+		acks:      make(chan broker.Lease, 1024),
+		ackDone:   make(chan struct{}),
+		fetchDone: make(chan struct{}),
+	}
+	w.concurrency.Store(int64(cfg.Concurrency))
+	return w, nil
+}
+
+// Handle registers h for tasks of type typ. It panics if typ already has a handler or is
+// not a valid type name, or if the worker has started (programmer errors).
+func (w *Worker) Handle(typ string, h Handler) {
+	if err := broker.ValidateTypeName(typ); err != nil {
+		panic(err.Error())
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.started {
+		panic("brisk: Handle called after the worker started")
+	}
+	if _, dup := w.handlers[typ]; dup {
+		panic("brisk: two handlers for task type " + typ)
+	}
+	w.handlers[typ] = h
+}
+
+// HandleFunc registers fn for tasks of type typ.
+func (w *Worker) HandleFunc(typ string, fn func(ctx context.Context, t *Task) error) {
+	w.Handle(typ, HandlerFunc(fn))
+}
+
+// Use adds middleware around every handler, the first added outermost.
+func (w *Worker) Use(mw ...Middleware) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.middleware = append(w.middleware, mw...)
+}
+
+// SetConcurrency changes how many handlers run at once, while the worker runs. Handlers
+// already running over a lowered limit finish first; nothing is interrupted.
+func (w *Worker) SetConcurrency(n int) {
+	if n < 1 {
+		n = 1
+	}
+	w.concurrency.Store(int64(n))
+	w.signalSlot()
+	// Start prefetched tasks that a raised limit now allows.
+	w.mu.Lock()
+	w.startBufferedLocked()
+	w.mu.Unlock()
+}
+
+// Concurrency returns the current concurrency limit.
+func (w *Worker) Concurrency() int { return int(w.concurrency.Load()) }
+
+// ID returns the worker's ID as recorded in heartbeats.
+func (w *Worker) ID() string { return w.cfg.ID }
+
+// Run starts the worker, runs until ctx is done, then shuts down gracefully (see Stop).
+func (w *Worker) Run(ctx context.Context) error {
+	if err := w.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return w.Stop()
+}
+
+// Start declares the worker's queues, records its heartbeat and starts reserving tasks in
+// the background. Cancelling ctx does not stop the worker: call Stop.
+func (w *Worker) Start(ctx context.Context) error {
+	w.mu.Lock()
+	if w.started {
+		w.mu.Unlock()
+		return fmt.Errorf("%w: worker %s already started", ErrInvalid, w.cfg.ID)
+	}
+	w.started = true
+	w.startedAt = time.Now()
+	w.mu.Unlock()
+	if err := w.prepare(ctx); err != nil {
+		w.mu.Lock()
+		w.started = false
+		w.mu.Unlock()
+		return err
+	}
+
+	base := context.WithoutCancel(ctx)
+	w.fetchCtx, w.fetchCancel = context.WithCancel(base)
+	w.hardCtx, w.hardCancel = context.WithCancel(base)
+	w.bgCtx, w.bgCancel = context.WithCancel(base)
+
+	w.loopsWG.Add(2)
+	go w.ackLoop()
+	go w.leaseLoop()
+	go w.heartbeatLoop()
+	go w.fetchLoop()
+	w.log.Info("worker started", "queues", w.queueNames(), "concurrency", w.Concurrency())
+	return nil
+}
+
+// prepare declares the worker's queues, records its first heartbeat and reaps dead workers.
+func (w *Worker) prepare(ctx context.Context) error {
+	for _, q := range w.cfg.Queues {
+		sla := q.SLA
+		if sla == 0 {
+			if sla, _ = SLAFromName(q.Name); sla == 0 {
+				continue
+			}
+		}
+		if err := w.b.DeclareQueue(ctx, broker.QueueConfig{Name: q.Name, SLA: sla}); err != nil {
+			return fmt.Errorf("brisk: worker start: declare queue %s: %w", q.Name, err)
+		}
+	}
+	if err := w.b.Heartbeat(ctx, w.info()); err != nil {
+		return fmt.Errorf("brisk: worker start: %w", err)
+	}
+	w.reapDeadWorkers(ctx)
+	return nil
+}
+
+// Stop shuts the worker down gracefully: it stops reserving, hands back prefetched tasks,
+// lets running handlers finish within ShutdownTimeout, then cancels their contexts and
+// hands their tasks back so other workers pick them up at once. It is idempotent and
+// returns after every loop has ended.
+func (w *Worker) Stop() error {
+	w.mu.Lock()
+	if !w.started {
+		w.mu.Unlock()
+		return nil
+	}
+	w.mu.Unlock()
+	w.stopOnce.Do(func() { w.stopErr = w.stop() })
+	return w.stopErr
+}
+
+func (w *Worker) stop() error {
+	w.mu.Lock()
+	w.stopping = true // no buffered task starts from now on
+	w.mu.Unlock()
+	w.fetchCancel()
+	<-w.fetchDone
+
+	w.mu.Lock()
+	var back []broker.Lease
+	for _, t := range w.buffer {
+		w.perQueue[t.Queue]--
+		if h := w.held[t.ID]; h != nil {
+			back = append(back, h.lease)
+			delete(w.held, t.ID)
+		}
+	}
+	w.buffer = nil
+	w.mu.Unlock()
+
+	ctx := w.bgCtx
+	if len(back) > 0 {
+		if err := w.b.Release(ctx, back); err != nil {
+			w.log.Warn("hand back prefetched tasks", "err", err, "tasks", len(back))
+		}
+	}
+
+	done := make(chan struct{})
+	go func() { w.handlersWG.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(w.cfg.ShutdownTimeout):
+		// Grace period over: take the remaining tasks back, then cancel their handlers.
+		w.mu.Lock()
+		back = back[:0]
+		for id, h := range w.held {
+			if h.cancel != nil && !h.returned && !h.released {
+				h.released = true
+				back = append(back, h.lease)
+				delete(w.held, id)
+			}
+		}
+		w.mu.Unlock()
+		if len(back) > 0 {
+			if err := w.b.Release(ctx, back); err != nil {
+				w.log.Warn("hand back unfinished tasks", "err", err, "tasks", len(back))
+			} else {
+				w.log.Info("handed back unfinished tasks", "tasks", len(back))
+			}
+		}
+		w.hardCancel()
+		select {
+		case <-done:
+		case <-time.After(time.Second):
+			w.log.Warn("handlers ignore their cancelled context; leaving them behind")
+		}
+	}
+	// Every outcome is now written or queued: flush the acks, then end the loops.
+	w.acksMu.Lock()
+	w.acksClosed = true
+	close(w.acks)
+	w.acksMu.Unlock()
+	<-w.ackDone
+	w.bgCancel()
+	w.loopsWG.Wait()
+	w.hardCancel()
+	if err := w.b.Deregister(context.WithoutCancel(ctx), w.cfg.ID); err != nil && !errors.Is(err, ErrClosed) {
+		w.log.Warn("deregister", "err", err)
+	}
+	w.log.Info("worker stopped", "processed", w.processed.Load(), "failed", w.failed.Load())
+	return nil
+}
+
+func (w *Worker) queueNames() []string {
+	names := make([]string, len(w.cfg.Queues))
+	for i, q := range w.cfg.Queues {
+		names[i] = q.Name
+	}
+	return names
+}
+
+func (w *Worker) info() broker.WorkerInfo {
+	w.mu.Lock()
+	busy := w.running
+	w.mu.Unlock()
+	return broker.WorkerInfo{
+		ID: w.cfg.ID, Host: w.host, PID: os.Getpid(), Queues: w.queueNames(),
+		Concurrency: w.Concurrency(), Busy: busy, StartedAt: w.startedAt, LastSeen: time.Now(),
+		Version: Version,
+	}
+}
+
+func (w *Worker) signalSlot() {
+	select {
+	case w.slotFreed <- struct{}{}:
+	default:
+	}
+}
+
+// fetchLoop reserves tasks while there are free slots and hands them to handlers.
+func (w *Worker) fetchLoop() {
+	defer close(w.fetchDone)
+	ctx := w.fetchCtx
+	names := w.queueNames()
+	errDelay := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		limit, queues := w.wants()
+		if limit == 0 || len(queues) == 0 {
+			select {
+			case <-w.slotFreed:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		tasks, err := w.b.Reserve(ctx, broker.ReserveParams{Queues: queues, Limit: limit, Lease: w.cfg.Lease, WorkerID: w.cfg.ID})
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			w.log.Error("reserve", "err", err)
+			sleepCtx(ctx, errDelay)
+			errDelay = min(errDelay*2, 5*time.Second)
+			continue
+		}
+		errDelay = 50 * time.Millisecond
+		if len(tasks) == 0 {
+			if err := w.b.Wait(ctx, names, w.cfg.IdleWait); err != nil && ctx.Err() == nil {
+				w.log.Error("wait", "err", err)
+				sleepCtx(ctx, time.Second)
+			}
+			continue
+		}
+		w.dispatch(tasks)
+	}
+}
+
+// wants returns how many tasks to reserve now and from which queues, in the order to try.
+func (w *Worker) wants() (int, []broker.QueueLimit) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	free := int(w.concurrency.Load()) + w.cfg.Prefetch - w.running - len(w.buffer)
+	if free <= 0 {
+		return 0, nil
+	}
+	order := w.cfg.Queues
+	if !w.cfg.StrictPriority && len(order) > 1 {
+		order = weightedOrder(order)
+	}
+	queues := make([]broker.QueueLimit, 0, len(order))
+	for _, q := range order {
+		max := 0
+		if q.MaxConcurrency > 0 {
+			max = q.MaxConcurrency - w.perQueue[q.Name]
+			if max <= 0 {
+				continue
+			}
+		}
+		queues = append(queues, broker.QueueLimit{Name: q.Name, Max: max})
+	}
+	return free, queues
+}
+
+// weightedOrder draws a random order in which a queue of weight w comes first w times as
+// often as one of weight 1 (Efraimidis–Spirakis sampling without replacement).
+func weightedOrder(qs []QueueSpec) []QueueSpec {
+	type keyed struct {
+		q   QueueSpec
+		key float64
+	}
+	ks := make([]keyed, len(qs))
+	for i, q := range qs {
+		ks[i] = keyed{q, math.Pow(rand.Float64(), 1/float64(q.Weight))}
+	}
+	sort.Slice(ks, func(i, j int) bool { return ks[i].key > ks[j].key })
+	out := make([]QueueSpec, len(qs))
+	for i, k := range ks {
+		out[i] = k.q
+	}
+	return out
+}
+
+func (w *Worker) dispatch(tasks []*broker.Task) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, t := range tasks {
+		w.held[t.ID] = &heldTask{lease: t.Lease}
+		w.perQueue[t.Queue]++
+		w.buffer = append(w.buffer, t)
+	}
+	w.startBufferedLocked()
+}
+
+// startBufferedLocked starts buffered tasks while slots are free. w.mu must be held.
+func (w *Worker) startBufferedLocked() {
+	for len(w.buffer) > 0 && w.running < int(w.concurrency.Load()) && !w.stopping {
+		t := w.buffer[0]
+		w.buffer[0] = nil
+		w.buffer = w.buffer[1:]
+		h := w.held[t.ID]
+		if h == nil { // lease lost while buffered
+			w.perQueue[t.Queue]--
+			continue
+		}
+		timeout := t.Timeout
+		if timeout <= 0 {
+			timeout = w.cfg.DefaultTimeout
+		}
+		ctx, cancel := context.WithTimeout(w.hardCtx, timeout)
+		h.cancel = cancel
+		w.running++
+		w.handlersWG.Add(1)
+		go w.run(ctx, cancel, t)
+	}
+}
+
+func (w *Worker) pickupHistogram(queue string) *histogram.Histogram {
+	if h, ok := w.pickup.Load(queue); ok {
+		return h.(*histogram.Histogram)
+	}
+	h, _ := w.pickup.LoadOrStore(queue, new(histogram.Histogram))
+	return h.(*histogram.Histogram)
+}
+
+func (w *Worker) run(ctx context.Context, cancel context.CancelFunc, bt *broker.Task) {
+	defer w.handlersWG.Done()
+	start := time.Now()
+	w.pickupHistogram(bt.Queue).Observe(start.Sub(bt.ReadyAt))
+	t := &Task{
+		Type: bt.Type, Payload: bt.Payload, Queue: bt.Queue, MaxAttempts: bt.MaxAttempts,
+		Timeout: bt.Timeout, ID: bt.ID, Attempt: bt.Attempt, EnqueuedAt: bt.EnqueuedAt,
+		ReadyAt: bt.ReadyAt, LastError: bt.LastError,
+	}
+	err := w.call(ctx, t)
+	if err != nil && ctx.Err() == context.DeadlineExceeded && w.hardCtx.Err() == nil {
+		err = fmt.Errorf("timed out after %s: %w", time.Since(start).Round(time.Millisecond), err)
+	}
+	cancel()
+
+	w.mu.Lock()
+	w.running--
+	w.perQueue[bt.Queue]--
+	h := w.held[bt.ID]
+	released := h == nil || h.released
+	if !released {
+		h.returned = true
+	}
+	w.startBufferedLocked()
+	w.mu.Unlock()
+	w.signalSlot()
+	if !released { // else handed back at shutdown or lost to another worker: not ours
+		w.finish(bt, err)
+	}
+}
+
+// call runs the handler, turning a panic into an error that wraps ErrPanic.
+func (w *Worker) call(ctx context.Context, t *Task) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v\n%s", ErrPanic, r, debug.Stack())
+		}
+	}()
+	h, ok := w.handlers[t.Type]
+	if !ok {
+		return fmt.Errorf("%w for type %s", ErrNoHandler, t.Type)
+	}
+	for i := len(w.middleware) - 1; i >= 0; i-- {
+		h = w.middleware[i](h)
+	}
+	return h.ProcessTask(ctx, t)
+}
+
+// finish records the outcome of a task whose handler returned.
+func (w *Worker) finish(t *broker.Task, err error) {
+	if err == nil {
+		w.processed.Add(1)
+		w.acksMu.RLock()
+		defer w.acksMu.RUnlock()
+		if !w.acksClosed {
+			w.acks <- t.Lease // the ack loop forgets the task
+		}
+		return
+	}
+	w.failed.Add(1)
+	ctx := w.bgCtx
+	msg := err.Error()
+	var ra *RetryAfterError
+	switch {
+	case errors.Is(err, ErrSkipRetry) || t.Attempt >= t.MaxAttempts:
+		if e := w.b.Kill(ctx, t.Lease, msg); e != nil {
+			w.log.Error("move task to dead", "task", t.ID, "err", e)
+		} else {
+			w.log.Warn("task dead", "task", t.ID, "type", t.Type, "attempt", t.Attempt, "err", firstLine(msg))
+		}
+	default:
+		delay := w.cfg.Backoff(t.Attempt, err)
+		if errors.As(err, &ra) {
+			delay = ra.Delay
+		}
+		if e := w.b.Retry(ctx, t.Lease, time.Now().Add(delay), msg); e != nil {
+			w.log.Error("schedule retry", "task", t.ID, "err", e)
+		} else {
+			w.log.Info("task failed, will retry", "task", t.ID, "type", t.Type, "attempt", t.Attempt, "in", delay, "err", firstLine(msg))
+		}
+	}
+	w.forget(t)
+}
+
+// forget drops a finished task from the held set.
+func (w *Worker) forget(t *broker.Task) {
+	w.mu.Lock()
+	delete(w.held, t.ID)
+	w.mu.Unlock()
+}
+
+// ackLoop acks finished tasks in batches: whatever has queued up while the last batch was
+// being written goes in the next one, so batching adds no delay.
+func (w *Worker) ackLoop() {
+	defer close(w.ackDone)
+	batch := make([]broker.Lease, 0, 256)
+	for l := range w.acks {
+		batch = append(batch[:0], l)
+	drain:
+		for len(batch) < cap(batch) {
+			select {
+			case l, ok := <-w.acks:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, l)
+			default:
+				break drain
+			}
+		}
+		w.ackBatch(batch)
+	}
+}
+
+func (w *Worker) ackBatch(batch []broker.Lease) {
+	ctx := w.bgCtx
+	var err error
+	for try := 0; try < 5; try++ {
+		err = w.b.Ack(ctx, batch)
+		if err == nil || errors.Is(err, broker.ErrLeaseLost) || errors.Is(err, ErrClosed) {
+			break
+		}
+		sleepCtx(ctx, time.Duration(50<<try)*time.Millisecond)
+	}
+	if err != nil {
+		// The leases run out and the tasks are delivered again: at-least-once.
+		w.log.Error("ack", "err", err, "tasks", len(batch))
+	}
+	w.mu.Lock()
+	for _, l := range batch {
+		delete(w.held, l.TaskID)
+	}
+	w.mu.Unlock()
+}
+
+// leaseLoop extends the leases of every held task every Lease/3.
+func (w *Worker) leaseLoop() {
+	defer w.loopsWG.Done()
+	tick := time.NewTicker(w.cfg.Lease / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-w.bgCtx.Done():
+			return
+		case <-tick.C:
+		}
+		w.mu.Lock()
+		leases := make([]broker.Lease, 0, len(w.held))
+		for _, h := range w.held {
+			leases = append(leases, h.lease)
+		}
+		w.mu.Unlock()
+		if len(leases) == 0 {
+			continue
+		}
+		lost, err := w.b.Extend(w.bgCtx, leases, w.cfg.Lease)
+		if err != nil {
+			if w.bgCtx.Err() == nil {
+				w.log.Error("extend leases", "err", err, "tasks", len(leases))
+			}
+			continue
+		}
+		if len(lost) == 0 {
+			continue
+		}
+		w.mu.Lock()
+		for _, l := range lost {
+			if h := w.held[l.TaskID]; h != nil && h.lease == l {
+				// Another worker has the task now: stop our run and ignore its outcome.
+				h.released = true
+				if h.cancel != nil {
+					h.cancel()
+				}
+				delete(w.held, l.TaskID)
+			}
+		}
+		w.mu.Unlock()
+		w.log.Warn("leases lost", "tasks", len(lost))
+	}
+}
+
+// heartbeatLoop records the worker in the broker and reaps dead local workers.
+func (w *Worker) heartbeatLoop() {
+	defer w.loopsWG.Done()
+	tick := time.NewTicker(w.cfg.HeartbeatInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-w.bgCtx.Done():
+			return
+		case <-tick.C:
+		}
+		if err := w.b.Heartbeat(w.bgCtx, w.info()); err != nil && w.bgCtx.Err() == nil {
+			w.log.Warn("heartbeat", "err", err)
+		}
+		w.reapDeadWorkers(w.bgCtx)
+	}
+}
+
+// reapDeadWorkers hands back the tasks of workers on this host whose process is gone, so
+// that a crashed worker restarted at once does not wait for its old leases to expire.
+func (w *Worker) reapDeadWorkers(ctx context.Context) {
+	if w.cfg.KeepDeadWorkersTasks {
+		return
+	}
+	reaper, ok := w.b.(broker.Reaper)
+	if !ok {
+		return
+	}
+	workers, err := w.b.Workers(ctx, time.Time{})
+	if err != nil {
+		return
+	}
+	for _, o := range workers {
+		if o.ID == w.cfg.ID || o.Host != w.host || proc.Alive(o.PID) {
+			continue
+		}
+		n, err := reaper.ReleaseWorker(ctx, o.ID)
+		if err != nil {
+			w.log.Warn("reap dead worker", "dead", o.ID, "err", err)
+			continue
+		}
+		w.log.Info("reaped dead worker", "dead", o.ID, "pid", o.PID, "tasks", n)
+	}
+}
+
+// WorkerStats is a snapshot of a worker's counters.
+type WorkerStats struct {
+	// Concurrency is the current limit; Busy how many handlers run.
+	Concurrency, Busy int
+	// Processed and Failed count handler runs since start.
+	Processed, Failed int64
+	// Pickup holds the pickup latencies observed per queue.
+	Pickup map[string]LatencyHistogram
+}
+
+// LatencyHistogram is a histogram of latencies: Counts[i] counts observations at most
+// Bounds[i] (and above Bounds[i−1]); the last count is above every bound.
+type LatencyHistogram struct {
+	Bounds []time.Duration
+	Counts []uint64
+	Count  uint64
+	Sum    time.Duration
+}
+
+// Quantile estimates the q-quantile as the upper bound of the bucket holding it.
+func (h LatencyHistogram) Quantile(q float64) time.Duration {
+	return histogram.Snapshot{Counts: h.Counts, Count: h.Count, Sum: h.Sum}.Quantile(q)
+}
+
+// Stats returns the worker's counters and pickup latency histograms.
+func (w *Worker) Stats() WorkerStats {
+	w.mu.Lock()
+	busy := w.running
+	w.mu.Unlock()
+	s := WorkerStats{Concurrency: w.Concurrency(), Busy: busy, Processed: w.processed.Load(),
+		Failed: w.failed.Load(), Pickup: map[string]LatencyHistogram{}}
+	w.pickup.Range(func(k, v any) bool {
+		snap := v.(*histogram.Histogram).Snapshot()
+		s.Pickup[k.(string)] = LatencyHistogram{Bounds: histogram.Bounds, Counts: snap.Counts, Count: snap.Count, Sum: snap.Sum}
+		return true
+	})
+	return s
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+func firstLine(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\n' {
+			return s[:i]
+		}
+	}
+	return s
+}

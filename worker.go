@@ -761,19 +761,24 @@ func (w *Worker) leaseLoop() {
 		if len(lost) == 0 {
 			continue
 		}
+		taken := 0
 		w.mu.Lock()
 		for _, l := range lost {
-			if h := w.held[l.TaskID]; h != nil && h.lease == l {
+			// A task acked while the extension was under way shows up as lost: not a loss.
+			if h := w.held[l.TaskID]; h != nil && h.lease == l && !h.returned {
 				// Another worker has the task now: stop our run and ignore its outcome.
 				h.released = true
 				if h.cancel != nil {
 					h.cancel()
 				}
 				delete(w.held, l.TaskID)
+				taken++
 			}
 		}
 		w.mu.Unlock()
-		w.log.Warn("leases lost", "tasks", len(lost))
+		if taken > 0 {
+			w.log.Warn("leases lost: tasks taken over by another worker", "tasks", taken)
+		}
 	}
 }
 

@@ -2,22 +2,23 @@ package broker
 
 import "errors"
 
-// Errors a broker returns, wrapped with the identifier that matters. Test with errors.Is.
+// Errors a broker returns, wrapped with the identifier that matters and prefixed "brisk:"
+// by the wrapping message. Test with errors.Is.
 var (
 	// ErrClosed: the broker was closed.
-	ErrClosed = errors.New("brisk: broker is closed")
+	ErrClosed = errors.New("broker is closed")
 	// ErrInvalid: a task, queue or parameter is malformed.
-	ErrInvalid = errors.New("brisk: invalid input")
+	ErrInvalid = errors.New("invalid input")
 	// ErrPayloadTooLarge: a payload is over the broker's limit.
-	ErrPayloadTooLarge = errors.New("brisk: payload too large")
+	ErrPayloadTooLarge = errors.New("payload too large")
 	// ErrDuplicate: a task ID is already stored.
-	ErrDuplicate = errors.New("brisk: duplicate task id")
+	ErrDuplicate = errors.New("duplicate task id")
 	// ErrNotFound: no task has that ID.
-	ErrNotFound = errors.New("brisk: task not found")
+	ErrNotFound = errors.New("task not found")
 	// ErrLeaseLost: the lease is no longer held (expired and reserved again, or the task is gone).
-	ErrLeaseLost = errors.New("brisk: lease lost")
+	ErrLeaseLost = errors.New("lease lost")
 	// ErrUnknownScheme: no broker is registered for a URL's scheme.
-	ErrUnknownScheme = errors.New("brisk: unknown broker url scheme")
+	ErrUnknownScheme = errors.New("unknown broker url scheme")
 	// ErrUnavailable: the broker's engine cannot be reached or opened.
-	ErrUnavailable = errors.New("brisk: broker unavailable")
+	ErrUnavailable = errors.New("broker unavailable")
 )

@@ -1,0 +1,128 @@
+// Package brokertest is the conformance suite that every brisk broker runs to show that it
+// keeps the broker.Broker contract.
+//
+// A broker's own tests call Run with a Harness that knows how to make a fresh, isolated store
+// and open a broker on it, the way the standard library's fstest.TestFS is given a file
+// system:
+//
+//	func TestConformance(t *testing.T) {
+//		brokertest.Run(t, brokertest.Harness{
+//			NewURL: func(t testing.TB) string {
+//				return "sqlite://" + filepath.Join(t.TempDir(), "brisk.db")
+//			},
+//			Open: broker.Open,
+//		})
+//	}
+//
+// Run checks, one file per area: enqueue order and atomicity, delayed tasks, reserve
+// priorities and limits, leases, state transitions, statistics and queue latency, Wait,
+// consumers in several processes, bad input, inspection and worker records, and a crash
+// test in which brisk workers in real processes are killed with SIGKILL while they run tasks. Parts of the
+// contract that are optional (broker.Reaper) are skipped with a message when a broker lacks
+// them, never passed silently.
+//
+// The multi-process check re-executes the test binary that called Run, selecting the same
+// test with -test.run and telling the child its role through environment variables; Run
+// therefore must be reachable from a top-level test whose name selects it, and does nothing
+// but that role when the variables are set.
+package brokertest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/briskq/brisk/broker"
+)
+
+// Harness tells the suite how to get a fresh broker.
+type Harness struct {
+	// NewURL returns the URL of a fresh, empty, isolated store for one test (own file, key
+	// prefix, vhost or schema).
+	NewURL func(t testing.TB) string
+	// Open opens a broker on a URL returned by NewURL (normally broker.Open after a blank
+	// import).
+	Open func(ctx context.Context, url string) (broker.Broker, error)
+}
+
+// suite carries what every area of the suite needs.
+type suite struct {
+	h Harness
+	// runPath is the name of the test that called Run, so that a child process can be told
+	// to run exactly that test again.
+	runPath string
+}
+
+// Run runs the whole suite as subtests of t.
+//
+// When the environment variable BRISKTEST_ROLE is set, Run is inside a child process that
+// the suite started itself: it plays that role and returns without running anything else.
+func Run(t *testing.T, h Harness) {
+	if role := os.Getenv(envRole); role != "" {
+		runRole(t, h, role)
+		return
+	}
+	if h.NewURL == nil || h.Open == nil {
+		t.Fatal("brokertest: Harness needs both NewURL and Open")
+	}
+	s := &suite{h: h, runPath: t.Name()}
+	// The slowest area first, so that it overlaps with the others.
+	areas := []struct {
+		name string
+		run  func(*testing.T)
+	}{
+		{"Crash", s.testCrash},
+		{"MultiProcess", s.testMultiProcess},
+		{"Enqueue", s.testEnqueue},
+		{"Reserve", s.testReserve},
+		{"Lease", s.testLease},
+		{"Transitions", s.testTransitions},
+		{"Stats", s.testStats},
+		{"Wait", s.testWait},
+		{"BadInput", s.testBadInput},
+		{"Inspect", s.testInspect},
+		{"Workers", s.testWorkers},
+	}
+	for _, a := range areas {
+		t.Run(a.name, func(t *testing.T) {
+			t.Parallel()
+			a.run(t)
+		})
+	}
+}
+
+// NewID returns a fresh random task ID (32 hex digits). IDs are random rather than
+// time-ordered so that a broker cannot pass the ordering checks by sorting on the ID.
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
+}
+
+// NewTask returns a task ready to enqueue: a fresh random ID, MaxAttempts 3, and EnqueuedAt
+// and ReadyAt set to now.
+func NewTask(queue, typ string, payload []byte) *broker.Task {
+	now := time.Now().Round(0) // wall clock only, as a broker stores it
+	return &broker.Task{
+		ID:          NewID(),
+		Queue:       queue,
+		Type:        typ,
+		Payload:     payload,
+		MaxAttempts: 3,
+		EnqueuedAt:  now,
+		ReadyAt:     now,
+	}
+}
+
+// NewTasks returns n tasks made by NewTask with payloads "0", "1", … so that a test can tell
+// them apart by payload as well as by ID.
+func NewTasks(queue, typ string, n int) []*broker.Task {
+	tasks := make([]*broker.Task, n)
+	for i := range tasks {
+		tasks[i] = NewTask(queue, typ, []byte(itoa(i)))
+	}
+	return tasks
+}

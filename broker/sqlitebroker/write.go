@@ -1,0 +1,674 @@
+package sqlitebroker
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/briskq/brisk/broker"
+)
+
+// taskCols are the columns scanTask reads, in its order.
+const taskCols = `seq, id, queue, type, payload, state, attempt, max_attempts, timeout_ns,
+	enqueued_at, ready_at, started_at, lease_until, lease_token, last_error, failed_at`
+
+// Lease messages stored as last_error when the broker, not the handler, ends an attempt.
+const (
+	msgLeaseExpired = "lease expired on the final attempt (worker lost)"
+	msgWorkerLost   = "worker lost on the final attempt"
+)
+
+// The statements of the write path, prepared once at Open on the write connection.
+const (
+	qEnsureQueue = `INSERT INTO queues (name) VALUES (?) ON CONFLICT (name) DO NOTHING`
+	qDeclare     = `INSERT INTO queues (name, sla_ns) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET sla_ns = excluded.sla_ns`
+	qInsertTask  = `INSERT INTO tasks (id, queue, type, payload, state, attempt, max_attempts, timeout_ns, enqueued_at, ready_at)
+		VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)`
+	qAddFailed    = `UPDATE queues SET failed = failed + ? WHERE name = ?`
+	qAddCompleted = `UPDATE queues SET completed = completed + ? WHERE name = ?`
+
+	// ?1 queue, ?2 now.
+	qReclaimDead = `UPDATE tasks SET state = 'dead', last_error = '` + msgLeaseExpired + `', failed_at = ?2,
+			lease_until = NULL, lease_token = NULL, worker_id = NULL
+		WHERE state = 'running' AND queue = ?1 AND lease_until <= ?2 AND attempt >= max_attempts`
+	qReclaimPending = `UPDATE tasks SET state = 'pending', lease_until = NULL, lease_token = NULL, worker_id = NULL
+		WHERE state = 'running' AND queue = ?1 AND lease_until <= ?2`
+	// ?1 queue, ?2 now, ?3 limit, ?4 lease until, ?5 worker id.
+	qTake = `UPDATE tasks SET state = 'running', attempt = attempt + 1, started_at = ?2, lease_until = ?4,
+			lease_token = lower(hex(randomblob(16))), worker_id = ?5
+		WHERE seq IN (` + qReadySeqs + `)
+		RETURNING ` + taskCols
+	// qReadySeqs picks the oldest ready tasks of a queue: ?1 queue, ?2 now, ?3 limit.
+	qReadySeqs = `SELECT seq FROM tasks WHERE state = 'pending' AND queue = ?1 AND ready_at <= ?2 ORDER BY ready_at, seq LIMIT ?3`
+	// ?1 seq, ?2 message, ?3 now.
+	qMarkCorrupt = `UPDATE tasks SET state = 'dead', last_error = ?2, failed_at = ?3,
+			lease_until = NULL, lease_token = NULL, worker_id = NULL
+		WHERE seq = ?1`
+
+	// Fenced by id, lease token and state: ?1 id, ?2 token.
+	qExtend = `UPDATE tasks SET lease_until = ?3 WHERE id = ?1 AND lease_token = ?2 AND state = 'running'`
+	qAck    = `DELETE FROM tasks WHERE id = ?1 AND lease_token = ?2 AND state = 'running' RETURNING queue`
+	qRetry  = `UPDATE tasks SET state = 'pending', ready_at = ?3, last_error = ?4, failed_at = ?5,
+			lease_until = NULL, lease_token = NULL, worker_id = NULL
+		WHERE id = ?1 AND lease_token = ?2 AND state = 'running' RETURNING queue`
+	qKill = `UPDATE tasks SET state = 'dead', last_error = ?3, failed_at = ?4,
+			lease_until = NULL, lease_token = NULL, worker_id = NULL
+		WHERE id = ?1 AND lease_token = ?2 AND state = 'running' RETURNING queue`
+	qRelease = `UPDATE tasks SET state = 'pending', attempt = max(attempt - 1, 0),
+			lease_until = NULL, lease_token = NULL, worker_id = NULL
+		WHERE id = ?1 AND lease_token = ?2 AND state = 'running'`
+
+	// ?1 worker id, ?2 now (qWorkerDead).
+	qWorkerDead = `UPDATE tasks SET state = 'dead', last_error = '` + msgWorkerLost + `', failed_at = ?2,
+			lease_until = NULL, lease_token = NULL, worker_id = NULL
+		WHERE state = 'running' AND worker_id = ?1 AND attempt >= max_attempts RETURNING queue`
+	qWorkerPending = `UPDATE tasks SET state = 'pending', lease_until = NULL, lease_token = NULL, worker_id = NULL
+		WHERE state = 'running' AND worker_id = ?1 RETURNING queue`
+	qDeleteWorker = `DELETE FROM workers WHERE id = ?`
+	qHeartbeat    = `INSERT INTO workers (id, host, pid, queues, concurrency, busy, started_at, last_seen, version)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, queues = excluded.queues,
+			concurrency = excluded.concurrency, busy = excluded.busy, started_at = excluded.started_at,
+			last_seen = excluded.last_seen, version = excluded.version`
+)
+
+var writeQueries = []string{
+	qEnsureQueue, qDeclare, qInsertTask, qAddFailed, qAddCompleted,
+	qReclaimDead, qReclaimPending, qTake, qMarkCorrupt,
+	qExtend, qAck, qRetry, qKill, qRelease,
+	qWorkerDead, qWorkerPending, qDeleteWorker, qHeartbeat,
+}
+
+// Enqueue stores tasks atomically in one transaction, creating unknown queues, and wakes
+// waiting workers. A task ID already stored fails the whole batch with an error wrapping
+// broker.ErrDuplicate.
+func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
+	if err := b.checkOpen("enqueue"); err != nil {
+		return err
+	}
+	if err := broker.ValidateTasks(tasks, b.opts.MaxPayload); err != nil {
+		return fmt.Errorf("brisk: sqlite: enqueue: %w", err)
+	}
+	var dup string
+	err := b.writeTx(ctx, func(tx *sql.Tx) error {
+		ensure := b.ws(ctx, tx, qEnsureQueue)
+		seen := map[string]bool{}
+		for _, t := range tasks {
+			if seen[t.Queue] {
+				continue
+			}
+			seen[t.Queue] = true
+			if _, err := ensure.ExecContext(ctx, t.Queue); err != nil {
+				return err
+			}
+		}
+		insert := b.ws(ctx, tx, qInsertTask)
+		for _, t := range tasks {
+			payload := t.Payload
+			if payload == nil {
+				payload = []byte{}
+			}
+			_, err := insert.ExecContext(ctx, t.ID, t.Queue, t.Type, payload, t.MaxAttempts,
+				int64(t.Timeout), nanos(t.EnqueuedAt), nanos(t.ReadyAt))
+			if err != nil {
+				if isUniqueViolation(err) {
+					dup = t.ID
+				}
+				return err
+			}
+		}
+		return nil
+	})
+	if dup != "" {
+		return fmt.Errorf("brisk: sqlite: enqueue: id=%q: %w", dup, broker.ErrDuplicate)
+	}
+	if err != nil {
+		return b.fail(ctx, fmt.Sprintf("enqueue %d tasks", len(tasks)), err)
+	}
+	b.hub.notify()
+	return nil
+}
+
+// Reserve leases up to p.Limit ready tasks, queue by queue in the given order, in one
+// write transaction. In each queue it first reclaims expired leases (a task on its final
+// attempt goes to dead, the others become pending with their ReadyAt, so they come first),
+// then takes the oldest ready tasks. A row it cannot decode is moved to dead with
+// last_error "corrupt task row: …" instead of being returned. When no queue has anything
+// ready it returns without taking the write lock.
+func (b *Broker) Reserve(ctx context.Context, p broker.ReserveParams) ([]*broker.Task, error) {
+	if err := b.checkOpen("reserve"); err != nil {
+		return nil, err
+	}
+	if err := broker.ValidateReserve(p); err != nil {
+		return nil, fmt.Errorf("brisk: sqlite: reserve: %w", err)
+	}
+	ready, err := b.anyReady(ctx, p.Queues, b.now())
+	if err != nil {
+		return nil, b.fail(ctx, "reserve", err)
+	}
+	if !ready {
+		return nil, nil
+	}
+	var (
+		out       []*broker.Task
+		reclaimed bool
+	)
+	err = b.writeTx(ctx, func(tx *sql.Tx) error {
+		out, reclaimed = out[:0], false
+		now := b.now()
+		nowNs := nanos(now)
+		until := nanos(now.Add(p.Lease))
+		var worker any
+		if p.WorkerID != "" {
+			worker = p.WorkerID
+		}
+		left := p.Limit
+		for _, q := range p.Queues {
+			if left == 0 {
+				break
+			}
+			res, err := b.ws(ctx, tx, qReclaimDead).ExecContext(ctx, q.Name, nowNs)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n > 0 {
+				if _, err := b.ws(ctx, tx, qAddFailed).ExecContext(ctx, n, q.Name); err != nil {
+					return err
+				}
+			}
+			res, err = b.ws(ctx, tx, qReclaimPending).ExecContext(ctx, q.Name, nowNs)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n > 0 {
+				reclaimed = true
+				if _, err := b.ws(ctx, tx, qAddFailed).ExecContext(ctx, n, q.Name); err != nil {
+					return err
+				}
+			}
+			n := left
+			if q.Max > 0 {
+				n = min(n, q.Max)
+			}
+			got, err := b.take(ctx, tx, q.Name, n, nowNs, until, worker)
+			if err != nil {
+				return err
+			}
+			out = append(out, got...)
+			left -= len(got)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, b.fail(ctx, "reserve", err)
+	}
+	if reclaimed {
+		// Expired leases made tasks ready that this call may have left to others.
+		b.hub.notify()
+	}
+	return out, nil
+}
+
+// qAnyReady: ?1 queue, ?2 now.
+const qAnyReady = `SELECT EXISTS (SELECT 1 FROM tasks WHERE state = 'pending' AND queue = ?1 AND ready_at <= ?2)
+	OR EXISTS (SELECT 1 FROM tasks WHERE state = 'running' AND queue = ?1 AND lease_until <= ?2)`
+
+// anyReady reports whether a task is pending and ready, or a lease has expired, in one of
+// queues: a read-only check that keeps idle pollers off the write lock.
+func (b *Broker) anyReady(ctx context.Context, queues []broker.QueueLimit, now time.Time) (bool, error) {
+	s, err := b.rs(ctx, qAnyReady)
+	if err != nil {
+		return false, err
+	}
+	for _, ql := range queues {
+		var ok bool
+		if err := s.QueryRowContext(ctx, ql.Name, nanos(now)).Scan(&ok); err != nil {
+			return false, err
+		}
+		if ok {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// take reserves up to n ready tasks of queue and returns them oldest first.
+func (b *Broker) take(ctx context.Context, tx *sql.Tx, queue string, n int, now, until int64, worker any) ([]*broker.Task, error) {
+	rows, err := b.ws(ctx, tx, qTake).QueryContext(ctx, queue, now, n, until, worker)
+	if err != nil {
+		return nil, err
+	}
+	type taken struct {
+		seq int64
+		t   *broker.Task
+	}
+	var (
+		got     []taken
+		corrupt []rowError
+	)
+	for rows.Next() {
+		seq, t, err := scanTask(rows)
+		if err != nil {
+			var re rowError
+			if errors.As(err, &re) {
+				corrupt = append(corrupt, re)
+				continue
+			}
+			rows.Close()
+			return nil, err
+		}
+		got = append(got, taken{seq, t})
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, re := range corrupt {
+		msg := "corrupt task row: " + re.what
+		if _, err := b.ws(ctx, tx, qMarkCorrupt).ExecContext(ctx, re.seq, msg, now); err != nil {
+			b.log.Error("brisk: sqlite: cannot move a corrupt task row to dead; skipped",
+				"path", b.path, "queue", queue, "seq", re.seq, "id", re.id, "problem", re.what, "error", err)
+			continue
+		}
+		b.log.Warn("brisk: sqlite: moved a corrupt task row to dead",
+			"path", b.path, "queue", queue, "seq", re.seq, "id", re.id, "problem", re.what)
+	}
+	slices.SortFunc(got, func(a, b taken) int {
+		if c := a.t.ReadyAt.Compare(b.t.ReadyAt); c != 0 {
+			return c
+		}
+		return cmpInt(a.seq, b.seq)
+	})
+	out := make([]*broker.Task, len(got))
+	for i, g := range got {
+		out[i] = g.t
+	}
+	return out, nil
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Extend moves the lease expiry of each held lease to now + d in one transaction and
+// returns the leases no longer held. A lease that has expired but whose task no Reserve
+// has taken back yet is still held, and is extended.
+func (b *Broker) Extend(ctx context.Context, leases []broker.Lease, d time.Duration) ([]broker.Lease, error) {
+	if err := b.checkOpen("extend"); err != nil {
+		return nil, err
+	}
+	if d < time.Millisecond {
+		return nil, fmt.Errorf("brisk: sqlite: extend: lease %s, must be at least 1ms: %w", d, broker.ErrInvalid)
+	}
+	if len(leases) == 0 {
+		return nil, nil
+	}
+	var lost []broker.Lease
+	err := b.writeTx(ctx, func(tx *sql.Tx) error {
+		lost = lost[:0]
+		until := nanos(b.now().Add(d))
+		s := b.ws(ctx, tx, qExtend)
+		for _, l := range leases {
+			res, err := s.ExecContext(ctx, l.TaskID, l.Token, until)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				lost = append(lost, l)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, b.fail(ctx, fmt.Sprintf("extend %d leases", len(leases)), err)
+	}
+	return lost, nil
+}
+
+// Ack deletes the tasks whose leases are held and counts them completed, in one
+// transaction. Leases no longer held are reported in an error wrapping broker.ErrLeaseLost
+// after the others are acked.
+func (b *Broker) Ack(ctx context.Context, leases []broker.Lease) error {
+	if err := b.checkOpen("ack"); err != nil {
+		return err
+	}
+	if len(leases) == 0 {
+		return nil
+	}
+	var lost []string
+	err := b.writeTx(ctx, func(tx *sql.Tx) error {
+		lost = lost[:0]
+		done := map[string]int64{}
+		s := b.ws(ctx, tx, qAck)
+		for _, l := range leases {
+			var queue string
+			err := s.QueryRowContext(ctx, l.TaskID, l.Token).Scan(&queue)
+			if err == sql.ErrNoRows {
+				lost = append(lost, l.TaskID)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			done[queue]++
+		}
+		return addCounts(ctx, b.ws(ctx, tx, qAddCompleted), done)
+	})
+	if err != nil {
+		return b.fail(ctx, fmt.Sprintf("ack %d tasks", len(leases)), err)
+	}
+	if len(lost) > 0 {
+		return fmt.Errorf("brisk: sqlite: ack: %s: %w", idList(lost), broker.ErrLeaseLost)
+	}
+	return nil
+}
+
+// addCounts adds n[queue] to a counter with s (qAddCompleted or qAddFailed), in queue
+// order so that the writes are deterministic.
+func addCounts(ctx context.Context, s *sql.Stmt, n map[string]int64) error {
+	queues := make([]string, 0, len(n))
+	for q := range n {
+		queues = append(queues, q)
+	}
+	slices.Sort(queues)
+	for _, q := range queues {
+		if _, err := s.ExecContext(ctx, n[q], q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// idList formats ids for an error message: id="a", id="b", … (at most 10 shown).
+func idList(ids []string) string {
+	var sb strings.Builder
+	for i, id := range ids {
+		if i == 10 {
+			fmt.Fprintf(&sb, " and %d more", len(ids)-i)
+			break
+		}
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		fmt.Fprintf(&sb, "id=%q", id)
+	}
+	return sb.String()
+}
+
+// Retry ends the attempt under l with errMsg and makes the task pending again with ReadyAt
+// at (scheduled while at is in the future). It counts a failed attempt and wakes waiting
+// workers. It returns an error wrapping broker.ErrLeaseLost when l is not held.
+func (b *Broker) Retry(ctx context.Context, l broker.Lease, at time.Time, errMsg string) error {
+	if err := b.checkOpen("retry"); err != nil {
+		return err
+	}
+	if at.IsZero() {
+		return fmt.Errorf("brisk: sqlite: retry id=%q: zero ready time: %w", l.TaskID, broker.ErrInvalid)
+	}
+	found, err := b.endAttempt(ctx, l, qRetry, nanos(at), errMsg, nanos(b.now()))
+	if err != nil {
+		return b.fail(ctx, fmt.Sprintf("retry id=%q", l.TaskID), err)
+	}
+	if !found {
+		return fmt.Errorf("brisk: sqlite: retry: id=%q: %w", l.TaskID, broker.ErrLeaseLost)
+	}
+	b.hub.notify()
+	return nil
+}
+
+// Kill ends the attempt under l with errMsg and moves the task to dead, counting a failed
+// attempt. It returns an error wrapping broker.ErrLeaseLost when l is not held.
+func (b *Broker) Kill(ctx context.Context, l broker.Lease, errMsg string) error {
+	if err := b.checkOpen("kill"); err != nil {
+		return err
+	}
+	found, err := b.endAttempt(ctx, l, qKill, errMsg, nanos(b.now()))
+	if err != nil {
+		return b.fail(ctx, fmt.Sprintf("kill id=%q", l.TaskID), err)
+	}
+	if !found {
+		return fmt.Errorf("brisk: sqlite: kill: id=%q: %w", l.TaskID, broker.ErrLeaseLost)
+	}
+	return nil
+}
+
+// endAttempt runs the fenced statement q (qRetry or qKill) for l with args after the id and
+// token, and counts a failed attempt. It reports whether l was held.
+func (b *Broker) endAttempt(ctx context.Context, l broker.Lease, q string, args ...any) (bool, error) {
+	found := false
+	err := b.writeTx(ctx, func(tx *sql.Tx) error {
+		var queue string
+		err := b.ws(ctx, tx, q).QueryRowContext(ctx, append([]any{l.TaskID, l.Token}, args...)...).Scan(&queue)
+		if err == sql.ErrNoRows {
+			found = false
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		found = true
+		_, err = b.ws(ctx, tx, qAddFailed).ExecContext(ctx, 1, queue)
+		return err
+	})
+	return found, err
+}
+
+// Release hands tasks back unrun in one transaction: each becomes pending with its ReadyAt
+// unchanged and the attempt it was reserved with given back. Leases not held are skipped.
+func (b *Broker) Release(ctx context.Context, leases []broker.Lease) error {
+	if err := b.checkOpen("release"); err != nil {
+		return err
+	}
+	if len(leases) == 0 {
+		return nil
+	}
+	released := false
+	err := b.writeTx(ctx, func(tx *sql.Tx) error {
+		released = false
+		s := b.ws(ctx, tx, qRelease)
+		for _, l := range leases {
+			res, err := s.ExecContext(ctx, l.TaskID, l.Token)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n > 0 {
+				released = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return b.fail(ctx, fmt.Sprintf("release %d tasks", len(leases)), err)
+	}
+	if released {
+		b.hub.notify()
+	}
+	return nil
+}
+
+// ReleaseWorker makes every task running under workerID ready again (a task on its final
+// attempt goes to dead with last_error "worker lost on the final attempt"; the attempts
+// stay counted and are counted failed), removes the worker's record and returns how many
+// tasks it took back, in one transaction.
+func (b *Broker) ReleaseWorker(ctx context.Context, workerID string) (int, error) {
+	if err := b.checkOpen("release worker"); err != nil {
+		return 0, err
+	}
+	if workerID == "" {
+		return 0, fmt.Errorf("brisk: sqlite: release worker: empty worker id: %w", broker.ErrInvalid)
+	}
+	total := 0
+	err := b.writeTx(ctx, func(tx *sql.Tx) error {
+		total = 0
+		failed := map[string]int64{}
+		now := nanos(b.now())
+		for _, q := range []struct {
+			sql  string
+			args []any
+		}{{qWorkerDead, []any{workerID, now}}, {qWorkerPending, []any{workerID}}} {
+			rows, err := b.ws(ctx, tx, q.sql).QueryContext(ctx, q.args...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var queue string
+				if err := rows.Scan(&queue); err != nil {
+					rows.Close()
+					return err
+				}
+				failed[queue]++
+				total++
+			}
+			if err := rows.Close(); err != nil {
+				return err
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		if _, err := b.ws(ctx, tx, qDeleteWorker).ExecContext(ctx, workerID); err != nil {
+			return err
+		}
+		return addCounts(ctx, b.ws(ctx, tx, qAddFailed), failed)
+	})
+	if err != nil {
+		return 0, b.fail(ctx, fmt.Sprintf("release worker %q", workerID), err)
+	}
+	if total > 0 {
+		b.hub.notify()
+	}
+	return total, nil
+}
+
+// RetryDead makes dead tasks of queue pending again with Attempt 0 and ReadyAt now (ids
+// selects some, nil all) and wakes waiting workers. It returns how many moved.
+func (b *Broker) RetryDead(ctx context.Context, queue string, ids []string) (int, error) {
+	if err := b.checkOpen("retry dead"); err != nil {
+		return 0, err
+	}
+	if err := broker.ValidateQueueName(queue); err != nil {
+		return 0, fmt.Errorf("brisk: sqlite: retry dead: %w", err)
+	}
+	if ids != nil && len(ids) == 0 {
+		return 0, nil
+	}
+	q := `UPDATE tasks SET state = 'pending', attempt = 0, ready_at = ?2,
+			lease_until = NULL, lease_token = NULL, worker_id = NULL
+		WHERE state = 'dead' AND queue = ?1`
+	args := []any{queue, nanos(b.now())}
+	if ids != nil {
+		q += ` AND id IN (SELECT value FROM json_each(?3))`
+		args = append(args, jsonIDs(ids))
+	}
+	var n int64
+	err := b.writeTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, b.fail(ctx, fmt.Sprintf("retry dead tasks of queue %q", queue), err)
+	}
+	if n > 0 {
+		b.hub.notify()
+	}
+	return int(n), nil
+}
+
+// Delete removes tasks of queue in state (pending, scheduled or dead; not running); ids
+// selects some, nil all of that state. It returns how many were removed.
+func (b *Broker) Delete(ctx context.Context, queue string, state broker.State, ids []string) (int, error) {
+	if err := b.checkOpen("delete"); err != nil {
+		return 0, err
+	}
+	if err := broker.ValidateQueueName(queue); err != nil {
+		return 0, fmt.Errorf("brisk: sqlite: delete: %w", err)
+	}
+	where, err := stateWhere(state)
+	if err != nil {
+		return 0, fmt.Errorf("brisk: sqlite: delete from queue %q: %w", queue, err)
+	}
+	if state == broker.StateRunning {
+		return 0, fmt.Errorf("brisk: sqlite: delete from queue %q: running tasks cannot be deleted (wait for them, or kill them from the worker): %w", queue, broker.ErrInvalid)
+	}
+	if ids != nil && len(ids) == 0 {
+		return 0, nil
+	}
+	q := `DELETE FROM tasks WHERE ` + where
+	args := []any{queue, nanos(b.now())}
+	if ids != nil {
+		q += ` AND id IN (SELECT value FROM json_each(?3))`
+		args = append(args, jsonIDs(ids))
+	}
+	var n int64
+	err = b.writeTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, b.fail(ctx, fmt.Sprintf("delete %s tasks of queue %q", state, queue), err)
+	}
+	return int(n), nil
+}
+
+// stateWhere is the condition selecting the tasks of one queue (?1) in state at a time
+// (?2), written so that SQLite uses the partial index of the state.
+func stateWhere(s broker.State) (string, error) {
+	switch s {
+	case broker.StatePending:
+		return `state = 'pending' AND queue = ?1 AND ready_at <= ?2`, nil
+	case broker.StateScheduled:
+		return `state = 'pending' AND queue = ?1 AND ready_at > ?2`, nil
+	case broker.StateRunning:
+		return `state = 'running' AND queue = ?1`, nil
+	case broker.StateDead:
+		return `state = 'dead' AND queue = ?1`, nil
+	}
+	return "", fmt.Errorf("unknown state %q: %w", s, broker.ErrInvalid)
+}
+
+func jsonIDs(ids []string) string {
+	data, _ := json.Marshal(ids) // a []string always marshals
+	return string(data)
+}
+
+// DeclareQueue creates the queue if needed and stores its SLA (idempotent).
+func (b *Broker) DeclareQueue(ctx context.Context, q broker.QueueConfig) error {
+	if err := b.checkOpen("declare queue"); err != nil {
+		return err
+	}
+	if err := broker.ValidateQueueName(q.Name); err != nil {
+		return fmt.Errorf("brisk: sqlite: declare queue: %w", err)
+	}
+	if q.SLA < 0 {
+		return fmt.Errorf("brisk: sqlite: declare queue %q: negative SLA %s: %w", q.Name, q.SLA, broker.ErrInvalid)
+	}
+	err := b.writeTx(ctx, func(tx *sql.Tx) error {
+		_, err := b.ws(ctx, tx, qDeclare).ExecContext(ctx, q.Name, int64(q.SLA))
+		return err
+	})
+	if err != nil {
+		return b.fail(ctx, fmt.Sprintf("declare queue %q", q.Name), err)
+	}
+	return nil
+}

@@ -1,0 +1,13 @@
+// Command brisk enqueues, inspects, retries and benchmarks brisk tasks from the shell.
+// Run "brisk --help" for the commands; they are implemented in internal/cli.
+package main
+
+import (
+	"os"
+
+	"github.com/briskq/brisk/internal/cli"
+)
+
+func main() {
+	os.Exit(cli.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}

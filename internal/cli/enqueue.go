@@ -1,0 +1,108 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/briskq/brisk"
+)
+
+var enqueueCmd = &command{
+	name:     "enqueue",
+	synopsis: "[flags] TYPE [PAYLOAD_JSON]",
+	summary:  "enqueue one task and print its id",
+	detail: `
+TYPE names the handler (letters, digits and _-.:/). PAYLOAD_JSON must be valid JSON;
+"-" reads it from standard input; without it the payload is empty. Nothing is stored
+when the payload or an option is bad.
+
+Example:
+  brisk enqueue --queue five_second email.send '{"to":"ada@example.com"}'`,
+	run: runEnqueue,
+}
+
+func runEnqueue(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
+	brokerURL := brokerFlag(fs)
+	queue := fs.String("queue", brisk.DefaultQueue, "put the task in queue `Q`")
+	delay := fs.Duration("delay", 0, "make the task ready `D` from now (e.g. 30s, 5m)")
+	processAt := fs.String("process-at", "", "make the task ready at `TIME` (RFC 3339, e.g. 2030-01-02T15:04:05Z)")
+	maxAttempts := fs.Int("max-attempts", 0, fmt.Sprintf("let the task run `N` times before it is dead (default %d)", brisk.DefaultMaxAttempts))
+	timeout := fs.Duration("timeout", 0, "bound one run of the handler to `D` (default: the worker's)")
+	pos, err := e.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(pos) == 0:
+		return usagef("enqueue needs a task TYPE")
+	case len(pos) > 2:
+		return usagef("enqueue takes TYPE and PAYLOAD_JSON, got %d arguments (quote the JSON)", len(pos))
+	case *delay < 0:
+		return usagef("--delay %s is negative", *delay)
+	case *maxAttempts < 0:
+		return usagef("--max-attempts %d is negative", *maxAttempts)
+	case *timeout < 0:
+		return usagef("--timeout %s is negative", *timeout)
+	case *delay != 0 && *processAt != "":
+		return usagef("give --delay or --process-at, not both")
+	}
+	opts := []brisk.Option{brisk.InQueue(*queue)}
+	if *processAt != "" {
+		at, err := time.Parse(time.RFC3339Nano, *processAt)
+		if err != nil {
+			return usagef("--process-at %q is not an RFC 3339 time such as 2030-01-02T15:04:05Z", *processAt)
+		}
+		opts = append(opts, brisk.ProcessAt(at))
+	}
+	if *delay > 0 {
+		opts = append(opts, brisk.Delay(*delay))
+	}
+	if *maxAttempts > 0 {
+		opts = append(opts, brisk.MaxAttempts(*maxAttempts))
+	}
+	if *timeout > 0 {
+		opts = append(opts, brisk.Timeout(*timeout))
+	}
+
+	var payload []byte
+	if len(pos) == 2 {
+		if payload, err = readPayload(pos[1], e.stdin); err != nil {
+			return err
+		}
+	}
+
+	c, err := openClient(ctx, *brokerURL)
+	if err != nil {
+		return err
+	}
+	defer closeClient(c)
+	id, err := c.Enqueue(ctx, brisk.NewTask(pos[0], payload), opts...)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(e.stdout, id)
+	return err
+}
+
+// readPayload returns the payload argument (or standard input for "-") without surrounding
+// white space, or an error when it is not valid JSON.
+func readPayload(arg string, stdin io.Reader) ([]byte, error) {
+	raw := []byte(arg)
+	if arg == "-" {
+		var err error
+		if raw, err = io.ReadAll(stdin); err != nil {
+			return nil, fmt.Errorf("read payload from standard input: %w", err)
+		}
+	}
+	raw = bytes.TrimSpace(raw)
+	var v json.RawMessage
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, fmt.Errorf("payload is not valid JSON: %v", err)
+	}
+	return raw, nil
+}

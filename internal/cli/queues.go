@@ -1,0 +1,97 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/briskq/brisk"
+)
+
+var queuesCmd = &command{
+	name:     "queues",
+	synopsis: "[flags]",
+	summary:  "list queues with their task counts, queue latency and SLA",
+	detail: `
+Queue latency is how long the oldest ready task has waited (0 when none is pending). A
+queue with an SLA is "ok" while its latency is at or below it, "OVER SLA" otherwise.
+
+--json prints an array of objects with the keys name, pending, scheduled, running, dead,
+latency_seconds, sla_seconds (null when no SLA is set), within_sla, completed and failed.`,
+	run: runQueues,
+}
+
+// queueJSON is one element of "brisk queues --json": part of the scripting contract, so
+// keys are only ever added.
+type queueJSON struct {
+	Name           string   `json:"name"`
+	Pending        int64    `json:"pending"`
+	Scheduled      int64    `json:"scheduled"`
+	Running        int64    `json:"running"`
+	Dead           int64    `json:"dead"`
+	LatencySeconds float64  `json:"latency_seconds"`
+	SLASeconds     *float64 `json:"sla_seconds"`
+	WithinSLA      bool     `json:"within_sla"`
+	Completed      int64    `json:"completed"`
+	Failed         int64    `json:"failed"`
+}
+
+func toQueueJSON(q brisk.QueueInfo) queueJSON {
+	j := queueJSON{
+		Name: q.Name, Pending: q.Pending, Scheduled: q.Scheduled, Running: q.Running, Dead: q.Dead,
+		LatencySeconds: q.Latency.Seconds(), WithinSLA: brisk.WithinSLA(q),
+		Completed: q.Completed, Failed: q.Failed,
+	}
+	if q.SLA > 0 {
+		s := q.SLA.Seconds()
+		j.SLASeconds = &s
+	}
+	return j
+}
+
+func runQueues(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
+	brokerURL := brokerFlag(fs)
+	asJSON := jsonFlag(fs)
+	pos, err := e.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	c, err := openClient(ctx, *brokerURL)
+	if err != nil {
+		return err
+	}
+	defer closeClient(c)
+	qs, err := brisk.NewInspector(c.Broker()).Queues(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		out := make([]queueJSON, 0, len(qs)) // [] rather than null for no queue
+		for _, q := range qs {
+			out = append(out, toQueueJSON(q))
+		}
+		return writeJSON(e.stdout, out, true)
+	}
+	if len(qs) == 0 {
+		_, err := fmt.Fprintln(e.stdout, "no queues")
+		return err
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)
+	fmt.Fprintf(tw, "NAME\tPENDING\tSCHEDULED\tRUNNING\tDEAD\tLATENCY\tSLA\tSTATUS\n")
+	for _, q := range qs {
+		sla, status := "-", "-"
+		if q.SLA > 0 {
+			sla, status = shortDuration(q.SLA), "ok"
+			if !brisk.WithinSLA(q) {
+				status = "OVER SLA"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", q.Name, q.Pending, q.Scheduled, q.Running, q.Dead,
+			shortDuration(q.Latency), sla, status)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,183 @@
+package cli
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/briskq/brisk"
+)
+
+var tasksCmd = &command{
+	name:     "tasks",
+	synopsis: "--queue Q [--state STATE] [--limit N] [--offset N] [--json] | --id ID [--json]",
+	summary:  "list the tasks of a queue in one state, or show one task",
+	detail: `
+With --queue it lists the tasks of that queue in --state (pending, scheduled, running or
+dead), oldest ready time first, --limit at a time from --offset. With --id it shows every
+field of one task.
+
+--json prints task objects with the keys id, queue, type, state, attempt, max_attempts,
+timeout_seconds (0: the worker's default), enqueued_at, ready_at, started_at, failed_at,
+lease_until (RFC 3339 times, null when unset), last_error and payload. payload is the
+payload as a JSON value when it is valid JSON, else null with the bytes in base64 under
+payload_base64. A listing is an array, one task an object.`,
+	run: runTasks,
+}
+
+// taskJSON is a task in "brisk tasks --json".
+type taskJSON struct {
+	ID             string          `json:"id"`
+	Queue          string          `json:"queue"`
+	Type           string          `json:"type"`
+	State          string          `json:"state"`
+	Attempt        int             `json:"attempt"`
+	MaxAttempts    int             `json:"max_attempts"`
+	TimeoutSeconds float64         `json:"timeout_seconds"`
+	EnqueuedAt     *string         `json:"enqueued_at"`
+	ReadyAt        *string         `json:"ready_at"`
+	StartedAt      *string         `json:"started_at"`
+	FailedAt       *string         `json:"failed_at"`
+	LeaseUntil     *string         `json:"lease_until"`
+	LastError      string          `json:"last_error"`
+	Payload        json.RawMessage `json:"payload"`
+	PayloadBase64  *string         `json:"payload_base64,omitempty"`
+}
+
+func toTaskJSON(t *brisk.TaskInfo) taskJSON {
+	j := taskJSON{
+		ID: t.ID, Queue: t.Queue, Type: t.Type, State: string(t.State), Attempt: t.Attempt,
+		MaxAttempts: t.MaxAttempts, TimeoutSeconds: t.Timeout.Seconds(),
+		EnqueuedAt: jsonTime(t.EnqueuedAt), ReadyAt: jsonTime(t.ReadyAt), StartedAt: jsonTime(t.StartedAt),
+		FailedAt: jsonTime(t.FailedAt), LeaseUntil: jsonTime(t.LeaseUntil), LastError: t.LastError,
+		Payload: json.RawMessage("null"),
+	}
+	switch {
+	case len(t.Payload) == 0:
+	case json.Valid(t.Payload):
+		j.Payload = json.RawMessage(t.Payload)
+	default:
+		b := base64.StdEncoding.EncodeToString(t.Payload)
+		j.PayloadBase64 = &b
+	}
+	return j
+}
+
+func runTasks(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
+	brokerURL := brokerFlag(fs)
+	queue := fs.String("queue", "", "list the tasks of queue `Q`")
+	state := fs.String("state", string(brisk.StatePending), "list the tasks in `STATE`: pending, scheduled, running or dead")
+	limit := fs.Int("limit", 100, "list at most `N` tasks")
+	offset := fs.Int("offset", 0, "skip the first `N` tasks of the listing")
+	id := fs.String("id", "", "show the task with id `ID` instead of a listing")
+	asJSON := jsonFlag(fs)
+	pos, err := e.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	st := brisk.State(*state)
+	switch {
+	case *id == "" && *queue == "":
+		return usagef("tasks needs --queue Q (to list) or --id ID (to show one task)")
+	case !st.Valid():
+		return usagef("--state %q is not one of pending, scheduled, running, dead", *state)
+	case *limit < 1:
+		return usagef("--limit %d must be at least 1", *limit)
+	case *offset < 0:
+		return usagef("--offset %d is negative", *offset)
+	}
+
+	c, err := openClient(ctx, *brokerURL)
+	if err != nil {
+		return err
+	}
+	defer closeClient(c)
+	in := brisk.NewInspector(c.Broker())
+
+	if *id != "" {
+		t, err := in.Task(ctx, *id)
+		switch {
+		case errors.Is(err, brisk.ErrNotFound):
+			return fmt.Errorf("no task with id %s", *id)
+		case err != nil:
+			return err
+		case *queue != "" && t.Queue != *queue:
+			return fmt.Errorf("task %s is in queue %s, not %s", *id, t.Queue, *queue)
+		}
+		if *asJSON {
+			return writeJSON(e.stdout, toTaskJSON(t), true)
+		}
+		return printTask(e, t)
+	}
+
+	ts, err := in.Tasks(ctx, *queue, st, *limit, *offset)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		out := make([]taskJSON, 0, len(ts))
+		for _, t := range ts {
+			out = append(out, toTaskJSON(t))
+		}
+		return writeJSON(e.stdout, out, true)
+	}
+	if len(ts) == 0 {
+		_, err := fmt.Fprintf(e.stdout, "no %s tasks in queue %s\n", st, *queue)
+		return err
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)
+	fmt.Fprintf(tw, "ID\tTYPE\tATTEMPT\tREADY AT\tPAYLOAD\tLAST ERROR\n")
+	for _, t := range ts {
+		lastErr := "-"
+		if t.LastError != "" {
+			lastErr = truncate(t.LastError, 60)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\n", t.ID, t.Type, t.Attempt, t.MaxAttempts,
+			textTime(t.ReadyAt), truncate(payloadText(t.Payload), 40), lastErr)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(ts) == *limit {
+		fmt.Fprintf(e.stderr, "(first %d shown from offset %d; --offset %d for more)\n", len(ts), *offset, *offset+len(ts))
+	}
+	return nil
+}
+
+// printTask shows every field of one task, one per line.
+func printTask(e *env, t *brisk.TaskInfo) error {
+	timeout := "- (the worker's default)"
+	if t.Timeout > 0 {
+		timeout = t.Timeout.String()
+	}
+	lastErr := "-"
+	if t.LastError != "" {
+		lastErr = t.LastError
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)
+	for _, f := range [][2]string{
+		{"id", t.ID},
+		{"queue", t.Queue},
+		{"type", t.Type},
+		{"state", string(t.State)},
+		{"attempt", fmt.Sprintf("%d of %d", t.Attempt, t.MaxAttempts)},
+		{"timeout", timeout},
+		{"enqueued at", textTime(t.EnqueuedAt)},
+		{"ready at", textTime(t.ReadyAt)},
+		{"started at", textTime(t.StartedAt)},
+		{"failed at", textTime(t.FailedAt)},
+		{"lease until", textTime(t.LeaseUntil)},
+		{"payload", payloadText(t.Payload)},
+		{"last error", lastErr}, // last: it may span lines (a panic's stack)
+	} {
+		fmt.Fprintf(tw, "%s:\t%s\n", f[0], f[1])
+	}
+	return tw.Flush()
+}

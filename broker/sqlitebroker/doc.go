@@ -12,12 +12,15 @@
 //
 // # Concurrency
 //
-// The file is in WAL mode: readers never block the writer or each other. Within one
-// process all writes go through one connection, so writers queue in Go instead of spinning
-// on SQLite's lock; each write transaction starts with BEGIN IMMEDIATE so that it takes the
-// write lock up front, and between processes SQLite's file locks and the busy timeout
-// serialise them. Reserve first checks on a read connection whether anything could be
-// ready, so idle workers polling a queue do not take the write lock.
+// The file is in WAL mode: readers never block the writer or each other. Every write
+// transaction first takes a write lock: a mutex among the goroutines of one Broker, then an
+// exclusive flock on the database file among all Brokers and processes (SQLite itself uses
+// POSIX record locks, which are independent). Writers thus queue in the kernel, woken as
+// soon as the holder unlocks, instead of sleeping in SQLite's busy handler, which under
+// steady writes from several processes let one of them starve for seconds, long enough for
+// its leases to lapse. Each transaction then starts with BEGIN IMMEDIATE, and the busy
+// timeout still covers checkpoints and writers that are not brisk. Reserve first checks on a
+// read connection whether anything could be ready, so idle workers do not take the lock.
 //
 // Wait wakes at once when a task is enqueued, released or retried by any Broker value on
 // the same file in the same process. Across processes it notices commits by polling

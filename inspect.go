@@ -37,11 +37,17 @@ type Inspector struct {
 // NewInspector returns an inspector of broker b.
 func NewInspector(b broker.Broker) *Inspector { return &Inspector{b: b} }
 
-// Queues returns every known queue's statistics, sorted by name.
+// Queues returns every known queue's statistics, sorted by name. A queue without a
+// declared SLA whose name states one ("five_second", see SLAFromName) reports that SLA.
 func (i *Inspector) Queues(ctx context.Context) ([]QueueInfo, error) {
 	qs, err := i.b.Stats(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("brisk: queue stats: %w", err)
+	}
+	for j := range qs {
+		if qs[j].SLA == 0 { // a queue named after its SLA has it without a declaration
+			qs[j].SLA, _ = SLAFromName(qs[j].Name)
+		}
 	}
 	return qs, nil
 }

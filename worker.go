@@ -185,6 +185,8 @@ type Worker struct {
 	failed      atomic.Int64
 	pickup      sync.Map // queue name → *histogram.Histogram
 
+	lifecycle sync.Mutex // held by Start and Stop, so that Stop never sees a half-started worker
+
 	mu        sync.Mutex
 	started   bool
 	stopping  bool
@@ -310,6 +312,8 @@ func (w *Worker) Run(ctx context.Context) error {
 // Start declares the worker's queues, records its heartbeat and starts reserving tasks in
 // the background. Cancelling ctx does not stop the worker: call Stop.
 func (w *Worker) Start(ctx context.Context) error {
+	w.lifecycle.Lock()
+	defer w.lifecycle.Unlock()
 	w.mu.Lock()
 	if w.started {
 		w.mu.Unlock()
@@ -364,6 +368,8 @@ func (w *Worker) prepare(ctx context.Context) error {
 // hands their tasks back so other workers pick them up at once. It is idempotent and
 // returns after every loop has ended.
 func (w *Worker) Stop() error {
+	w.lifecycle.Lock()
+	defer w.lifecycle.Unlock()
 	w.mu.Lock()
 	if !w.started {
 		w.mu.Unlock()

@@ -7,6 +7,34 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# install_pkg installs Debian packages when a command is missing.
+install_pkg() {
+	if [ "$(id -u)" = 0 ]; then
+		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+	else
+		sudo apt-get update -qq >/dev/null && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+	fi
+}
+
+# ensure_redis starts a Redis on 127.0.0.1:6379 unless one answers there already.
+ensure_redis() {
+	command -v redis-server >/dev/null || { echo "installing redis-server"; install_pkg redis-server redis-tools; }
+	if redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then return; fi
+	echo "starting redis-server on 127.0.0.1:6379"
+	redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+		--dir /tmp --logfile /tmp/brisk-redis.log
+	for _ in $(seq 50); do
+		redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && return
+		sleep 0.2
+	done
+	echo "redis-server did not answer on 127.0.0.1:6379 (see /tmp/brisk-redis.log)"; exit 1
+}
+
+if [ -d broker/redisbroker ]; then
+	echo "== services"
+	ensure_redis
+fi
+
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bench/*'))
 if [ -n "$unformatted" ]; then

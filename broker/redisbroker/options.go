@@ -1,0 +1,189 @@
+package redisbroker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/briskq/brisk/broker"
+)
+
+// Options configures a Broker.
+type Options struct {
+	// Redis says how to connect (address, db, AUTH, TLS, pool). Required. Open sets
+	// ContextTimeoutEnabled so that every command respects its context's deadline, and
+	// unless they are set: MaxRetries -1 (a script is never sent twice, so it never
+	// applies twice) and DialerRetries 2, 50 ms apart (fail fast during an outage).
+	Redis *redis.Options
+
+	// Prefix namespaces every key and channel of the broker: letters, digits and "_-.:".
+	// Default "brisk".
+	Prefix string
+
+	// MaxPayload is the largest payload Enqueue accepts, in bytes.
+	// Default broker.DefaultMaxPayload (1 MiB).
+	MaxPayload int
+
+	// PingTimeout bounds the PING with which Open checks that the server answers.
+	// Default 3s.
+	PingTimeout time.Duration
+
+	// Logger receives what the broker cannot return as an error (its Pub/Sub connection
+	// dropped and came back). Default: discard.
+	Logger *slog.Logger
+}
+
+const (
+	defaultPrefix      = "brisk"
+	defaultPingTimeout = 3 * time.Second
+	// maxPayloadLimit is Redis's default proto-max-bulk-len (512 MB).
+	maxPayloadLimit = 512 << 20
+)
+
+// withDefaults validates o and fills in the defaults.
+func (o Options) withDefaults() (Options, error) {
+	bad := func(field string, v any, why string) (Options, error) {
+		return o, fmt.Errorf("brisk: redis: Options.%s = %v: %s: %w", field, v, why, broker.ErrInvalid)
+	}
+	if o.Redis == nil {
+		return bad("Redis", nil, "connection options are required")
+	}
+	if o.Prefix == "" {
+		o.Prefix = defaultPrefix
+	}
+	if err := validPrefix(o.Prefix); err != nil {
+		return bad("Prefix", strconv.Quote(o.Prefix), err.Error())
+	}
+	switch {
+	case o.MaxPayload < 0:
+		return bad("MaxPayload", o.MaxPayload, "must not be negative")
+	case o.MaxPayload > maxPayloadLimit:
+		return bad("MaxPayload", o.MaxPayload, fmt.Sprintf("Redis takes at most %d bytes in one value", maxPayloadLimit))
+	case o.MaxPayload == 0:
+		o.MaxPayload = broker.DefaultMaxPayload
+	}
+	switch {
+	case o.PingTimeout < 0:
+		return bad("PingTimeout", o.PingTimeout, "must not be negative")
+	case o.PingTimeout == 0:
+		o.PingTimeout = defaultPingTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o, nil
+}
+
+// validPrefix allows what a queue name allows, so that a prefix can never open or close a
+// hash tag.
+func validPrefix(p string) error {
+	if len(p) > 64 {
+		return fmt.Errorf("longer than 64 bytes")
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '_' || c == '-' || c == '.' || c == ':':
+		default:
+			return fmt.Errorf("character %q not allowed (use letters, digits, _ - . :)", c)
+		}
+	}
+	return nil
+}
+
+func init() {
+	broker.Register(openURL, "redis", "rediss")
+}
+
+func openURL(ctx context.Context, u *url.URL) (broker.Broker, error) {
+	opts, err := parseURL(u)
+	if err != nil {
+		return nil, err
+	}
+	b, err := OpenOptions(ctx, opts)
+	if err != nil {
+		return nil, err // not a typed nil inside the interface
+	}
+	return b, nil
+}
+
+// Open opens a broker on the Redis that rawURL names (see the package documentation).
+func Open(ctx context.Context, rawURL string) (*Broker, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("brisk: redis: url: %v: %w", err, broker.ErrInvalid)
+	}
+	opts, err := parseURL(u)
+	if err != nil {
+		return nil, err
+	}
+	return OpenOptions(ctx, opts)
+}
+
+// briskParams are the query parameters brisk reads itself; the others go to go-redis.
+var briskParams = []string{"max_payload", "prefix"}
+
+// parseURL splits a redis or rediss URL into brisk's own parameters and the connection
+// options that redis.ParseURL makes of the rest.
+func parseURL(u *url.URL) (Options, error) {
+	var opts Options
+	bad := func(format string, args ...any) (Options, error) {
+		return opts, fmt.Errorf("brisk: redis: url %q: %s: %w", u.Redacted(), fmt.Sprintf(format, args...), broker.ErrInvalid)
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		return bad("scheme %q is not redis or rediss", u.Scheme)
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return bad("query: %v", err)
+	}
+	names := make([]string, 0, len(q))
+	for name := range q {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	rest := url.Values{}
+	for _, name := range names {
+		vals := q[name]
+		if len(vals) != 1 {
+			return bad("parameter %s is given %d times", name, len(vals))
+		}
+		v := vals[0]
+		switch name {
+		case "prefix":
+			if v == "" {
+				return bad("parameter prefix is empty")
+			}
+			if err := validPrefix(v); err != nil {
+				return bad("parameter prefix=%q: %v", v, err)
+			}
+			opts.Prefix = v
+		case "max_payload":
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				return bad("parameter max_payload=%q: want a positive number of bytes", v)
+			}
+			opts.MaxPayload = n
+		default:
+			rest[name] = vals
+		}
+	}
+	conn := *u
+	conn.RawQuery = rest.Encode()
+	ro, err := redis.ParseURL(conn.String())
+	if err != nil {
+		return bad("%v (brisk's own parameters: %v; the others are go-redis's)", err, briskParams)
+	}
+	opts.Redis = ro
+	if _, err := opts.withDefaults(); err != nil {
+		return opts, err
+	}
+	return opts, nil
+}

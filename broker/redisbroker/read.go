@@ -1,0 +1,395 @@
+package redisbroker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/briskq/brisk/broker"
+)
+
+// queueNames returns every known queue, sorted.
+func (b *Broker) queueNames(ctx context.Context) ([]string, error) {
+	qs, err := b.rdb.SMembers(ctx, b.k.queues()).Result()
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(qs)
+	return qs, nil
+}
+
+// DeclareQueue registers the queue and stores its SLA (idempotent).
+func (b *Broker) DeclareQueue(ctx context.Context, q broker.QueueConfig) error {
+	if b.closed.Load() {
+		return errClosed("declare queue")
+	}
+	if err := broker.ValidateQueueName(q.Name); err != nil {
+		return fmt.Errorf("brisk: redis: declare queue: %w", err)
+	}
+	if q.SLA < 0 {
+		return fmt.Errorf("brisk: redis: declare queue %q: negative SLA %s: %w", q.Name, q.SLA, broker.ErrInvalid)
+	}
+	pipe := b.rdb.Pipeline()
+	pipe.HSet(ctx, b.k.meta(q.Name), "sla", int64(q.SLA))
+	pipe.SAdd(ctx, b.k.queues(), q.Name)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return b.fail(ctx, fmt.Sprintf("declare queue %q", q.Name), err)
+	}
+	return nil
+}
+
+// Stats returns the statistics of every known queue in one round trip: counts by ZCARD
+// and ZCOUNT, the oldest pending task by the first member of the ready ZSET.
+func (b *Broker) Stats(ctx context.Context) ([]broker.QueueStats, error) {
+	if b.closed.Load() {
+		return nil, errClosed("stats")
+	}
+	qs, err := b.queueNames(ctx)
+	if err != nil {
+		return nil, b.fail(ctx, "stats", err)
+	}
+	t := now()
+	nowUS := us(t)
+	type cmds struct {
+		pending, scheduled, running, dead *redis.IntCmd
+		first                             *redis.ZSliceCmd
+		meta                              *redis.SliceCmd
+	}
+	all := make([]cmds, len(qs))
+	pipe := b.rdb.Pipeline()
+	for i, q := range qs {
+		all[i] = cmds{
+			pending:   pipe.ZCount(ctx, b.k.ready(q), "-inf", nowUS),
+			scheduled: pipe.ZCount(ctx, b.k.ready(q), "("+nowUS, "+inf"),
+			running:   pipe.ZCard(ctx, b.k.running(q)),
+			dead:      pipe.ZCard(ctx, b.k.dead(q)),
+			first:     pipe.ZRangeWithScores(ctx, b.k.ready(q), 0, 0),
+			meta:      pipe.HMGet(ctx, b.k.meta(q), "sla", "completed", "failed"),
+		}
+	}
+	if len(qs) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, b.fail(ctx, "stats", err)
+		}
+	}
+	out := make([]broker.QueueStats, len(qs))
+	for i, q := range qs {
+		c := all[i]
+		meta := c.meta.Val()
+		st := broker.QueueStats{
+			Name:      q,
+			SLA:       time.Duration(atoi64(asString(meta[0]))),
+			Pending:   c.pending.Val(),
+			Scheduled: c.scheduled.Val(),
+			Running:   c.running.Val(),
+			Dead:      c.dead.Val(),
+			Completed: atoi64(asString(meta[1])),
+			Failed:    atoi64(asString(meta[2])),
+		}
+		if z := c.first.Val(); len(z) == 1 && st.Pending > 0 {
+			oldest := time.UnixMicro(int64(math.Round(z[0].Score)))
+			if !oldest.After(t) {
+				st.OldestReadyAt = oldest
+				st.Latency = max(t.Sub(oldest), 0)
+			}
+		}
+		out[i] = st
+	}
+	return out, nil
+}
+
+// Tasks lists one queue's tasks of one state, oldest ReadyAt first (running tasks: earliest
+// lease expiry first), in one round trip for the page of members and one for the tasks.
+func (b *Broker) Tasks(ctx context.Context, p broker.ListParams) ([]*broker.Task, error) {
+	if b.closed.Load() {
+		return nil, errClosed("tasks")
+	}
+	if err := broker.ValidateQueueName(p.Queue); err != nil {
+		return nil, fmt.Errorf("brisk: redis: tasks: %w", err)
+	}
+	if !p.State.Valid() {
+		return nil, fmt.Errorf("brisk: redis: tasks of queue %q: unknown state %q: %w", p.Queue, p.State, broker.ErrInvalid)
+	}
+	if p.Limit < 0 || p.Offset < 0 {
+		return nil, fmt.Errorf("brisk: redis: tasks of queue %q: negative limit or offset: %w", p.Queue, broker.ErrInvalid)
+	}
+	limit := p.Limit
+	if limit == 0 {
+		limit = 100
+	}
+	q := p.Queue
+	t := now()
+	var (
+		members []string
+		err     error
+	)
+	switch p.State {
+	case broker.StatePending:
+		members, err = b.rdb.ZRangeByScore(ctx, b.k.ready(q), &redis.ZRangeBy{Min: "-inf", Max: us(t), Offset: int64(p.Offset), Count: int64(limit)}).Result()
+	case broker.StateScheduled:
+		members, err = b.rdb.ZRangeByScore(ctx, b.k.ready(q), &redis.ZRangeBy{Min: "(" + us(t), Max: "+inf", Offset: int64(p.Offset), Count: int64(limit)}).Result()
+	case broker.StateRunning:
+		members, err = b.rdb.ZRange(ctx, b.k.running(q), int64(p.Offset), int64(p.Offset+limit-1)).Result()
+	case broker.StateDead:
+		members, err = b.rdb.ZRange(ctx, b.k.dead(q), int64(p.Offset), int64(p.Offset+limit-1)).Result()
+	}
+	if err != nil {
+		return nil, b.fail(ctx, fmt.Sprintf("tasks of queue %q", q), err)
+	}
+	if len(members) == 0 {
+		return nil, nil
+	}
+	pipe := b.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(members))
+	for i, m := range members {
+		cmds[i] = pipe.HGetAll(ctx, b.k.task(q, idOf(m)))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, b.fail(ctx, fmt.Sprintf("tasks of queue %q", q), err)
+	}
+	out := make([]*broker.Task, 0, len(members))
+	for i, m := range members {
+		h := cmds[i].Val()
+		if len(h) == 0 {
+			continue // removed between the two round trips
+		}
+		out = append(out, decodeTask(idOf(m), q, h, t))
+	}
+	return out, nil
+}
+
+// Task returns one task by id, looked up in every known queue in one round trip.
+func (b *Broker) Task(ctx context.Context, id string) (*broker.Task, error) {
+	if b.closed.Load() {
+		return nil, errClosed("task")
+	}
+	qs, err := b.queueNames(ctx)
+	if err != nil {
+		return nil, b.fail(ctx, fmt.Sprintf("task %q", id), err)
+	}
+	if id != "" && len(qs) > 0 {
+		pipe := b.rdb.Pipeline()
+		cmds := make([]*redis.MapStringStringCmd, len(qs))
+		for i, q := range qs {
+			cmds[i] = pipe.HGetAll(ctx, b.k.task(q, id))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, b.fail(ctx, fmt.Sprintf("task %q", id), err)
+		}
+		t := now()
+		for i, q := range qs {
+			if h := cmds[i].Val(); len(h) > 0 {
+				return decodeTask(id, q, h, t), nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("brisk: redis: %w: id=%q", broker.ErrNotFound, id)
+}
+
+// decodeTask makes a task of its stored HASH; now tells pending from scheduled.
+func decodeTask(id, queue string, h map[string]string, now time.Time) *broker.Task {
+	t := &broker.Task{
+		ID:          id,
+		Queue:       queue,
+		Type:        h["ty"],
+		Payload:     []byte(h["pl"]),
+		Attempt:     atoi(h["at"]),
+		MaxAttempts: atoi(h["ma"]),
+		Timeout:     time.Duration(atoi64(h["to"])),
+		EnqueuedAt:  usTime(h["eq"]),
+		ReadyAt:     usTime(h["ra"]),
+		StartedAt:   usTime(h["st"]),
+		LastError:   h["le"],
+		FailedAt:    usTime(h["fa"]),
+	}
+	switch h["s"] {
+	case "run":
+		t.State = broker.StateRunning
+		t.LeaseUntil = usTime(h["lu"])
+		t.Lease = broker.Lease{TaskID: id, Queue: queue, Token: h["tk"]}
+	case "dead":
+		t.State = broker.StateDead
+	default:
+		if t.ReadyAt.After(now) {
+			t.State = broker.StateScheduled
+		} else {
+			t.State = broker.StatePending
+		}
+	}
+	return t
+}
+
+// RetryDead makes dead tasks of queue pending again (one script call).
+func (b *Broker) RetryDead(ctx context.Context, queue string, ids []string) (int, error) {
+	if b.closed.Load() {
+		return 0, errClosed("retry dead")
+	}
+	if err := broker.ValidateQueueName(queue); err != nil {
+		return 0, fmt.Errorf("brisk: redis: retry dead: %w", err)
+	}
+	if ids != nil && len(ids) == 0 {
+		return 0, nil
+	}
+	args := []any{b.k.taskPrefix(queue), b.k.wake(), queue, us(now())}
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	n, err := retryDeadScript.Run(ctx, b.rdb, []string{b.k.ready(queue), b.k.dead(queue), b.k.meta(queue)}, args...).Int()
+	if err != nil {
+		return 0, b.fail(ctx, fmt.Sprintf("retry dead tasks of queue %q", queue), err)
+	}
+	if n > 0 {
+		b.hub.notify(queue)
+	}
+	return n, nil
+}
+
+// Delete removes tasks of queue in state (not running), one script call.
+func (b *Broker) Delete(ctx context.Context, queue string, state broker.State, ids []string) (int, error) {
+	if b.closed.Load() {
+		return 0, errClosed("delete")
+	}
+	if err := broker.ValidateQueueName(queue); err != nil {
+		return 0, fmt.Errorf("brisk: redis: delete: %w", err)
+	}
+	var key string
+	switch state {
+	case broker.StatePending, broker.StateScheduled:
+		key = b.k.ready(queue)
+	case broker.StateDead:
+		key = b.k.dead(queue)
+	case broker.StateRunning:
+		return 0, fmt.Errorf("brisk: redis: delete from queue %q: running tasks cannot be deleted (they belong to a worker): %w", queue, broker.ErrInvalid)
+	default:
+		return 0, fmt.Errorf("brisk: redis: delete from queue %q: unknown state %q: %w", queue, state, broker.ErrInvalid)
+	}
+	if ids != nil && len(ids) == 0 {
+		return 0, nil
+	}
+	args := []any{b.k.taskPrefix(queue), string(state), us(now())}
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	n, err := deleteScript.Run(ctx, b.rdb, []string{key}, args...).Int()
+	if err != nil {
+		return 0, b.fail(ctx, fmt.Sprintf("delete %s tasks of queue %q", state, queue), err)
+	}
+	return n, nil
+}
+
+// workerRecord is how a worker's heartbeat is stored.
+type workerRecord struct {
+	ID          string   `json:"id"`
+	Host        string   `json:"host,omitempty"`
+	PID         int      `json:"pid,omitempty"`
+	Queues      []string `json:"queues,omitempty"`
+	Concurrency int      `json:"concurrency,omitempty"`
+	Busy        int      `json:"busy,omitempty"`
+	StartedAt   int64    `json:"started_at_us,omitempty"`
+	LastSeen    int64    `json:"last_seen_us"`
+	Version     string   `json:"version,omitempty"`
+}
+
+// Heartbeat replaces the worker's record and its place in the index by last heartbeat, in
+// one MULTI/EXEC.
+func (b *Broker) Heartbeat(ctx context.Context, w broker.WorkerInfo) error {
+	if b.closed.Load() {
+		return errClosed("heartbeat")
+	}
+	if w.ID == "" {
+		return fmt.Errorf("brisk: redis: heartbeat: empty worker id: %w", broker.ErrInvalid)
+	}
+	seen := w.LastSeen
+	if seen.IsZero() {
+		seen = now()
+	}
+	rec := workerRecord{ID: w.ID, Host: w.Host, PID: w.PID, Queues: w.Queues, Concurrency: w.Concurrency,
+		Busy: w.Busy, LastSeen: seen.UnixMicro(), Version: w.Version}
+	if !w.StartedAt.IsZero() {
+		rec.StartedAt = w.StartedAt.UnixMicro()
+	}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("brisk: redis: heartbeat %q: %w", w.ID, err)
+	}
+	_, err = b.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, b.k.worker(w.ID), data, 0)
+		p.ZAdd(ctx, b.k.workers(), redis.Z{Score: float64(rec.LastSeen), Member: w.ID})
+		return nil
+	})
+	if err != nil {
+		return b.fail(ctx, fmt.Sprintf("heartbeat %q", w.ID), err)
+	}
+	return nil
+}
+
+// Deregister removes a worker's record.
+func (b *Broker) Deregister(ctx context.Context, workerID string) error {
+	if b.closed.Load() {
+		return errClosed("deregister")
+	}
+	if err := b.deregister(ctx, workerID); err != nil {
+		return b.fail(ctx, fmt.Sprintf("deregister %q", workerID), err)
+	}
+	return nil
+}
+
+func (b *Broker) deregister(ctx context.Context, workerID string) error {
+	_, err := b.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, b.k.worker(workerID))
+		p.ZRem(ctx, b.k.workers(), workerID)
+		return nil
+	})
+	return err
+}
+
+// Workers lists the records whose last heartbeat is newer than since.
+func (b *Broker) Workers(ctx context.Context, since time.Time) ([]broker.WorkerInfo, error) {
+	if b.closed.Load() {
+		return nil, errClosed("workers")
+	}
+	lo := "-inf"
+	if !since.IsZero() {
+		lo = "(" + strconv.FormatInt(since.UnixMicro(), 10)
+	}
+	ids, err := b.rdb.ZRangeByScore(ctx, b.k.workers(), &redis.ZRangeBy{Min: lo, Max: "+inf"}).Result()
+	if err != nil {
+		return nil, b.fail(ctx, "workers", err)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	names := make([]string, len(ids))
+	for i, id := range ids {
+		names[i] = b.k.worker(id)
+	}
+	vals, err := b.rdb.MGet(ctx, names...).Result()
+	if err != nil {
+		return nil, b.fail(ctx, "workers", err)
+	}
+	out := make([]broker.WorkerInfo, 0, len(vals))
+	for i, v := range vals {
+		s, ok := v.(string)
+		if !ok {
+			continue // deregistered between the two calls
+		}
+		var rec workerRecord
+		if err := json.Unmarshal([]byte(s), &rec); err != nil {
+			b.log.Warn("brisk: redis: skipping a corrupt worker record", "worker", ids[i], "err", err)
+			continue
+		}
+		w := broker.WorkerInfo{ID: rec.ID, Host: rec.Host, PID: rec.PID, Queues: rec.Queues,
+			Concurrency: rec.Concurrency, Busy: rec.Busy, LastSeen: time.UnixMicro(rec.LastSeen), Version: rec.Version}
+		if rec.StartedAt != 0 {
+			w.StartedAt = time.UnixMicro(rec.StartedAt)
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}

@@ -1,0 +1,517 @@
+package redisbroker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/briskq/brisk/broker"
+)
+
+var (
+	_ broker.Broker = (*Broker)(nil)
+	_ broker.Reaper = (*Broker)(nil)
+)
+
+// reclaimBatch bounds how many expired leases one reserve script call reclaims, so that a
+// mass expiry never makes one script long; the rest are reclaimed by the next calls.
+const reclaimBatch = 256
+
+// Broker is a broker.Broker and broker.Reaper that keeps tasks in Redis. Create it with Open
+// or OpenOptions; it is safe for concurrent use.
+type Broker struct {
+	opts Options
+	rdb  redis.UniversalClient
+	k    keys
+	log  *slog.Logger
+	addr string // names the server in errors
+
+	hub *hub
+
+	closed    atomic.Bool
+	closedCh  chan struct{}
+	closeOnce sync.Once
+	bgCancel  context.CancelFunc
+	bgCtx     context.Context
+}
+
+// OpenOptions opens a broker with opts. A server that does not answer a PING within
+// opts.PingTimeout is an error wrapping broker.ErrUnavailable.
+func OpenOptions(ctx context.Context, opts Options) (*Broker, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	ro := *opts.Redis
+	ro.ContextTimeoutEnabled = true
+	if ro.MaxRetries == 0 {
+		// A script is never sent twice: a retried enqueue whose first try was applied
+		// would report a duplicate, a retried reserve would lease tasks nobody holds.
+		// go-redis drops broken pooled connections itself; the caller retries.
+		ro.MaxRetries = -1
+	}
+	if ro.DialerRetries == 0 {
+		// Fail fast while the server is away (go-redis's default tries 5 times, 100 ms
+		// apart, per command); the caller's own retry loop backs off.
+		ro.DialerRetries = 2
+		ro.DialerRetryTimeout = 50 * time.Millisecond
+	}
+	b := &Broker{
+		opts:     opts,
+		k:        keys{prefix: opts.Prefix},
+		log:      opts.Logger,
+		addr:     ro.Addr,
+		closedCh: make(chan struct{}),
+	}
+	b.hub = newHub()
+	b.rdb = redis.NewClient(&ro)
+	b.bgCtx, b.bgCancel = context.WithCancel(context.Background())
+
+	pctx, cancel := context.WithTimeout(ctx, opts.PingTimeout)
+	defer cancel()
+	if err := b.rdb.Ping(pctx).Err(); err != nil {
+		b.rdb.Close()
+		b.bgCancel()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("brisk: redis: open %s: %w", b.addr, ctx.Err())
+		}
+		return nil, fmt.Errorf("brisk: redis: open %s: PING (timeout %s): %w: %w", b.addr, opts.PingTimeout, broker.ErrUnavailable, err)
+	}
+	for _, s := range allScripts {
+		if err := s.Load(pctx, b.rdb).Err(); err != nil {
+			b.rdb.Close()
+			b.bgCancel()
+			return nil, fmt.Errorf("brisk: redis: open %s: load scripts: %w: %w", b.addr, broker.ErrUnavailable, err)
+		}
+	}
+	return b, nil
+}
+
+// Close closes the connections. It is idempotent; tasks stay stored.
+func (b *Broker) Close() error {
+	var err error
+	b.closeOnce.Do(func() {
+		b.closed.Store(true)
+		close(b.closedCh)
+		b.bgCancel()
+		b.hub.stop()
+		if e := b.rdb.Close(); e != nil && !errors.Is(e, redis.ErrClosed) {
+			err = fmt.Errorf("brisk: redis: close: %w", e)
+		}
+	})
+	return err
+}
+
+// errClosed is returned by every method after Close.
+func errClosed(op string) error {
+	return fmt.Errorf("brisk: redis: %s: %w", op, broker.ErrClosed)
+}
+
+// fail wraps an error of the client: ErrClosed after Close, the context's error when the
+// caller gave up, ErrUnavailable when the server could not be reached or could not serve.
+func (b *Broker) fail(ctx context.Context, op string, err error) error {
+	if b.closed.Load() || errors.Is(err, redis.ErrClosed) {
+		return errClosed(op)
+	}
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return fmt.Errorf("brisk: redis: %s: %w", op, err)
+	}
+	if isConnError(err) {
+		return fmt.Errorf("brisk: redis: %s (server %s): %w: %w", op, b.addr, broker.ErrUnavailable, err)
+	}
+	return fmt.Errorf("brisk: redis: %s: %w", op, err)
+}
+
+// isConnError reports whether err says the server could not be reached or cannot serve now
+// (as opposed to an error reply about the command itself).
+func isConnError(err error) bool {
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		msg := rerr.Error()
+		for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY "} {
+			if strings.HasPrefix(msg, p) {
+				return true
+			}
+		}
+		return false
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, net.ErrClosed) ||
+		strings.Contains(err.Error(), "EOF") || strings.Contains(err.Error(), "connection")
+}
+
+// now is the broker's clock.
+func now() time.Time { return time.Now() }
+
+func us(t time.Time) string { return strconv.FormatInt(t.UnixMicro(), 10) }
+
+// Enqueue stores tasks atomically. A batch is one script call over the keys of all its
+// queues: all of its tasks are stored or, with an error, none (see the package
+// documentation about Redis Cluster).
+func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
+	if b.closed.Load() {
+		return errClosed("enqueue")
+	}
+	if err := broker.ValidateTasks(tasks, b.opts.MaxPayload); err != nil {
+		return fmt.Errorf("brisk: redis: enqueue: %w", err)
+	}
+	// Group by queue, keeping the batch's order within each queue.
+	var order []string
+	groups := map[string][]*broker.Task{}
+	for _, t := range tasks {
+		if _, ok := groups[t.Queue]; !ok {
+			order = append(order, t.Queue)
+		}
+		groups[t.Queue] = append(groups[t.Queue], t)
+	}
+	keys := make([]string, 0, 2*len(order))
+	args := make([]any, 0, 2+3*len(order)+7*len(tasks))
+	args = append(args, b.k.wake(), len(order))
+	for _, q := range order {
+		keys = append(keys, b.k.ready(q), b.k.meta(q))
+		args = append(args, b.k.taskPrefix(q), q, len(groups[q]))
+		for _, t := range groups[q] {
+			args = append(args, t.ID, t.Type, t.Payload, t.MaxAttempts, int64(t.Timeout),
+				us(t.EnqueuedAt), us(t.ReadyAt))
+		}
+	}
+	regArgs := make([]any, len(order))
+	for i, q := range order {
+		regArgs[i] = q
+	}
+	// The registry first, in the same round trip: Stats never misses a queue that holds
+	// tasks (a refused batch may leave an empty queue registered).
+	run := func(eval func(pipe redis.Pipeliner) *redis.Cmd) (*redis.Cmd, error) {
+		pipe := b.rdb.Pipeline()
+		pipe.SAdd(ctx, b.k.queues(), regArgs...)
+		cmd := eval(pipe)
+		_, err := pipe.Exec(ctx)
+		if cmd.Err() != nil {
+			return cmd, cmd.Err()
+		}
+		return cmd, err
+	}
+	_, err := run(func(p redis.Pipeliner) *redis.Cmd { return enqueueScript.EvalSha(ctx, p, keys, args...) })
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		_, err = run(func(p redis.Pipeliner) *redis.Cmd { return enqueueScript.Eval(ctx, p, keys, args...) })
+	}
+	if err != nil {
+		if id, ok := strings.CutPrefix(err.Error(), "DUP "); ok {
+			return fmt.Errorf("brisk: redis: enqueue: %w: id=%q", broker.ErrDuplicate, id)
+		}
+		return b.fail(ctx, fmt.Sprintf("enqueue of %d task(s)", len(tasks)), err)
+	}
+	for _, q := range order {
+		b.hub.notify(q) // this process's waiters at once; others by the published message
+	}
+	return nil
+}
+
+// Reserve leases up to p.Limit ready tasks, one script call per queue in priority order,
+// stopping when the limit is met.
+func (b *Broker) Reserve(ctx context.Context, p broker.ReserveParams) ([]*broker.Task, error) {
+	if b.closed.Load() {
+		return nil, errClosed("reserve")
+	}
+	if err := broker.ValidateReserve(p); err != nil {
+		return nil, fmt.Errorf("brisk: redis: reserve: %w", err)
+	}
+	var out []*broker.Task
+	for _, ql := range p.Queues {
+		want := p.Limit - len(out)
+		if want <= 0 {
+			break
+		}
+		if ql.Max > 0 {
+			want = min(want, ql.Max)
+		}
+		start := now()
+		until := start.Add(p.Lease)
+		q := ql.Name
+		res, err := reserveScript.Run(ctx, b.rdb,
+			[]string{b.k.ready(q), b.k.running(q), b.k.dead(q), b.k.meta(q)},
+			b.k.taskPrefix(q), b.k.workerTasksPrefix(q), us(start), want, us(until), p.WorkerID, reclaimBatch,
+		).Slice()
+		if err != nil {
+			if len(out) > 0 {
+				// The tasks already leased must not be lost in memory: hand them back.
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				_ = b.Release(rctx, leasesOf(out))
+				cancel()
+			}
+			return nil, b.fail(ctx, fmt.Sprintf("reserve from queue %q", q), err)
+		}
+		startedAt := time.UnixMicro(start.UnixMicro())
+		leaseUntil := time.UnixMicro(until.UnixMicro())
+		for i := 0; i+11 <= len(res); i += 11 {
+			f := make([]string, 11)
+			for j := range f {
+				f[j] = asString(res[i+j])
+			}
+			t := &broker.Task{
+				ID:          f[0],
+				Queue:       q,
+				Type:        f[3],
+				Payload:     []byte(f[4]),
+				State:       broker.StateRunning,
+				Attempt:     atoi(f[1]),
+				MaxAttempts: atoi(f[5]),
+				Timeout:     time.Duration(atoi64(f[6])),
+				EnqueuedAt:  usTime(f[7]),
+				ReadyAt:     usTime(f[8]),
+				StartedAt:   startedAt,
+				LeaseUntil:  leaseUntil,
+				Lease:       broker.Lease{TaskID: f[0], Queue: q, Token: f[2]},
+				LastError:   f[9],
+				FailedAt:    usTime(f[10]),
+			}
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+func leasesOf(tasks []*broker.Task) []broker.Lease {
+	out := make([]broker.Lease, len(tasks))
+	for i, t := range tasks {
+		out[i] = t.Lease
+	}
+	return out
+}
+
+// byQueue groups leases by queue, keeping the order of first appearance.
+func byQueue(leases []broker.Lease) ([]string, map[string][]broker.Lease) {
+	var order []string
+	m := map[string][]broker.Lease{}
+	for _, l := range leases {
+		if _, ok := m[l.Queue]; !ok {
+			order = append(order, l.Queue)
+		}
+		m[l.Queue] = append(m[l.Queue], l)
+	}
+	return order, m
+}
+
+func leaseArgs(head []any, ls []broker.Lease) []any {
+	args := append(make([]any, 0, len(head)+2*len(ls)), head...)
+	for _, l := range ls {
+		args = append(args, l.TaskID, l.Token)
+	}
+	return args
+}
+
+// checkLeaseQueue refuses a lease whose queue is not a valid name (it cannot name keys).
+func checkLeaseQueue(op string, l broker.Lease) error {
+	if err := broker.ValidateQueueName(l.Queue); err != nil {
+		return fmt.Errorf("brisk: redis: %s: lease of task %q: %w", op, l.TaskID, err)
+	}
+	return nil
+}
+
+// Extend moves the expiry of the held leases to now + d, one script call per queue, and
+// returns the leases not held.
+func (b *Broker) Extend(ctx context.Context, leases []broker.Lease, d time.Duration) ([]broker.Lease, error) {
+	if b.closed.Load() {
+		return nil, errClosed("extend")
+	}
+	if d <= 0 {
+		return nil, fmt.Errorf("brisk: redis: extend by %s: %w", d, broker.ErrInvalid)
+	}
+	var lost []broker.Lease
+	order, groups := byQueue(leases)
+	for _, q := range order {
+		ls := groups[q]
+		if err := checkLeaseQueue("extend", ls[0]); err != nil {
+			return nil, err
+		}
+		until := us(now().Add(d))
+		ids, err := extendScript.Run(ctx, b.rdb, []string{b.k.running(q)},
+			leaseArgs([]any{b.k.taskPrefix(q), until}, ls)...).Int64Slice()
+		if err != nil {
+			return nil, b.fail(ctx, fmt.Sprintf("extend %d lease(s) of queue %q", len(ls), q), err)
+		}
+		lost = append(lost, pick(ls, ids)...)
+	}
+	return lost, nil
+}
+
+// pick returns the leases of ls at the positions a script reported (by position, not by
+// task id: one call may carry two leases of one task, a stale one and the current one).
+func pick(ls []broker.Lease, positions []int64) []broker.Lease {
+	var out []broker.Lease
+	for _, i := range positions {
+		if i >= 0 && int(i) < len(ls) {
+			out = append(out, ls[i])
+		}
+	}
+	return out
+}
+
+// Ack removes the tasks of the held leases, one script call per queue. Leases not held are
+// skipped and reported in an error wrapping ErrLeaseLost.
+func (b *Broker) Ack(ctx context.Context, leases []broker.Lease) error {
+	if b.closed.Load() {
+		return errClosed("ack")
+	}
+	var lost []broker.Lease
+	order, groups := byQueue(leases)
+	for _, q := range order {
+		ls := groups[q]
+		if err := checkLeaseQueue("ack", ls[0]); err != nil {
+			return err
+		}
+		ids, err := ackScript.Run(ctx, b.rdb, []string{b.k.running(q), b.k.meta(q)},
+			leaseArgs([]any{b.k.taskPrefix(q), b.k.workerTasksPrefix(q)}, ls)...).Int64Slice()
+		if err != nil {
+			return b.fail(ctx, fmt.Sprintf("ack %d task(s) of queue %q", len(ls), q), err)
+		}
+		lost = append(lost, pick(ls, ids)...)
+	}
+	if len(lost) > 0 {
+		names := make([]string, len(lost))
+		for i, l := range lost {
+			names[i] = l.Queue + "/" + l.TaskID
+		}
+		return fmt.Errorf("brisk: redis: ack: %w: %d of %d task(s) not held: %s", broker.ErrLeaseLost, len(lost), len(leases), strings.Join(names, ", "))
+	}
+	return nil
+}
+
+// Retry ends the attempt under l and schedules the task to be ready at at.
+func (b *Broker) Retry(ctx context.Context, l broker.Lease, at time.Time, errMsg string) error {
+	if b.closed.Load() {
+		return errClosed("retry")
+	}
+	if err := checkLeaseQueue("retry", l); err != nil {
+		return err
+	}
+	q := l.Queue
+	n, err := retryScript.Run(ctx, b.rdb, []string{b.k.ready(q), b.k.running(q), b.k.meta(q)},
+		b.k.taskPrefix(q), b.k.workerTasksPrefix(q), b.k.wake(), q, l.TaskID, l.Token, us(at), errMsg, us(now()),
+	).Int()
+	if err != nil {
+		return b.fail(ctx, fmt.Sprintf("retry task %q of queue %q", l.TaskID, q), err)
+	}
+	if n == 0 {
+		return fmt.Errorf("brisk: redis: retry: %w: task %q of queue %q", broker.ErrLeaseLost, l.TaskID, q)
+	}
+	b.hub.notify(q)
+	return nil
+}
+
+// Kill ends the attempt under l and moves the task to dead.
+func (b *Broker) Kill(ctx context.Context, l broker.Lease, errMsg string) error {
+	if b.closed.Load() {
+		return errClosed("kill")
+	}
+	if err := checkLeaseQueue("kill", l); err != nil {
+		return err
+	}
+	q := l.Queue
+	n, err := killScript.Run(ctx, b.rdb, []string{b.k.dead(q), b.k.running(q), b.k.meta(q)},
+		b.k.taskPrefix(q), b.k.workerTasksPrefix(q), l.TaskID, l.Token, errMsg, us(now()),
+	).Int()
+	if err != nil {
+		return b.fail(ctx, fmt.Sprintf("kill task %q of queue %q", l.TaskID, q), err)
+	}
+	if n == 0 {
+		return fmt.Errorf("brisk: redis: kill: %w: task %q of queue %q", broker.ErrLeaseLost, l.TaskID, q)
+	}
+	return nil
+}
+
+// Release hands the held tasks back unrun, one script call per queue; leases not held are
+// skipped.
+func (b *Broker) Release(ctx context.Context, leases []broker.Lease) error {
+	if b.closed.Load() {
+		return errClosed("release")
+	}
+	order, groups := byQueue(leases)
+	for _, q := range order {
+		ls := groups[q]
+		if err := checkLeaseQueue("release", ls[0]); err != nil {
+			return err
+		}
+		n, err := releaseScript.Run(ctx, b.rdb, []string{b.k.ready(q), b.k.running(q)},
+			leaseArgs([]any{b.k.taskPrefix(q), b.k.workerTasksPrefix(q), b.k.wake(), q}, ls)...).Int()
+		if err != nil {
+			return b.fail(ctx, fmt.Sprintf("release %d task(s) of queue %q", len(ls), q), err)
+		}
+		if n > 0 {
+			b.hub.notify(q)
+		}
+	}
+	return nil
+}
+
+// ReleaseWorker makes the running tasks reserved by workerID ready again in every known
+// queue (one script call per queue, the attempts stay counted) and removes the worker's
+// record.
+func (b *Broker) ReleaseWorker(ctx context.Context, workerID string) (int, error) {
+	if b.closed.Load() {
+		return 0, errClosed("release worker")
+	}
+	if workerID == "" {
+		return 0, fmt.Errorf("brisk: redis: release worker: empty worker id: %w", broker.ErrInvalid)
+	}
+	qs, err := b.queueNames(ctx)
+	if err != nil {
+		return 0, b.fail(ctx, "release worker "+strconv.Quote(workerID), err)
+	}
+	total := 0
+	for _, q := range qs {
+		n, err := releaseWorkerScript.Run(ctx, b.rdb,
+			[]string{b.k.ready(q), b.k.running(q), b.k.workerTasks(q, workerID)},
+			b.k.taskPrefix(q), workerID, b.k.wake(), q).Int()
+		if err != nil {
+			return total, b.fail(ctx, fmt.Sprintf("release worker %q in queue %q", workerID, q), err)
+		}
+		if n > 0 {
+			b.hub.notify(q)
+		}
+		total += n
+	}
+	if err := b.deregister(ctx, workerID); err != nil {
+		return total, b.fail(ctx, "release worker "+strconv.Quote(workerID), err)
+	}
+	return total, nil
+}
+
+func asString(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case nil:
+		return ""
+	default:
+		return fmt.Sprint(x)
+	}
+}
+
+func atoi64(s string) int64 {
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
+}
+
+func atoi(s string) int { return int(atoi64(s)) }
+
+// usTime turns stored microseconds into a time; "" or 0 is the zero time.
+func usTime(s string) time.Time {
+	n := atoi64(s)
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(n)
+}

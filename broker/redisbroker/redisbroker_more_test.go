@@ -1,0 +1,68 @@
+package redisbroker_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/briskq/brisk/broker"
+	"github.com/briskq/brisk/broker/brokertest"
+	"github.com/briskq/brisk/broker/redisbroker"
+)
+
+// TestMultiQueueBatch checks that a batch spanning queues is all or nothing (a duplicate in
+// its second queue stores nothing in the first), and that Ack, Extend and Release of leases
+// of several queues in one call work queue by queue.
+func TestMultiQueueBatch(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b, err := redisbroker.Open(ctx, newURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	old := brokertest.NewTask("b", "t", nil)
+	if err := b.Enqueue(ctx, []*broker.Task{old}); err != nil {
+		t.Fatal(err)
+	}
+	a1, b1 := brokertest.NewTask("a", "t", nil), brokertest.NewTask("b", "t", nil)
+	dup := *old
+	err = b.Enqueue(ctx, []*broker.Task{a1, b1, &dup})
+	if !errors.Is(err, broker.ErrDuplicate) {
+		t.Fatalf("Enqueue of a two-queue batch holding a stored id = %v, want ErrDuplicate", err)
+	}
+	for _, id := range []string{a1.ID, b1.ID} {
+		if _, err := b.Task(ctx, id); !errors.Is(err, broker.ErrNotFound) {
+			t.Errorf("Task(%s) after a refused batch = %v, want ErrNotFound", id, err)
+		}
+	}
+	if err := b.Enqueue(ctx, []*broker.Task{a1, b1}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Reserve(ctx, broker.ReserveParams{Queues: []broker.QueueLimit{{Name: "a"}, {Name: "b"}}, Limit: 10, Lease: time.Minute, WorkerID: "w"})
+	if err != nil || len(got) != 3 {
+		t.Fatalf("Reserve from a and b = %d tasks, %v; want 3", len(got), err)
+	}
+	ls := []broker.Lease{got[0].Lease, got[1].Lease, got[2].Lease}
+	if lost, err := b.Extend(ctx, ls, time.Hour); err != nil || len(lost) != 0 {
+		t.Fatalf("Extend across queues = %v, %v", lost, err)
+	}
+	if err := b.Release(ctx, ls[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Ack(ctx, ls[1:]); err != nil {
+		t.Fatalf("Ack across queues: %v", err)
+	}
+	st, err := b.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pending, running int64
+	for _, q := range st {
+		pending += q.Pending
+		running += q.Running
+	}
+	if pending != 1 || running != 0 {
+		t.Errorf("after releasing 1 and acking 2 of 3: pending %d running %d, want 1 and 0", pending, running)
+	}
+}

@@ -1,0 +1,333 @@
+package redisbroker
+
+import "github.com/redis/go-redis/v9"
+
+// The fields of a task HASH ({p:q}:t:<id>). Times are Unix microseconds; a field that is
+// missing or "" is unset (enqueue stores only the fields it knows, to save memory).
+//
+//	ty  type            pl  payload          at  attempt        ma  max attempts
+//	to  timeout (ns)    eq  enqueued at      ra  ready at       st  started at
+//	lu  lease until     tk  lease token      wk  worker id      le  last error
+//	fa  failed at       s   state: q (pending or scheduled, by ra), run, dead
+//	m   the task's member in the queue's ZSETs ("<16-digit sequence>:<id>")
+//
+// A lease is held when the HASH has s = run and tk = the lease's token. Tokens come from
+// HINCRBY on the queue's meta HASH, so a new reservation never reuses one.
+//
+// Every script touches the keys of one queue only: the declared KEYS, and task and worker
+// keys it builds from a prefix of the same queue (same hash tag, so the same cluster slot),
+// as asynq's scripts do. The one exception is enqueueScript given several queues, which is
+// for a non-cluster Redis only.
+
+// enqueueScript stores a batch of new tasks, all of them or none.
+//
+//	KEYS[2g-1], KEYS[2g]: the ready ZSET and the meta HASH of the g-th queue of the batch
+//	ARGV[1]: the wake channel
+//	ARGV[2]: the number of queues G
+//	then for each queue: its task key prefix, its name, its number of tasks n, and n times
+//	seven fields: id, type, payload, max attempts, timeout ns, enqueued at µs, ready at µs
+//
+// Returns the number of tasks stored, or the error "DUP <id>" (and stores nothing) when a
+// task of that id is stored in its queue. Publishes each queue's name on the wake channel.
+var enqueueScript = redis.NewScript(`
+local G = tonumber(ARGV[2])
+local pos = 3
+local groups = {}
+for g = 1, G do
+  local prefix, n = ARGV[pos], tonumber(ARGV[pos+2])
+  groups[g] = pos
+  for i = 0, n - 1 do
+    local id = ARGV[pos + 3 + i*7]
+    if redis.call('EXISTS', prefix .. id) == 1 then
+      return redis.error_reply('DUP ' .. id)
+    end
+  end
+  pos = pos + 3 + n*7
+end
+local total = 0
+for g = 1, G do
+  local p = groups[g]
+  local prefix, queue, n = ARGV[p], ARGV[p+1], tonumber(ARGV[p+2])
+  local ready, meta = KEYS[2*g-1], KEYS[2*g]
+  local last = redis.call('HINCRBY', meta, 'seq', n)
+  for i = 0, n - 1 do
+    local b = p + 3 + i*7
+    local id = ARGV[b]
+    local m = string.format('%016d:', last - n + 1 + i) .. id
+    redis.call('HSET', prefix .. id, 'ty', ARGV[b+1], 'pl', ARGV[b+2], 'ma', ARGV[b+3],
+      'to', ARGV[b+4], 'eq', ARGV[b+5], 'ra', ARGV[b+6], 'at', 0, 's', 'q', 'm', m)
+    redis.call('ZADD', ready, ARGV[b+6], m)
+  end
+  redis.call('PUBLISH', ARGV[1], queue)
+  total = total + n
+end
+return total
+`)
+
+// reserveScript reclaims the queue's expired leases and leases up to a limit of its ready
+// tasks, oldest ReadyAt first, then enqueue order.
+//
+//	KEYS[1] ready ZSET, KEYS[2] running ZSET, KEYS[3] dead ZSET, KEYS[4] meta HASH
+//	ARGV[1] task key prefix, ARGV[2] worker-tasks key prefix, ARGV[3] now µs,
+//	ARGV[4] limit, ARGV[5] lease expiry µs, ARGV[6] worker id ("" for none),
+//	ARGV[7] how many expired leases to reclaim at most in this call
+//
+// An expired lease on the task's last attempt moves it to dead; any other goes back to
+// ready with its ReadyAt. Returns a flat array, 11 entries per leased task: id, attempt,
+// token, type, payload, max attempts, timeout ns, enqueued at, ready at, last error,
+// failed at.
+var reserveScript = redis.NewScript(`
+local ready, running, dead, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local tp, wp, now, expiry, worker = ARGV[1], ARGV[2], ARGV[3], ARGV[5], ARGV[6]
+local expired = redis.call('ZRANGEBYSCORE', running, '-inf', now, 'LIMIT', 0, tonumber(ARGV[7]))
+for _, m in ipairs(expired) do
+  local id = string.sub(m, 18)
+  local t = tp .. id
+  local v = redis.call('HMGET', t, 'at', 'ma', 'wk', 'ra')
+  redis.call('ZREM', running, m)
+  if v[1] then
+    if v[3] and v[3] ~= '' then redis.call('SREM', wp .. v[3], id) end
+    if tonumber(v[1]) >= tonumber(v[2]) then
+      redis.call('HSET', t, 's', 'dead', 'tk', '', 'wk', '', 'fa', now,
+        'le', 'lease expired on the final attempt (worker lost)')
+      redis.call('ZADD', dead, v[4], m)
+      redis.call('HINCRBY', meta, 'failed', 1)
+    else
+      redis.call('HSET', t, 's', 'q', 'tk', '', 'wk', '')
+      redis.call('ZADD', ready, v[4], m)
+    end
+  end
+end
+local out = {}
+local ms = redis.call('ZRANGEBYSCORE', ready, '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+for _, m in ipairs(ms) do
+  local id = string.sub(m, 18)
+  local t = tp .. id
+  redis.call('ZREM', ready, m)
+  if redis.call('EXISTS', t) == 1 then
+    local at = redis.call('HINCRBY', t, 'at', 1)
+    local tok = tostring(redis.call('HINCRBY', meta, 'tok', 1))
+    redis.call('HSET', t, 's', 'run', 'st', now, 'lu', expiry, 'tk', tok, 'wk', worker)
+    redis.call('ZADD', running, expiry, m)
+    if worker ~= '' then redis.call('SADD', wp .. worker, id) end
+    local f = redis.call('HMGET', t, 'ty', 'pl', 'ma', 'to', 'eq', 'ra', 'le', 'fa')
+    out[#out+1] = id
+    out[#out+1] = at
+    out[#out+1] = tok
+    for i = 1, 8 do out[#out+1] = f[i] or '' end
+  end
+end
+return out
+`)
+
+// ackScript removes the tasks of held leases and counts them completed.
+//
+//	KEYS[1] running ZSET, KEYS[2] meta HASH
+//	ARGV[1] task key prefix, ARGV[2] worker-tasks key prefix, then pairs: id, token
+//
+// Returns the 0-based positions of the pairs whose lease is not held (left alone).
+var ackScript = redis.NewScript(`
+local lost, n = {}, 0
+for i = 3, #ARGV, 2 do
+  local id, tok = ARGV[i], ARGV[i+1]
+  local t = ARGV[1] .. id
+  local v = redis.call('HMGET', t, 'tk', 's', 'm', 'wk')
+  if v[2] == 'run' and v[1] == tok then
+    redis.call('ZREM', KEYS[1], v[3])
+    if v[4] and v[4] ~= '' then redis.call('SREM', ARGV[2] .. v[4], id) end
+    redis.call('DEL', t)
+    n = n + 1
+  else
+    lost[#lost+1] = (i - 3) / 2
+  end
+end
+if n > 0 then redis.call('HINCRBY', KEYS[2], 'completed', n) end
+return lost
+`)
+
+// extendScript moves the expiry of held leases.
+//
+//	KEYS[1] running ZSET
+//	ARGV[1] task key prefix, ARGV[2] new expiry µs, then pairs: id, token
+//
+// Returns the 0-based positions of the pairs whose lease is not held.
+var extendScript = redis.NewScript(`
+local lost = {}
+for i = 3, #ARGV, 2 do
+  local id, tok = ARGV[i], ARGV[i+1]
+  local t = ARGV[1] .. id
+  local v = redis.call('HMGET', t, 'tk', 's', 'm')
+  if v[2] == 'run' and v[1] == tok then
+    redis.call('ZADD', KEYS[1], ARGV[2], v[3])
+    redis.call('HSET', t, 'lu', ARGV[2])
+  else
+    lost[#lost+1] = (i - 3) / 2
+  end
+end
+return lost
+`)
+
+// releaseScript hands held tasks back unrun: pending again with their ReadyAt, the attempt
+// given back.
+//
+//	KEYS[1] ready ZSET, KEYS[2] running ZSET
+//	ARGV[1] task key prefix, ARGV[2] worker-tasks key prefix, ARGV[3] wake channel,
+//	ARGV[4] queue name, then pairs: id, token
+//
+// Returns the number released; publishes the queue on the wake channel if any.
+var releaseScript = redis.NewScript(`
+local n = 0
+for i = 5, #ARGV, 2 do
+  local id, tok = ARGV[i], ARGV[i+1]
+  local t = ARGV[1] .. id
+  local v = redis.call('HMGET', t, 'tk', 's', 'm', 'wk', 'ra')
+  if v[2] == 'run' and v[1] == tok then
+    redis.call('ZREM', KEYS[2], v[3])
+    if v[4] and v[4] ~= '' then redis.call('SREM', ARGV[2] .. v[4], id) end
+    redis.call('HINCRBY', t, 'at', -1)
+    redis.call('HSET', t, 's', 'q', 'tk', '', 'wk', '', 'lu', '')
+    redis.call('ZADD', KEYS[1], v[5], v[3])
+    n = n + 1
+  end
+end
+if n > 0 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+return n
+`)
+
+// retryScript ends a held attempt with an error and schedules the task again.
+//
+//	KEYS[1] ready ZSET, KEYS[2] running ZSET, KEYS[3] meta HASH
+//	ARGV[1] task key prefix, ARGV[2] worker-tasks key prefix, ARGV[3] wake channel,
+//	ARGV[4] queue name, ARGV[5] id, ARGV[6] token, ARGV[7] ready at µs, ARGV[8] error,
+//	ARGV[9] now µs
+//
+// Returns 1, or 0 when the lease is not held. Publishes the queue on the wake channel, so
+// that waiters take the new ReadyAt into account.
+var retryScript = redis.NewScript(`
+local t = ARGV[1] .. ARGV[5]
+local v = redis.call('HMGET', t, 'tk', 's', 'm', 'wk')
+if v[2] ~= 'run' or v[1] ~= ARGV[6] then return 0 end
+redis.call('ZREM', KEYS[2], v[3])
+if v[4] and v[4] ~= '' then redis.call('SREM', ARGV[2] .. v[4], ARGV[5]) end
+redis.call('HSET', t, 's', 'q', 'tk', '', 'wk', '', 'lu', '', 'ra', ARGV[7], 'le', ARGV[8], 'fa', ARGV[9])
+redis.call('ZADD', KEYS[1], ARGV[7], v[3])
+redis.call('HINCRBY', KEYS[3], 'failed', 1)
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+`)
+
+// killScript ends a held attempt with an error and moves the task to dead.
+//
+//	KEYS[1] dead ZSET, KEYS[2] running ZSET, KEYS[3] meta HASH
+//	ARGV[1] task key prefix, ARGV[2] worker-tasks key prefix, ARGV[3] id, ARGV[4] token,
+//	ARGV[5] error, ARGV[6] now µs
+//
+// Returns 1, or 0 when the lease is not held.
+var killScript = redis.NewScript(`
+local t = ARGV[1] .. ARGV[3]
+local v = redis.call('HMGET', t, 'tk', 's', 'm', 'wk', 'ra')
+if v[2] ~= 'run' or v[1] ~= ARGV[4] then return 0 end
+redis.call('ZREM', KEYS[2], v[3])
+if v[4] and v[4] ~= '' then redis.call('SREM', ARGV[2] .. v[4], ARGV[3]) end
+redis.call('HSET', t, 's', 'dead', 'tk', '', 'wk', '', 'lu', '', 'le', ARGV[5], 'fa', ARGV[6])
+redis.call('ZADD', KEYS[1], v[5], v[3])
+redis.call('HINCRBY', KEYS[3], 'failed', 1)
+return 1
+`)
+
+// releaseWorkerScript makes the queue's tasks reserved by one worker ready again (their
+// attempts stay counted) and forgets the worker's set.
+//
+//	KEYS[1] ready ZSET, KEYS[2] running ZSET, KEYS[3] the worker's task SET
+//	ARGV[1] task key prefix, ARGV[2] worker id, ARGV[3] wake channel, ARGV[4] queue name
+//
+// Returns the number released; publishes the queue on the wake channel if any.
+var releaseWorkerScript = redis.NewScript(`
+local n = 0
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  local t = ARGV[1] .. id
+  local v = redis.call('HMGET', t, 's', 'wk', 'm', 'ra')
+  if v[1] == 'run' and v[2] == ARGV[2] then
+    redis.call('ZREM', KEYS[2], v[3])
+    redis.call('HSET', t, 's', 'q', 'tk', '', 'wk', '', 'lu', '')
+    redis.call('ZADD', KEYS[1], v[4], v[3])
+    n = n + 1
+  end
+end
+redis.call('DEL', KEYS[3])
+if n > 0 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+return n
+`)
+
+// retryDeadScript makes dead tasks pending again with a fresh attempt budget and ReadyAt
+// now, at the end of the enqueue order.
+//
+//	KEYS[1] ready ZSET, KEYS[2] dead ZSET, KEYS[3] meta HASH
+//	ARGV[1] task key prefix, ARGV[2] wake channel, ARGV[3] queue name, ARGV[4] now µs,
+//	then the ids to move (none: every dead task of the queue)
+//
+// Returns the number moved; publishes the queue on the wake channel if any.
+var retryDeadScript = redis.NewScript(`
+local ms = {}
+if #ARGV == 4 then
+  ms = redis.call('ZRANGE', KEYS[2], 0, -1)
+else
+  for i = 5, #ARGV do
+    local m = redis.call('HGET', ARGV[1] .. ARGV[i], 'm')
+    if m and redis.call('ZSCORE', KEYS[2], m) then ms[#ms+1] = m end
+  end
+end
+for _, m in ipairs(ms) do
+  local id = string.sub(m, 18)
+  local seq = redis.call('HINCRBY', KEYS[3], 'seq', 1)
+  local nm = string.format('%016d:', seq) .. id
+  redis.call('ZREM', KEYS[2], m)
+  redis.call('HSET', ARGV[1] .. id, 's', 'q', 'at', 0, 'ra', ARGV[4], 'm', nm, 'tk', '', 'wk', '', 'lu', '')
+  redis.call('ZADD', KEYS[1], ARGV[4], nm)
+end
+if #ms > 0 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+return #ms
+`)
+
+// deleteScript removes tasks of one state (pending, scheduled or dead) of the queue.
+//
+//	KEYS[1] the ready ZSET (pending, scheduled) or the dead ZSET (dead)
+//	ARGV[1] task key prefix, ARGV[2] state: pending, scheduled or dead, ARGV[3] now µs,
+//	then the ids to remove (none: every task of that state)
+//
+// Returns the number removed.
+var deleteScript = redis.NewScript(`
+local state, now = ARGV[2], tonumber(ARGV[3])
+local ms = {}
+if #ARGV == 3 then
+  if state == 'pending' then
+    ms = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+  elseif state == 'scheduled' then
+    ms = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[3], '+inf')
+  else
+    ms = redis.call('ZRANGE', KEYS[1], 0, -1)
+  end
+else
+  for i = 4, #ARGV do
+    local m = redis.call('HGET', ARGV[1] .. ARGV[i], 'm')
+    local score = m and redis.call('ZSCORE', KEYS[1], m)
+    if score then
+      score = tonumber(score)
+      if state == 'dead' or (state == 'pending' and score <= now) or (state == 'scheduled' and score > now) then
+        ms[#ms+1] = m
+      end
+    end
+  end
+end
+for _, m in ipairs(ms) do
+  redis.call('ZREM', KEYS[1], m)
+  redis.call('DEL', ARGV[1] .. string.sub(m, 18))
+end
+return #ms
+`)
+
+// allScripts are loaded at Open so that the first calls need no EVAL fallback.
+var allScripts = []*redis.Script{
+	enqueueScript, reserveScript, ackScript, extendScript, releaseScript, retryScript,
+	killScript, releaseWorkerScript, retryDeadScript, deleteScript,
+}

@@ -30,10 +30,17 @@ ensure_redis() {
 	echo "redis-server did not answer on 127.0.0.1:6379 (see /tmp/brisk-redis.log)"; exit 1
 }
 
-if [ -d broker/redisbroker ]; then
-	echo "== services"
-	ensure_redis
-fi
+# ensure_chromium installs Debian's Chromium (and a font, so screenshots have text) for the
+# dashboard's browser test.
+ensure_chromium() {
+	if [ -x /usr/bin/chromium ] && fc-list 2>/dev/null | grep -qi dejavu; then return; fi
+	echo "installing chromium"
+	install_pkg chromium fonts-dejavu-core
+}
+
+echo "== services"
+if [ -d broker/redisbroker ]; then ensure_redis; fi
+if [ -d dashboard ]; then ensure_chromium; fi
 
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bench/*'))

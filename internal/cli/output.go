@@ -21,15 +21,6 @@ func writeJSON(w io.Writer, v any, indent bool) error {
 	return enc.Encode(v)
 }
 
-// jsonTime is a time for JSON output: RFC 3339 with nanoseconds, or null when zero.
-func jsonTime(t time.Time) *string {
-	if t.IsZero() {
-		return nil
-	}
-	s := t.UTC().Format(time.RFC3339Nano)
-	return &s
-}
-
 // textTime is a time for tables: RFC 3339 in local time to the millisecond, or "-".
 func textTime(t time.Time) string {
 	if t.IsZero() {

@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/briskq/brisk"
+	"github.com/briskq/brisk/internal/apiv1"
 )
 
 var queuesCmd = &command{
@@ -22,33 +23,11 @@ latency_seconds, sla_seconds (null when no SLA is set), within_sla, completed an
 	run: runQueues,
 }
 
-// queueJSON is one element of "brisk queues --json": part of the scripting contract, so
-// keys are only ever added.
-type queueJSON struct {
-	Name           string   `json:"name"`
-	Pending        int64    `json:"pending"`
-	Scheduled      int64    `json:"scheduled"`
-	Running        int64    `json:"running"`
-	Dead           int64    `json:"dead"`
-	LatencySeconds float64  `json:"latency_seconds"`
-	SLASeconds     *float64 `json:"sla_seconds"`
-	WithinSLA      bool     `json:"within_sla"`
-	Completed      int64    `json:"completed"`
-	Failed         int64    `json:"failed"`
-}
+// queueJSON is one element of "brisk queues --json": part of the scripting contract, shared
+// with the dashboard's GET /api/v1/queues, so keys are only ever added.
+type queueJSON = apiv1.Queue
 
-func toQueueJSON(q brisk.QueueInfo) queueJSON {
-	j := queueJSON{
-		Name: q.Name, Pending: q.Pending, Scheduled: q.Scheduled, Running: q.Running, Dead: q.Dead,
-		LatencySeconds: q.Latency.Seconds(), WithinSLA: brisk.WithinSLA(q),
-		Completed: q.Completed, Failed: q.Failed,
-	}
-	if q.SLA > 0 {
-		s := q.SLA.Seconds()
-		j.SLASeconds = &s
-	}
-	return j
-}
+func toQueueJSON(q brisk.QueueInfo) queueJSON { return apiv1.FromQueue(q) }
 
 func runQueues(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	brokerURL := brokerFlag(fs)

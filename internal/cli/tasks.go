@@ -2,14 +2,13 @@ package cli
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"text/tabwriter"
 
 	"github.com/briskq/brisk"
+	"github.com/briskq/brisk/internal/apiv1"
 )
 
 var tasksCmd = &command{
@@ -29,43 +28,10 @@ payload_base64. A listing is an array, one task an object.`,
 	run: runTasks,
 }
 
-// taskJSON is a task in "brisk tasks --json".
-type taskJSON struct {
-	ID             string          `json:"id"`
-	Queue          string          `json:"queue"`
-	Type           string          `json:"type"`
-	State          string          `json:"state"`
-	Attempt        int             `json:"attempt"`
-	MaxAttempts    int             `json:"max_attempts"`
-	TimeoutSeconds float64         `json:"timeout_seconds"`
-	EnqueuedAt     *string         `json:"enqueued_at"`
-	ReadyAt        *string         `json:"ready_at"`
-	StartedAt      *string         `json:"started_at"`
-	FailedAt       *string         `json:"failed_at"`
-	LeaseUntil     *string         `json:"lease_until"`
-	LastError      string          `json:"last_error"`
-	Payload        json.RawMessage `json:"payload"`
-	PayloadBase64  *string         `json:"payload_base64,omitempty"`
-}
+// taskJSON is a task in "brisk tasks --json", shared with the dashboard's /api/v1.
+type taskJSON = apiv1.Task
 
-func toTaskJSON(t *brisk.TaskInfo) taskJSON {
-	j := taskJSON{
-		ID: t.ID, Queue: t.Queue, Type: t.Type, State: string(t.State), Attempt: t.Attempt,
-		MaxAttempts: t.MaxAttempts, TimeoutSeconds: t.Timeout.Seconds(),
-		EnqueuedAt: jsonTime(t.EnqueuedAt), ReadyAt: jsonTime(t.ReadyAt), StartedAt: jsonTime(t.StartedAt),
-		FailedAt: jsonTime(t.FailedAt), LeaseUntil: jsonTime(t.LeaseUntil), LastError: t.LastError,
-		Payload: json.RawMessage("null"),
-	}
-	switch {
-	case len(t.Payload) == 0:
-	case json.Valid(t.Payload):
-		j.Payload = json.RawMessage(t.Payload)
-	default:
-		b := base64.StdEncoding.EncodeToString(t.Payload)
-		j.PayloadBase64 = &b
-	}
-	return j
-}
+func toTaskJSON(t *brisk.TaskInfo) taskJSON { return apiv1.FromTask(t) }
 
 func runTasks(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	brokerURL := brokerFlag(fs)

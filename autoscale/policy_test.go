@@ -1,0 +1,200 @@
+package autoscale
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/briskq/brisk"
+)
+
+var t0 = time.Unix(1_700_000_000, 0)
+
+func at(sec int) time.Time { return t0.Add(time.Duration(sec) * time.Second) }
+
+func TestNewPolicyErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		b      Bounds
+		params map[string]float64
+		want   string
+	}{
+		{"sla", Bounds{Min: 5, Max: 2}, nil, "min 5 is above max 2"},
+		{"sla", Bounds{Min: -1, Max: 2}, nil, "min -1 is negative"},
+		{"sla", Bounds{Min: 0, Max: -3}, nil, "max -3 is below 1"},
+		{"magic", Bounds{}, nil, `unknown policy "magic"`},
+		{"threshold", Bounds{}, map[string]float64{"bogus": 1}, `no parameter "bogus"`},
+		{"threshold", Bounds{}, map[string]float64{"upper": 1, "lower": 5}, "lower 5s is above upper 1s"},
+		{"cpu", Bounds{}, map[string]float64{"target": 1.5}, "target 1.5 is not in (0, 1]"},
+		{"sla", Bounds{}, map[string]float64{"utilisation": 2}, "utilisation 2 is not in (0, 1]"},
+		{"sla", Bounds{}, map[string]float64{"margin": -1}, "not a non-negative number"},
+	} {
+		_, err := NewPolicy(tc.name, tc.b, tc.params)
+		if err == nil || !errors.Is(err, brisk.ErrInvalid) || !strings.Contains(err.Error(), tc.want) ||
+			!strings.HasPrefix(err.Error(), "autoscale: ") {
+			t.Errorf("NewPolicy(%q, %+v, %v) = %v, want an ErrInvalid containing %q", tc.name, tc.b, tc.params, err, tc.want)
+		}
+	}
+	for _, name := range append(PolicyNames, "") {
+		if _, err := NewPolicy(name, Bounds{}, nil); err != nil {
+			t.Errorf("NewPolicy(%q) with defaults: %v", name, err)
+		}
+	}
+}
+
+// TestBounds feeds every policy extreme samples and checks that no decision leaves
+// [min, max].
+func TestBounds(t *testing.T) {
+	t.Parallel()
+	b := Bounds{Min: 2, Max: 6}
+	samples := []Sample{
+		{},
+		{Latency: time.Hour, Pending: 1e9, ArrivalRate: 1e6, HandlerTime: time.Second, Slots: 1, CPU: 1, SLA: time.Second},
+		{Latency: 0, Pending: 0, ArrivalRate: 0, Slots: 10, CPU: 0},
+	}
+	for _, name := range PolicyNames {
+		for _, n := range []float64{0, 100} {
+			params := map[string]float64{}
+			if name == "fixed" {
+				params["n"] = n
+			}
+			p, err := NewPolicy(name, b, params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			current := 4
+			for i := range 50 {
+				d := p.Decide(at(10*i), samples[i%len(samples)], current)
+				if d.Desired < b.Min || d.Desired > b.Max {
+					t.Fatalf("%s: desired %d outside [%d, %d] (%s)", name, d.Desired, b.Min, b.Max, d.Reason)
+				}
+				if d.Reason == "" || d.Policy != name {
+					t.Fatalf("%s: decision without reason or policy: %+v", name, d)
+				}
+				current = d.Desired
+			}
+		}
+	}
+}
+
+func TestThreshold(t *testing.T) {
+	t.Parallel()
+	p := &Threshold{Bounds: Bounds{Min: 1, Max: 10}, Upper: 10 * time.Second, Lower: time.Second, Step: 3, Window: 30 * time.Second}
+	steps := []struct {
+		sec     int
+		latency time.Duration
+		current int
+		want    int
+	}{
+		{0, 20 * time.Second, 1, 4},   // above upper: +step
+		{10, 20 * time.Second, 4, 7},  // still above
+		{20, 20 * time.Second, 7, 10}, // clamped at max
+		{30, 5 * time.Second, 10, 10}, // between: hold
+		{40, 0, 10, 10},               // below lower: window starts
+		{60, 0, 10, 10},               // 20 s below
+		{70, 0, 10, 9},                // 30 s below: -1
+		{80, 0, 9, 9},                 // a new window
+		{100, 0, 9, 8},                // 30 s later: -1
+	}
+	for _, s := range steps {
+		d := p.Decide(at(s.sec), Sample{Latency: s.latency}, s.current)
+		if d.Desired != s.want {
+			t.Errorf("t=%d latency=%s current=%d: desired %d, want %d (%s)", s.sec, s.latency, s.current, d.Desired, s.want, d.Reason)
+		}
+	}
+}
+
+func TestQueueLengthAndStabilisation(t *testing.T) {
+	t.Parallel()
+	p := &QueueLength{PerWorker: 100, Stabilise: 30 * time.Second}
+	for _, s := range []struct {
+		sec     int
+		pending int64
+		want    int
+	}{
+		{0, 250, 3}, {10, 1000, 10}, {20, 0, 10}, {40, 0, 10}, {50, 0, 1}, {60, 101, 2},
+	} {
+		if d := p.Decide(at(s.sec), Sample{Pending: s.pending}, 5); d.Desired != s.want {
+			t.Errorf("t=%d pending=%d: desired %d, want %d (%s)", s.sec, s.pending, d.Desired, s.want, d.Reason)
+		}
+	}
+}
+
+func TestCPUIgnoresIOBoundBacklog(t *testing.T) {
+	t.Parallel()
+	p := &CPU{Target: 0.7, Stabilise: 0}
+	// Every slot busy with IO-bound handlers: 10 × 5% CPU, a long queue behind them.
+	d := p.Decide(at(0), Sample{CPU: 0.5, Latency: 5 * time.Minute, Pending: 50000, Slots: 10}, 2)
+	if d.Desired > 2 {
+		t.Fatalf("cpu scaled up on IO-bound work: %d (%s)", d.Desired, d.Reason)
+	}
+	p = &CPU{Target: 0.5, Stabilise: 0}
+	if d := p.Decide(at(0), Sample{CPU: 0.9}, 4); d.Desired != 8 {
+		t.Fatalf("cpu 90%% at target 50%%: %d, want 8 (%s)", d.Desired, d.Reason)
+	}
+	if d := p.Decide(at(10), Sample{CPU: 0.52}, 4); d.Desired != 4 {
+		t.Fatalf("within tolerance: %d, want 4 (%s)", d.Desired, d.Reason)
+	}
+}
+
+func TestSLA(t *testing.T) {
+	t.Parallel()
+	base := Sample{SLA: 30 * time.Second, HandlerTime: 200 * time.Millisecond, Slots: 10}
+	with := func(f func(*Sample)) Sample { s := base; f(&s); return s }
+	for _, tc := range []struct {
+		name    string
+		s       Sample
+		current int
+		min     int
+		max     int
+	}{
+		{"idle", with(func(s *Sample) {}), 1, 1, 1},
+		// 50/s × 0.2 s = 10 busy slots: one worker of 10 slots, latency budget for the rest.
+		{"steady 50/s", with(func(s *Sample) { s.ArrivalRate = 50 }), 1, 1, 1},
+		// 400/s needs 8 workers to keep up; with one serving, it must recover quickly.
+		{"burst", with(func(s *Sample) { s.ArrivalRate = 400; s.Pending = 4000; s.Latency = 9 * time.Second; s.Serving = 1 }), 1, 15, 40},
+		// A backlog with nothing arriving still has to start within the SLA.
+		{"backlog", with(func(s *Sample) { s.Pending = 30000; s.Latency = 20 * time.Second }), 1, 30, 100},
+	} {
+		p := &SLA{}
+		d := p.Decide(at(0), tc.s, tc.current)
+		if d.Desired < tc.min || d.Desired > tc.max {
+			t.Errorf("%s: desired %d, want %d..%d (%s)", tc.name, d.Desired, tc.min, tc.max, d.Reason)
+		}
+	}
+}
+
+func TestSLAStepsDownSlowly(t *testing.T) {
+	t.Parallel()
+	p := &SLA{Stabilise: 60 * time.Second}
+	busy := Sample{SLA: 30 * time.Second, HandlerTime: 200 * time.Millisecond, Slots: 10, ArrivalRate: 400}
+	current := 10
+	for i := range 5 {
+		current = p.Decide(at(10*i), busy, current).Desired
+	}
+	if current < 8 {
+		t.Fatalf("400/s: %d workers", current)
+	}
+	quiet := busy
+	quiet.ArrivalRate = 20
+	var seen []int
+	for i := 5; i < 100; i++ {
+		current = p.Decide(at(10*i), quiet, current).Desired
+		seen = append(seen, current)
+	}
+	if seen[0] < 8 {
+		t.Errorf("dropped at once after the load fell: %v", seen)
+	}
+	for i := 1; i < len(seen); i++ {
+		if seen[i] > seen[i-1] {
+			t.Errorf("flapped up while quiet: %v", seen)
+		}
+	}
+	// The insurance against a repeat of the 400/s peak holds 6 workers while it is
+	// remembered (10 min), then the count falls to what 20/s needs.
+	if seen[30] != 6 || seen[len(seen)-1] != 1 {
+		t.Errorf("after the burst: %v, want 6 while the peak is remembered, then 1", seen)
+	}
+}

@@ -1,0 +1,277 @@
+// Package dashboard serves brisk's web dashboard and its JSON HTTP API (/api/v1) as one
+// http.Handler that works with any broker.
+//
+// Mount it in your own server under a prefix with http.StripPrefix, setting Options.Prefix
+// to the same path so that the pages link to themselves correctly:
+//
+//	h, err := dashboard.New(b, dashboard.Options{Prefix: "/brisk", Token: secret})
+//	mux.Handle("/brisk/", http.StripPrefix("/brisk", h))
+//
+// Pausing and resuming a queue is not offered: the broker contract has no such operation.
+package dashboard
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/briskq/brisk"
+	"github.com/briskq/brisk/broker"
+)
+
+// DefaultMaxBodyBytes is the default limit on a request body: the default payload limit of
+// the brokers (1 MiB) plus room for the JSON around it.
+const DefaultMaxBodyBytes = 1<<20 + 64<<10
+
+// Options configures the dashboard. The zero value serves everything without
+// authentication, which is only safe on a loopback address.
+type Options struct {
+	// Token, when set, is required on every request: as "Authorization: Bearer TOKEN", or
+	// for pages as "?token=TOKEN" once (the dashboard then keeps it in an HttpOnly,
+	// SameSite=Strict cookie).
+	Token string
+	// BasicAuthUser and BasicAuthPassword, when the user is set, are accepted on every
+	// request as HTTP basic authentication (alone or as an alternative to Token).
+	BasicAuthUser, BasicAuthPassword string
+	// ReadOnly refuses every state-changing request (enqueue, retry, delete) with 403 and
+	// hides the buttons.
+	ReadOnly bool
+	// Logger receives errors of the broker. Default: slog.Default().
+	Logger *slog.Logger
+	// MaxBodyBytes limits request bodies; larger ones get 413. Default DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// Prefix is the path the handler is mounted under with http.StripPrefix ("/brisk"),
+	// used in the links of pages. Default "" (mounted at the root).
+	Prefix string
+	// SampleInterval is how often the sampler records each queue's latency and counters
+	// for the charts and throughput. Default 5s.
+	SampleInterval time.Duration
+	// Context bounds the sampler goroutine: it stops when Context is done. Default
+	// context.Background() (the life of the process).
+	Context context.Context
+}
+
+// handler is the dashboard.
+type handler struct {
+	b        broker.Broker
+	in       *brisk.Inspector
+	client   *brisk.Client
+	opts     Options
+	log      *slog.Logger
+	csrfKey  []byte
+	mux      *http.ServeMux
+	sampler  *sampler
+	pages    *pageTemplates
+	basePath string
+}
+
+// New returns the dashboard and API of broker b as an http.Handler, and starts the
+// sampler that keeps the last hour of queue latency and counters in memory (until
+// opts.Context is done).
+func New(b broker.Broker, opts Options) (http.Handler, error) {
+	if b == nil {
+		return nil, fmt.Errorf("%w: dashboard: nil broker", brisk.ErrInvalid)
+	}
+	if opts.MaxBodyBytes < 0 {
+		return nil, fmt.Errorf("%w: dashboard: Options.MaxBodyBytes %d is negative", brisk.ErrInvalid, opts.MaxBodyBytes)
+	}
+	if opts.MaxBodyBytes == 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.SampleInterval < 0 {
+		return nil, fmt.Errorf("%w: dashboard: Options.SampleInterval %s is negative", brisk.ErrInvalid, opts.SampleInterval)
+	}
+	if opts.SampleInterval == 0 {
+		opts.SampleInterval = 5 * time.Second
+	}
+	if opts.BasicAuthUser == "" && opts.BasicAuthPassword != "" {
+		return nil, fmt.Errorf("%w: dashboard: Options.BasicAuthPassword set without BasicAuthUser", brisk.ErrInvalid)
+	}
+	if opts.Prefix != "" && (!strings.HasPrefix(opts.Prefix, "/") || strings.HasSuffix(opts.Prefix, "/")) {
+		return nil, fmt.Errorf("%w: dashboard: Options.Prefix %q must start with / and not end with one", brisk.ErrInvalid, opts.Prefix)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Context == nil {
+		opts.Context = context.Background()
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("dashboard: csrf key: %w", err)
+	}
+	pages, err := parseTemplates()
+	if err != nil {
+		return nil, err
+	}
+	h := &handler{
+		b: b, in: brisk.NewInspector(b), client: brisk.NewClient(b), opts: opts, log: opts.Logger,
+		csrfKey: key, mux: http.NewServeMux(), pages: pages, basePath: opts.Prefix,
+	}
+	h.sampler = newSampler(h.in, opts.SampleInterval, time.Hour, opts.Logger)
+	go h.sampler.run(opts.Context)
+	h.routes()
+	return h, nil
+}
+
+func (h *handler) routes() {
+	m := h.mux
+	// JSON API.
+	m.HandleFunc("GET /api/v1/queues", h.apiQueues)
+	m.HandleFunc("GET /api/v1/queues/{queue}/tasks", h.apiTasks)
+	m.HandleFunc("POST /api/v1/queues/{queue}/tasks", h.apiEnqueue)
+	m.HandleFunc("POST /api/v1/queues/{queue}/dead/retry", h.apiDead(true))
+	m.HandleFunc("POST /api/v1/queues/{queue}/dead/delete", h.apiDead(false))
+	m.HandleFunc("GET /api/v1/tasks/{id}", h.apiTask)
+	m.HandleFunc("GET /api/v1/workers", h.apiWorkers)
+	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no route "+r.Method+" "+r.URL.Path)
+	})
+	// Pages.
+	m.HandleFunc("GET /{$}", h.pageQueues)
+	m.HandleFunc("GET /queues/{queue}", h.pageQueue)
+	m.HandleFunc("GET /tasks/{id}", h.pageTask)
+	m.HandleFunc("GET /workers", h.pageWorkers)
+	m.HandleFunc("POST /queues/{queue}/dead/retry", h.formDead(true))
+	m.HandleFunc("POST /queues/{queue}/dead/delete", h.formDead(false))
+	m.Handle("GET /static/", http.StripPrefix("/static/", staticHandler()))
+}
+
+// ServeHTTP applies the security checks every request goes through, then routes it.
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hdr := w.Header()
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	hdr.Set("X-Frame-Options", "DENY")
+	hdr.Set("Referrer-Policy", "same-origin")
+	hdr.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+	isAPI := strings.HasPrefix(r.URL.Path, "/api/")
+	fail := func(status int, msg string) {
+		if isAPI {
+			writeError(w, status, msg)
+			return
+		}
+		http.Error(w, msg, status)
+	}
+
+	if !h.authenticate(w, r) {
+		if h.opts.BasicAuthUser != "" {
+			hdr.Set("WWW-Authenticate", `Basic realm="brisk dashboard", charset="UTF-8"`)
+		} else {
+			hdr.Set("WWW-Authenticate", `Bearer realm="brisk dashboard"`)
+		}
+		fail(http.StatusUnauthorized, "authentication required")
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		if r.Method != http.MethodPost {
+			hdr.Set("Allow", "GET, HEAD, POST")
+			fail(http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
+			return
+		}
+		if msg := crossOrigin(r); msg != "" {
+			fail(http.StatusForbidden, msg)
+			return
+		}
+		if h.opts.ReadOnly {
+			fail(http.StatusForbidden, "the dashboard is read-only")
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes)
+		if r.ContentLength > h.opts.MaxBodyBytes {
+			fail(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", h.opts.MaxBodyBytes))
+			return
+		}
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+const tokenCookie = "brisk_dashboard_token"
+
+// authenticate reports whether r carries the configured credentials (always true when
+// none is configured). A valid ?token= on a GET is kept in a cookie for the pages' links.
+func (h *handler) authenticate(w http.ResponseWriter, r *http.Request) bool {
+	if h.opts.Token == "" && h.opts.BasicAuthUser == "" {
+		return true
+	}
+	if h.opts.BasicAuthUser != "" {
+		if u, p, ok := r.BasicAuth(); ok && equal(u, h.opts.BasicAuthUser) && equal(p, h.opts.BasicAuthPassword) {
+			return true
+		}
+	}
+	if h.opts.Token == "" {
+		return false
+	}
+	if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+		return equal(strings.TrimSpace(a[7:]), h.opts.Token)
+	}
+	if c, err := r.Cookie(tokenCookie); err == nil && equal(c.Value, h.opts.Token) {
+		return true
+	}
+	if t := r.URL.Query().Get("token"); t != "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
+		!strings.HasPrefix(r.URL.Path, "/api/") && equal(t, h.opts.Token) {
+		http.SetCookie(w, &http.Cookie{
+			Name: tokenCookie, Value: h.opts.Token, Path: h.basePath + "/", HttpOnly: true,
+			SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
+		})
+		return true
+	}
+	return false
+}
+
+func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+
+// crossOrigin returns why a state-changing request looks cross-site, or "". Browsers send
+// Origin (or at least Referer) on every POST; clients that send neither (curl, scripts)
+// are not browsers and cannot be driven by another site.
+func crossOrigin(r *http.Request) string {
+	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		return "cross-site request refused"
+	}
+	src, what := r.Header.Get("Origin"), "Origin"
+	if src == "" {
+		src, what = r.Header.Get("Referer"), "Referer"
+	}
+	if src == "" {
+		return ""
+	}
+	u, err := url.Parse(src)
+	if err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host) {
+		return fmt.Sprintf("cross-origin request refused (%s %q is not this host %q)", what, src, r.Host)
+	}
+	return ""
+}
+
+// csrfToken is the token the forms carry: an HMAC, under a per-process random key, of who
+// is logged in, so a token is worthless to another user or after a restart.
+func (h *handler) csrfToken(r *http.Request) string {
+	who := "anonymous"
+	if u, _, ok := r.BasicAuth(); ok {
+		who = "basic:" + u
+	} else if h.opts.Token != "" {
+		who = "token"
+	}
+	m := hmac.New(sha256.New, h.csrfKey)
+	m.Write([]byte("brisk-dashboard-csrf\x00" + who))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+func (h *handler) checkCSRF(r *http.Request) bool {
+	got := r.PostForm.Get("csrf")
+	return got != "" && hmac.Equal([]byte(got), []byte(h.csrfToken(r)))
+}
+
+// bodyTooLarge reports whether err came from the MaxBytesReader.
+func bodyTooLarge(err error) bool {
+	var mbe *http.MaxBytesError
+	return errors.As(err, &mbe)
+}

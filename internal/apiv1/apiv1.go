@@ -1,0 +1,136 @@
+// Package apiv1 holds the JSON shapes of brisk's scripting contract, shared by the CLI
+// ("brisk queues --json", "brisk tasks --json") and the dashboard's /api/v1 so that both
+// print the same objects. Keys are only ever added.
+package apiv1
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"time"
+
+	"github.com/briskq/brisk"
+)
+
+// Queue is one element of "brisk queues --json" and of GET /api/v1/queues.
+type Queue struct {
+	Name           string   `json:"name"`
+	Pending        int64    `json:"pending"`
+	Scheduled      int64    `json:"scheduled"`
+	Running        int64    `json:"running"`
+	Dead           int64    `json:"dead"`
+	LatencySeconds float64  `json:"latency_seconds"`
+	SLASeconds     *float64 `json:"sla_seconds"`
+	WithinSLA      bool     `json:"within_sla"`
+	Completed      int64    `json:"completed"`
+	Failed         int64    `json:"failed"`
+}
+
+// FromQueue converts a queue's statistics to its JSON shape.
+func FromQueue(q brisk.QueueInfo) Queue {
+	j := Queue{
+		Name: q.Name, Pending: q.Pending, Scheduled: q.Scheduled, Running: q.Running, Dead: q.Dead,
+		LatencySeconds: q.Latency.Seconds(), WithinSLA: brisk.WithinSLA(q),
+		Completed: q.Completed, Failed: q.Failed,
+	}
+	if q.SLA > 0 {
+		s := q.SLA.Seconds()
+		j.SLASeconds = &s
+	}
+	return j
+}
+
+// Queues converts a listing; it is never nil, so that no queue encodes as [] not null.
+func Queues(qs []brisk.QueueInfo) []Queue {
+	out := make([]Queue, 0, len(qs))
+	for _, q := range qs {
+		out = append(out, FromQueue(q))
+	}
+	return out
+}
+
+// Task is a task in "brisk tasks --json" and in the /api/v1 task routes.
+type Task struct {
+	ID             string          `json:"id"`
+	Queue          string          `json:"queue"`
+	Type           string          `json:"type"`
+	State          string          `json:"state"`
+	Attempt        int             `json:"attempt"`
+	MaxAttempts    int             `json:"max_attempts"`
+	TimeoutSeconds float64         `json:"timeout_seconds"`
+	EnqueuedAt     *string         `json:"enqueued_at"`
+	ReadyAt        *string         `json:"ready_at"`
+	StartedAt      *string         `json:"started_at"`
+	FailedAt       *string         `json:"failed_at"`
+	LeaseUntil     *string         `json:"lease_until"`
+	LastError      string          `json:"last_error"`
+	Payload        json.RawMessage `json:"payload"`
+	PayloadBase64  *string         `json:"payload_base64,omitempty"`
+}
+
+// FromTask converts a stored task to its JSON shape: the payload as a JSON value when it
+// is valid JSON, else null with the bytes in base64 under payload_base64.
+func FromTask(t *brisk.TaskInfo) Task {
+	j := Task{
+		ID: t.ID, Queue: t.Queue, Type: t.Type, State: string(t.State), Attempt: t.Attempt,
+		MaxAttempts: t.MaxAttempts, TimeoutSeconds: t.Timeout.Seconds(),
+		EnqueuedAt: Time(t.EnqueuedAt), ReadyAt: Time(t.ReadyAt), StartedAt: Time(t.StartedAt),
+		FailedAt: Time(t.FailedAt), LeaseUntil: Time(t.LeaseUntil), LastError: t.LastError,
+		Payload: json.RawMessage("null"),
+	}
+	switch {
+	case len(t.Payload) == 0:
+	case json.Valid(t.Payload):
+		j.Payload = json.RawMessage(t.Payload)
+	default:
+		b := base64.StdEncoding.EncodeToString(t.Payload)
+		j.PayloadBase64 = &b
+	}
+	return j
+}
+
+// Tasks converts a listing; it is never nil.
+func Tasks(ts []*brisk.TaskInfo) []Task {
+	out := make([]Task, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, FromTask(t))
+	}
+	return out
+}
+
+// Time is a time for JSON output: RFC 3339 with nanoseconds in UTC, or null when zero.
+func Time(t time.Time) *string {
+	if t.IsZero() {
+		return nil
+	}
+	s := t.UTC().Format(time.RFC3339Nano)
+	return &s
+}
+
+// Worker is a worker's last heartbeat in GET /api/v1/workers.
+type Worker struct {
+	ID          string   `json:"id"`
+	Host        string   `json:"host"`
+	PID         int      `json:"pid"`
+	Queues      []string `json:"queues"`
+	Concurrency int      `json:"concurrency"`
+	Busy        int      `json:"busy"`
+	StartedAt   *string  `json:"started_at"`
+	LastSeen    *string  `json:"last_seen"`
+	Version     string   `json:"version"`
+}
+
+// Workers converts a listing; it is never nil.
+func Workers(ws []brisk.WorkerInfo) []Worker {
+	out := make([]Worker, 0, len(ws))
+	for _, w := range ws {
+		qs := w.Queues
+		if qs == nil {
+			qs = []string{}
+		}
+		out = append(out, Worker{
+			ID: w.ID, Host: w.Host, PID: w.PID, Queues: qs, Concurrency: w.Concurrency,
+			Busy: w.Busy, StartedAt: Time(w.StartedAt), LastSeen: Time(w.LastSeen), Version: w.Version,
+		})
+	}
+	return out
+}

@@ -1,0 +1,46 @@
+package apiv1
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/briskq/brisk"
+)
+
+func TestShapes(t *testing.T) {
+	t.Parallel()
+	q, _ := json.Marshal(Queues([]brisk.QueueInfo{
+		{Name: "five_second", SLA: 5 * time.Second, Pending: 2, Latency: 6 * time.Second},
+		{Name: "plain", Dead: 1, Completed: 7, Failed: 3},
+	}))
+	want := `[{"name":"five_second","pending":2,"scheduled":0,"running":0,"dead":0,"latency_seconds":6,"sla_seconds":5,"within_sla":false,"completed":0,"failed":0},` +
+		`{"name":"plain","pending":0,"scheduled":0,"running":0,"dead":1,"latency_seconds":0,"sla_seconds":null,"within_sla":true,"completed":7,"failed":3}]`
+	if string(q) != want {
+		t.Errorf("queues:\n%s\nwant\n%s", q, want)
+	}
+	if b, _ := json.Marshal(Queues(nil)); string(b) != "[]" {
+		t.Errorf("no queue: %s", b)
+	}
+
+	at := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	for _, c := range []struct {
+		payload []byte
+		want    string
+	}{
+		{nil, `"payload":null}`},
+		{[]byte(`{"a":1}`), `"payload":{"a":1}}`},
+		{[]byte("\xff<"), `"payload":null,"payload_base64":"/zw="}`},
+	} {
+		b, _ := json.Marshal(FromTask(&brisk.TaskInfo{ID: "i", Queue: "q", Type: "t", State: brisk.StateDead, EnqueuedAt: at, Payload: c.payload}))
+		prefix := `{"id":"i","queue":"q","type":"t","state":"dead","attempt":0,"max_attempts":0,"timeout_seconds":0,` +
+			`"enqueued_at":"2026-01-02T03:04:05.000000006Z","ready_at":null,"started_at":null,"failed_at":null,"lease_until":null,"last_error":"",`
+		if string(b) != prefix+c.want {
+			t.Errorf("task with payload %q:\n%s", c.payload, b)
+		}
+	}
+	if b, _ := json.Marshal(Workers([]brisk.WorkerInfo{{ID: "w", LastSeen: at}})); string(b) !=
+		`[{"id":"w","host":"","pid":0,"queues":[],"concurrency":0,"busy":0,"started_at":null,"last_seen":"2026-01-02T03:04:05.000000006Z","version":""}]` {
+		t.Errorf("workers: %s", b)
+	}
+}

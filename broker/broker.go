@@ -122,6 +122,8 @@ type QueueStats struct {
 	// Completed and Failed count acks and failed attempts since the queue was created
 	// (counters, for rates; brokers that cannot keep them report 0).
 	Completed, Failed int64
+	// Paused reports a queue paused through Pauser (always false for brokers without it).
+	Paused bool
 }
 
 // ListParams selects tasks to list.
@@ -241,4 +243,14 @@ type Reaper interface {
 	// ReleaseWorker makes the running tasks reserved by workerID ready again and removes the
 	// worker's record. It returns how many tasks it released.
 	ReleaseWorker(ctx context.Context, workerID string) (int, error)
+}
+
+// Pauser is implemented by brokers that can pause a queue: while a queue is paused, Reserve
+// takes no task from it (Enqueue still stores tasks, and running tasks finish), and its
+// QueueStats report Paused. Pausing is stored with the queue, so it holds for every worker
+// and process until resumed.
+type Pauser interface {
+	// PauseQueue pauses (paused=true) or resumes (false) the queue, creating it if needed.
+	// It is idempotent.
+	PauseQueue(ctx context.Context, queue string, paused bool) error
 }

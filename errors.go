@@ -25,6 +25,10 @@ var (
 	// ErrUnavailable: the broker cannot be reached or opened.
 	ErrUnavailable = broker.ErrUnavailable
 
+	// ErrUnsupported: the broker lacks an optional capability (such as pausing queues).
+	// Such errors also wrap ErrInvalid: the request cannot be served by this broker.
+	ErrUnsupported = errors.New("not supported by this broker")
+
 	// ErrSkipRetry, returned by a handler (wrapped or as is), makes the task dead at once
 	// instead of retrying it.
 	ErrSkipRetry = errors.New("skip retry")

@@ -99,6 +99,37 @@ func (i *Inspector) DeleteTasks(ctx context.Context, queue string, state State, 
 	return n, nil
 }
 
+// PauseQueue pauses queue: workers take no task from it (tasks already running finish,
+// and Enqueue still stores) until ResumeQueue. The pause is stored by the broker, so it holds
+// for every worker and process. Pausing a paused queue, or one not yet known (it is created),
+// is fine. A broker that cannot pause queues (it does not implement broker.Pauser) gives an
+// error wrapping ErrUnsupported and ErrInvalid.
+func (i *Inspector) PauseQueue(ctx context.Context, queue string) error {
+	return i.pause(ctx, queue, true)
+}
+
+// ResumeQueue resumes a paused queue: workers take its tasks again, and waiting workers are
+// woken. Resuming a queue that is not paused is fine. A broker that cannot pause queues gives
+// an error wrapping ErrUnsupported and ErrInvalid.
+func (i *Inspector) ResumeQueue(ctx context.Context, queue string) error {
+	return i.pause(ctx, queue, false)
+}
+
+func (i *Inspector) pause(ctx context.Context, queue string, paused bool) error {
+	op := "resume"
+	if paused {
+		op = "pause"
+	}
+	p, ok := i.b.(broker.Pauser)
+	if !ok {
+		return fmt.Errorf("brisk: %s queue %s: this broker (%T) cannot pause queues: %w: %w", op, queue, i.b, ErrUnsupported, ErrInvalid)
+	}
+	if err := p.PauseQueue(ctx, queue, paused); err != nil {
+		return fmt.Errorf("brisk: %s queue %s: %w", op, queue, err)
+	}
+	return nil
+}
+
 // Workers lists workers that sent a heartbeat within the last minute.
 func (i *Inspector) Workers(ctx context.Context) ([]WorkerInfo, error) {
 	ws, err := i.b.Workers(ctx, time.Now().Add(-time.Minute))

@@ -59,6 +59,10 @@ type ControllerConfig struct {
 	History int
 	// Logger receives one record per decision. Default: discard.
 	Logger *slog.Logger
+	// OnDecision, when set, is called with every decision after it is recorded (also when
+	// sampling or applying failed), from the controller's goroutine: e.g. to print it or
+	// to update Metrics.
+	OnDecision func(Decision)
 }
 
 // Validate reports a configuration the controller cannot run with.
@@ -182,10 +186,13 @@ func (c *Controller) Step(ctx context.Context) (Decision, error) {
 
 func (c *Controller) record(d Decision) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.history = append(c.history, d)
 	if n := len(c.history) - c.cfg.History; n > 0 {
 		c.history = append(c.history[:0], c.history[n:]...)
+	}
+	c.mu.Unlock()
+	if c.cfg.OnDecision != nil {
+		c.cfg.OnDecision(d)
 	}
 }
 

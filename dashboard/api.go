@@ -35,6 +35,8 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 func (h *handler) brokerError(w http.ResponseWriter, r *http.Request, err error) {
 	status := http.StatusInternalServerError
 	switch {
+	case errors.Is(err, brisk.ErrUnsupported):
+		status = http.StatusNotImplemented
 	case errors.Is(err, brisk.ErrInvalid):
 		status = http.StatusBadRequest
 	case errors.Is(err, brisk.ErrNotFound):
@@ -46,7 +48,7 @@ func (h *handler) brokerError(w http.ResponseWriter, r *http.Request, err error)
 	case errors.Is(err, brisk.ErrUnavailable), errors.Is(err, brisk.ErrClosed):
 		status = http.StatusServiceUnavailable
 	}
-	if status >= 500 {
+	if status >= 500 && status != http.StatusNotImplemented {
 		h.log.Error("brisk dashboard: broker", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	writeError(w, status, message(err))
@@ -224,4 +226,53 @@ func (h *handler) deadAction(r *http.Request, retry bool, ids []string) (int, er
 		return h.in.RetryDead(r.Context(), queue, ids...)
 	}
 	return h.in.DeleteTasks(r.Context(), queue, brisk.StateDead, ids...)
+}
+
+// apiPause handles POST /api/v1/queues/{queue}/pause and /resume. The body is empty or an
+// empty JSON object, but the Content-Type must be application/json (as for every API POST,
+// so that a cross-site form cannot send it). It answers {"queue": Q, "paused": bool}.
+func (h *handler) apiPause(paused bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !decodeEmptyJSON(w, r) {
+			return
+		}
+		queue := r.PathValue("queue")
+		if err := h.pause(r, queue, paused); err != nil {
+			h.brokerError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"queue": queue, "paused": paused})
+	}
+}
+
+// pause pauses or resumes queue.
+func (h *handler) pause(r *http.Request, queue string, paused bool) error {
+	if paused {
+		return h.in.PauseQueue(r.Context(), queue)
+	}
+	return h.in.ResumeQueue(r.Context(), queue)
+}
+
+// decodeEmptyJSON checks a body that carries no parameters: JSON content type, and an
+// empty body or an empty object. It writes the error response and returns false on failure.
+func decodeEmptyJSON(w http.ResponseWriter, r *http.Request) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+		return false
+	}
+	body, err := io.ReadAll(r.Body)
+	switch {
+	case bodyTooLarge(err):
+		writeError(w, http.StatusRequestEntityTooLarge, "request body too large")
+		return false
+	case err != nil:
+		writeError(w, http.StatusBadRequest, "cannot read the body: "+err.Error())
+		return false
+	case len(strings.TrimSpace(string(body))) == 0:
+		return true
+	}
+	r.Body = io.NopCloser(strings.NewReader(string(body)))
+	var none struct{}
+	return decodeJSON(w, r, &none)
 }

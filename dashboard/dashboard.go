@@ -132,6 +132,8 @@ func (h *handler) routes() {
 	m.HandleFunc("POST /api/v1/queues/{queue}/tasks", h.apiEnqueue)
 	m.HandleFunc("POST /api/v1/queues/{queue}/dead/retry", h.apiDead(true))
 	m.HandleFunc("POST /api/v1/queues/{queue}/dead/delete", h.apiDead(false))
+	m.HandleFunc("POST /api/v1/queues/{queue}/pause", h.apiPause(true))
+	m.HandleFunc("POST /api/v1/queues/{queue}/resume", h.apiPause(false))
 	m.HandleFunc("GET /api/v1/tasks/{id}", h.apiTask)
 	m.HandleFunc("GET /api/v1/workers", h.apiWorkers)
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
@@ -144,6 +146,8 @@ func (h *handler) routes() {
 	m.HandleFunc("GET /workers", h.pageWorkers)
 	m.HandleFunc("POST /queues/{queue}/dead/retry", h.formDead(true))
 	m.HandleFunc("POST /queues/{queue}/dead/delete", h.formDead(false))
+	m.HandleFunc("POST /queues/{queue}/pause", h.formPause(true))
+	m.HandleFunc("POST /queues/{queue}/resume", h.formPause(false))
 	m.Handle("GET /static/", http.StripPrefix("/static/", staticHandler()))
 }
 

@@ -47,7 +47,7 @@ func setup(t testing.TB, opts dashboard.Options) *env {
 // setupRedis serves a dashboard of a Redis broker under a fresh key prefix, deleted at the
 // end. Without Redis (BRISK_REDIS_URL, default the local one) the test fails under CI and
 // is skipped out loud elsewhere.
-func setupRedis(t *testing.T, opts dashboard.Options) *env {
+func setupRedis(t testing.TB, opts dashboard.Options) *env {
 	t.Helper()
 	raw := os.Getenv("BRISK_REDIS_URL")
 	if raw == "" {
@@ -71,12 +71,23 @@ func setupRedis(t *testing.T, opts dashboard.Options) *env {
 	_, _ = rand.Read(rnd[:])
 	prefix := "brisktest-dash-" + hex.EncodeToString(rnd[:])
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		// SCAN + UNLINK in batches: a benchmark leaves a million keys.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		for _, pattern := range []string{prefix + ":*", "{" + prefix + ":*", prefix + "*"} {
-			iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
+		for _, pattern := range []string{prefix + ":*", "{" + prefix + ":*"} {
+			var batch []string
+			iter := c.Scan(ctx, 0, pattern, 5000).Iterator()
 			for iter.Next(ctx) {
-				c.Unlink(ctx, iter.Val())
+				if batch = append(batch, iter.Val()); len(batch) == 5000 {
+					c.Unlink(ctx, batch...)
+					batch = batch[:0]
+				}
+			}
+			if len(batch) > 0 {
+				c.Unlink(ctx, batch...)
+			}
+			if err := iter.Err(); err != nil {
+				t.Errorf("deleting the keys of %s: %v", prefix, err)
 			}
 		}
 	})

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/briskq/brisk"
+	"github.com/briskq/brisk/broker"
 )
 
 //go:embed templates/*.html
@@ -62,6 +63,7 @@ type page struct {
 	Base     string // the mount prefix, for links
 	CSRF     string
 	ReadOnly bool
+	CanPause bool // the broker can pause queues (and the dashboard is not read-only)
 	Now      time.Time
 	Data     any
 }
@@ -69,7 +71,8 @@ type page struct {
 // render executes page name, or only its "live" block when the page's polling script asks
 // for it (?fragment=1), into a buffer first so an error never sends half a page.
 func (h *handler) render(w http.ResponseWriter, r *http.Request, name, title string, data any) {
-	p := page{Title: title, Base: h.basePath, CSRF: h.csrfToken(r), ReadOnly: h.opts.ReadOnly, Now: time.Now(), Data: data}
+	_, pauser := h.b.(broker.Pauser)
+	p := page{Title: title, Base: h.basePath, CSRF: h.csrfToken(r), ReadOnly: h.opts.ReadOnly, CanPause: pauser && !h.opts.ReadOnly, Now: time.Now(), Data: data}
 	tmpl := "layout"
 	if r.URL.Query().Get("fragment") == "1" {
 		tmpl = "live"
@@ -282,10 +285,44 @@ func (h *handler) formDead(retry bool) http.HandlerFunc {
 			h.pageError(w, r, err)
 			return
 		}
-		next := r.PostForm.Get("next")
-		if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
-			next = "/queues/" + url.PathEscape(r.PathValue("queue")) + "?state=dead"
+		next := localPath(r.PostForm.Get("next"), "/queues/"+url.PathEscape(r.PathValue("queue"))+"?state=dead")
+		http.Redirect(w, r, h.basePath+next, http.StatusSeeOther)
+	}
+}
+
+// localPath returns next when it is a path on this site, else def (never another host).
+func localPath(next, def string) string {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+		return def
+	}
+	return next
+}
+
+// formPause handles the pause and resume buttons of the pages: form fields csrf and next.
+func (h *handler) formPause(paused bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err != nil {
+			if bodyTooLarge(err) {
+				http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+				return
+			}
+			http.Error(w, "bad form: "+err.Error(), http.StatusBadRequest)
+			return
 		}
+		if !h.checkCSRF(r) {
+			http.Error(w, "missing or invalid CSRF token (reload the page)", http.StatusForbidden)
+			return
+		}
+		queue := r.PathValue("queue")
+		if err := h.pause(r, queue, paused); err != nil {
+			if errors.Is(err, brisk.ErrUnsupported) {
+				http.Error(w, message(err), http.StatusNotImplemented)
+				return
+			}
+			h.pageError(w, r, err)
+			return
+		}
+		next := localPath(r.PostForm.Get("next"), "/queues/"+url.PathEscape(queue))
 		http.Redirect(w, r, h.basePath+next, http.StatusSeeOther)
 	}
 }

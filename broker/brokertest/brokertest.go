@@ -16,7 +16,8 @@
 //
 // Run checks, one file per area: enqueue order and atomicity, delayed tasks, reserve
 // priorities and limits, leases, state transitions, statistics and queue latency, Wait,
-// consumers in several processes, bad input, inspection and worker records, and a crash
+// consumers in several processes, bad input, inspection and worker records, pausing queues,
+// and a crash
 // test in which brisk workers in real processes are killed with SIGKILL while they run tasks. Parts of the
 // contract that are optional (broker.Reaper) are skipped with a message when a broker lacks
 // them, never passed silently.
@@ -85,6 +86,7 @@ func Run(t *testing.T, h Harness) {
 		{"BadInput", s.testBadInput},
 		{"Inspect", s.testInspect},
 		{"Workers", s.testWorkers},
+		{"Pause", s.testPause},
 	}
 	for _, a := range areas {
 		t.Run(a.name, func(t *testing.T) {

@@ -44,6 +44,39 @@ func (b *Broker) DeclareQueue(ctx context.Context, q broker.QueueConfig) error {
 	return nil
 }
 
+// PauseQueue pauses (paused=true) or resumes the queue, creating it if needed, by setting
+// the field paused of its meta HASH, which the reserve script checks. Resuming publishes the
+// queue on the wake channel, so that waiting workers of every process look again.
+func (b *Broker) PauseQueue(ctx context.Context, queue string, paused bool) error {
+	op := "resume queue"
+	if paused {
+		op = "pause queue"
+	}
+	if b.closed.Load() {
+		return errClosed(op)
+	}
+	if err := broker.ValidateQueueName(queue); err != nil {
+		return fmt.Errorf("brisk: redis: %s: %w", op, err)
+	}
+	v := 0
+	if paused {
+		v = 1
+	}
+	pipe := b.rdb.Pipeline()
+	pipe.HSet(ctx, b.k.meta(queue), "paused", v)
+	pipe.SAdd(ctx, b.k.queues(), queue)
+	if !paused {
+		pipe.Publish(ctx, b.k.wake(), queue)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return b.fail(ctx, fmt.Sprintf("%s %q", op, queue), err)
+	}
+	if !paused {
+		b.hub.notify(queue)
+	}
+	return nil
+}
+
 // Stats returns the statistics of every known queue in one round trip: counts by ZCARD
 // and ZCOUNT, the oldest pending task by the first member of the ready ZSET.
 func (b *Broker) Stats(ctx context.Context) ([]broker.QueueStats, error) {
@@ -70,7 +103,7 @@ func (b *Broker) Stats(ctx context.Context) ([]broker.QueueStats, error) {
 			running:   pipe.ZCard(ctx, b.k.running(q)),
 			dead:      pipe.ZCard(ctx, b.k.dead(q)),
 			first:     pipe.ZRangeWithScores(ctx, b.k.ready(q), 0, 0),
-			meta:      pipe.HMGet(ctx, b.k.meta(q), "sla", "completed", "failed"),
+			meta:      pipe.HMGet(ctx, b.k.meta(q), "sla", "completed", "failed", "paused"),
 		}
 	}
 	if len(qs) > 0 {
@@ -91,6 +124,7 @@ func (b *Broker) Stats(ctx context.Context) ([]broker.QueueStats, error) {
 			Dead:      c.dead.Val(),
 			Completed: atoi64(asString(meta[1])),
 			Failed:    atoi64(asString(meta[2])),
+			Paused:    asString(meta[3]) == "1",
 		}
 		if z := c.first.Val(); len(z) == 1 && st.Pending > 0 {
 			oldest := time.UnixMicro(int64(math.Round(z[0].Score)))

@@ -20,13 +20,14 @@ import (
 var (
 	_ broker.Broker = (*Broker)(nil)
 	_ broker.Reaper = (*Broker)(nil)
+	_ broker.Pauser = (*Broker)(nil)
 )
 
 // reclaimBatch bounds how many expired leases one reserve script call reclaims, so that a
 // mass expiry never makes one script long; the rest are reclaimed by the next calls.
 const reclaimBatch = 256
 
-// Broker is a broker.Broker and broker.Reaper that keeps tasks in Redis. Create it with Open
+// Broker is a broker.Broker, broker.Reaper and broker.Pauser that keeps tasks in Redis. Create it with Open
 // or OpenOptions; it is safe for concurrent use.
 type Broker struct {
 	opts Options

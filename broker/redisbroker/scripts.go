@@ -72,13 +72,15 @@ return total
 //	ARGV[4] limit, ARGV[5] lease expiry µs, ARGV[6] worker id ("" for none),
 //	ARGV[7] how many expired leases to reclaim at most in this call
 //
-// An expired lease on the task's last attempt moves it to dead; any other goes back to
-// ready with its ReadyAt. Returns a flat array, 11 entries per leased task: id, attempt,
+// A paused queue (meta field paused = 1) returns nothing and reclaims nothing. An expired
+// lease on the task's last attempt moves it to dead; any other goes back to ready with its
+// ReadyAt. Returns a flat array, 11 entries per leased task: id, attempt,
 // token, type, payload, max attempts, timeout ns, enqueued at, ready at, last error,
 // failed at.
 var reserveScript = redis.NewScript(`
 local ready, running, dead, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local tp, wp, now, expiry, worker = ARGV[1], ARGV[2], ARGV[3], ARGV[5], ARGV[6]
+if redis.call('HGET', meta, 'paused') == '1' then return {} end
 local expired = redis.call('ZRANGEBYSCORE', running, '-inf', now, 'LIMIT', 0, tonumber(ARGV[7]))
 for _, m in ipairs(expired) do
   local id = string.sub(m, 18)

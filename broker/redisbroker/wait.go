@@ -246,21 +246,27 @@ func (b *Broker) Wait(ctx context.Context, queues []string, max time.Duration) e
 }
 
 // nextDue returns the earliest ReadyAt of a ready task or lease expiry of the queues (zero
-// when there is none), in one round trip.
+// when there is none), in one round trip. Paused queues have nothing due (resuming one
+// publishes a wake-up).
 func (b *Broker) nextDue(ctx context.Context, queues []string) (time.Time, error) {
 	if len(queues) == 0 {
 		return time.Time{}, nil
 	}
 	pipe := b.rdb.Pipeline()
 	cmds := make([]*redis.ZSliceCmd, 0, 2*len(queues))
+	paused := make([]*redis.SliceCmd, 0, len(queues))
 	for _, q := range queues {
 		cmds = append(cmds, pipe.ZRangeWithScores(ctx, b.k.ready(q), 0, 0), pipe.ZRangeWithScores(ctx, b.k.running(q), 0, 0))
+		paused = append(paused, pipe.HMGet(ctx, b.k.meta(q), "paused"))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return time.Time{}, err
 	}
 	best := math.Inf(1)
-	for _, c := range cmds {
+	for i, c := range cmds {
+		if p := paused[i/2].Val(); len(p) == 1 && asString(p[0]) == "1" {
+			continue
+		}
 		if z := c.Val(); len(z) == 1 && z[0].Score < best {
 			best = z[0].Score
 		}

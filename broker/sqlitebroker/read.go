@@ -218,7 +218,7 @@ func (b *Broker) stats(ctx context.Context) ([]broker.QueueStats, error) {
 	}
 	defer tx.Rollback()
 	now := b.now()
-	rows, err := tx.QueryContext(ctx, `SELECT name, sla_ns, waiting, running, dead, completed, failed FROM queues ORDER BY name`)
+	rows, err := tx.QueryContext(ctx, `SELECT name, sla_ns, waiting, running, dead, completed, failed, paused FROM queues ORDER BY name`)
 	if err != nil {
 		return nil, err
 	}
@@ -229,7 +229,7 @@ func (b *Broker) stats(ctx context.Context) ([]broker.QueueStats, error) {
 			sla     int64
 			waiting int64
 		)
-		if err := rows.Scan(&s.Name, &sla, &waiting, &s.Running, &s.Dead, &s.Completed, &s.Failed); err != nil {
+		if err := rows.Scan(&s.Name, &sla, &waiting, &s.Running, &s.Dead, &s.Completed, &s.Failed, &s.Paused); err != nil {
 			rows.Close()
 			return nil, err
 		}

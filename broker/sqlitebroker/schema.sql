@@ -1,4 +1,7 @@
--- brisk SQLite schema, version 1 (PRAGMA user_version = 1).
+-- brisk SQLite schema, version 2 (PRAGMA user_version = 2).
+--
+-- Version 2 added queues.paused; Open migrates a version 1 file with
+-- ALTER TABLE queues ADD COLUMN paused INTEGER NOT NULL DEFAULT 0.
 --
 -- Times are INTEGER Unix nanoseconds. A task is stored in one of three states:
 -- 'pending' (which also covers scheduled: ready_at in the future), 'running' and 'dead'.
@@ -45,7 +48,8 @@ CREATE TABLE IF NOT EXISTS queues (
     running   INTEGER NOT NULL DEFAULT 0,
     dead      INTEGER NOT NULL DEFAULT 0,
     completed INTEGER NOT NULL DEFAULT 0,
-    failed    INTEGER NOT NULL DEFAULT 0
+    failed    INTEGER NOT NULL DEFAULT 0,
+    paused    INTEGER NOT NULL DEFAULT 0  -- 1 while paused (Reserve skips the queue)
 ) WITHOUT ROWID;
 
 CREATE TRIGGER IF NOT EXISTS tasks_count_insert AFTER INSERT ON tasks

@@ -26,6 +26,7 @@ import (
 var (
 	_ broker.Broker = (*Broker)(nil)
 	_ broker.Reaper = (*Broker)(nil)
+	_ broker.Pauser = (*Broker)(nil)
 )
 
 // ErrCorrupt is wrapped by the errors about a stored row the broker cannot decode (one
@@ -38,8 +39,9 @@ var ErrCorrupt = errors.New("corrupt task row")
 var schemaSQL string
 
 const (
-	// schemaVersion is stored in PRAGMA user_version.
-	schemaVersion = 1
+	// schemaVersion is stored in PRAGMA user_version. Version 2 added queues.paused; see
+	// migrations.
+	schemaVersion = 2
 	// applicationID ("brsk") is stored in PRAGMA application_id and marks the file as
 	// brisk's, so that Open never writes into another application's database.
 	applicationID = 0x6272736b
@@ -47,7 +49,13 @@ const (
 	readConns = 4
 )
 
-// Broker is a broker.Broker and broker.Reaper that keeps tasks in a SQLite file. Create it
+// migrations[v] upgrades a file of schema version v to v+1, inside the transaction of
+// setup. A file created by an older brisk is migrated when it is opened.
+var migrations = map[int64]string{
+	1: `ALTER TABLE queues ADD COLUMN paused INTEGER NOT NULL DEFAULT 0`,
+}
+
+// Broker is a broker.Broker, broker.Reaper and broker.Pauser that keeps tasks in a SQLite file. Create it
 // with Open; it is safe for concurrent use.
 type Broker struct {
 	path string // absolute and cleaned; names the file in errors
@@ -213,6 +221,16 @@ func setup(ctx context.Context, db *sql.DB) error {
 		}
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA application_id = %d", applicationID)); err != nil {
 			return err
+		}
+	} else {
+		for v := version; v < schemaVersion; v++ {
+			m, ok := migrations[v]
+			if !ok {
+				return fmt.Errorf("no migration from schema version %d", v)
+			}
+			if _, err := tx.ExecContext(ctx, m); err != nil {
+				return fmt.Errorf("migrate schema from version %d to %d: %w", v, v+1, err)
+			}
 		}
 	}
 	// Setting user_version writes the header even when the schema exists: it proves the

@@ -248,13 +248,26 @@ func (b *Broker) Wait(ctx context.Context, queues []string, max time.Duration) e
 const (
 	qNextReady = `SELECT ready_at FROM tasks WHERE state = 'pending' AND queue = ? AND ready_at IS NOT NULL ORDER BY ready_at, seq LIMIT 1`
 	qNextLease = `SELECT lease_until FROM tasks WHERE state = 'running' AND queue = ? AND lease_until IS NOT NULL ORDER BY lease_until LIMIT 1`
+	qPausedRd  = `SELECT paused FROM queues WHERE name = ?`
 )
 
 // nextDue returns the earliest ready_at of a pending task or lease expiry of a running
-// one in queues (zero when there is none): one indexed lookup each per queue.
+// one in queues (zero when there is none): one indexed lookup each per queue. Paused
+// queues have nothing due (resuming one notifies the hub).
 func (b *Broker) nextDue(ctx context.Context, queues []string, now time.Time) (time.Time, error) {
 	var due time.Time
+	ps, err := b.rs(ctx, qPausedRd)
+	if err != nil {
+		return time.Time{}, err
+	}
 	for _, q := range queues {
+		var paused bool
+		if err := ps.QueryRowContext(ctx, q).Scan(&paused); err != nil && err != sql.ErrNoRows {
+			return time.Time{}, err
+		}
+		if paused {
+			continue
+		}
 		for _, query := range []string{qNextReady, qNextLease} {
 			s, err := b.rs(ctx, query)
 			if err != nil {

@@ -29,6 +29,8 @@ const (
 	qDeclare     = `INSERT INTO queues (name, sla_ns) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET sla_ns = excluded.sla_ns`
 	qInsertTask  = `INSERT INTO tasks (id, queue, type, payload, state, attempt, max_attempts, timeout_ns, enqueued_at, ready_at)
 		VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)`
+	qPause        = `INSERT INTO queues (name, paused) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET paused = excluded.paused`
+	qIsPaused     = `SELECT paused FROM queues WHERE name = ?`
 	qAddFailed    = `UPDATE queues SET failed = failed + ? WHERE name = ?`
 	qAddCompleted = `UPDATE queues SET completed = completed + ? WHERE name = ?`
 
@@ -78,7 +80,7 @@ const (
 )
 
 var writeQueries = []string{
-	qEnsureQueue, qDeclare, qInsertTask, qAddFailed, qAddCompleted,
+	qEnsureQueue, qDeclare, qInsertTask, qPause, qIsPaused, qAddFailed, qAddCompleted,
 	qReclaimDead, qReclaimPending, qTake, qMarkCorrupt,
 	qExtend, qAck, qRetry, qKill, qRelease,
 	qWorkerDead, qWorkerPending, qDeleteWorker, qHeartbeat,
@@ -134,8 +136,35 @@ func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
 	return nil
 }
 
+// PauseQueue pauses (paused=true) or resumes the queue, creating it if needed: while it is
+// paused, Reserve takes nothing from it, neither ready tasks nor expired leases, and Wait
+// does not return for its due times. Resuming wakes waiting workers. It is idempotent.
+func (b *Broker) PauseQueue(ctx context.Context, queue string, paused bool) error {
+	op := "resume queue"
+	if paused {
+		op = "pause queue"
+	}
+	if err := b.checkOpen(op); err != nil {
+		return err
+	}
+	if err := broker.ValidateQueueName(queue); err != nil {
+		return fmt.Errorf("brisk: sqlite: %s: %w", op, err)
+	}
+	err := b.writeTx(ctx, func(tx *sql.Tx) error {
+		_, err := b.ws(ctx, tx, qPause).ExecContext(ctx, queue, paused)
+		return err
+	})
+	if err != nil {
+		return b.fail(ctx, fmt.Sprintf("%s %q", op, queue), err)
+	}
+	if !paused {
+		b.hub.notify()
+	}
+	return nil
+}
+
 // Reserve leases up to p.Limit ready tasks, queue by queue in the given order, in one
-// write transaction. In each queue it first reclaims expired leases (a task on its final
+// write transaction. Paused queues are skipped. In each queue it first reclaims expired leases (a task on its final
 // attempt goes to dead, the others become pending with their ReadyAt, so they come first),
 // then takes the oldest ready tasks. A row it cannot decode is moved to dead with
 // last_error "corrupt task row: …" instead of being returned. When no queue has anything
@@ -171,6 +200,14 @@ func (b *Broker) Reserve(ctx context.Context, p broker.ReserveParams) ([]*broker
 		for _, q := range p.Queues {
 			if left == 0 {
 				break
+			}
+			var paused bool
+			err := b.ws(ctx, tx, qIsPaused).QueryRowContext(ctx, q.Name).Scan(&paused)
+			if err != nil && err != sql.ErrNoRows {
+				return err
+			}
+			if paused {
+				continue // neither reclaimed nor taken until resumed
 			}
 			res, err := b.ws(ctx, tx, qReclaimDead).ExecContext(ctx, q.Name, nowNs)
 			if err != nil {
@@ -214,9 +251,10 @@ func (b *Broker) Reserve(ctx context.Context, p broker.ReserveParams) ([]*broker
 	return out, nil
 }
 
-// qAnyReady: ?1 queue, ?2 now.
-const qAnyReady = `SELECT EXISTS (SELECT 1 FROM tasks WHERE state = 'pending' AND queue = ?1 AND ready_at <= ?2)
-	OR EXISTS (SELECT 1 FROM tasks WHERE state = 'running' AND queue = ?1 AND lease_until <= ?2)`
+// qAnyReady: ?1 queue, ?2 now. A paused queue has nothing ready.
+const qAnyReady = `SELECT NOT EXISTS (SELECT 1 FROM queues WHERE name = ?1 AND paused)
+	AND (EXISTS (SELECT 1 FROM tasks WHERE state = 'pending' AND queue = ?1 AND ready_at <= ?2)
+	OR EXISTS (SELECT 1 FROM tasks WHERE state = 'running' AND queue = ?1 AND lease_until <= ?2))`
 
 // anyReady reports whether a task is pending and ready, or a lease has expired, in one of
 // queues: a read-only check that keeps idle pollers off the write lock.

@@ -23,6 +23,8 @@ type Queue struct {
 	WithinSLA      bool     `json:"within_sla"`
 	Completed      int64    `json:"completed"`
 	Failed         int64    `json:"failed"`
+	// Paused is true while the queue is paused (workers take none of its tasks).
+	Paused bool `json:"paused"`
 }
 
 // FromQueue converts a queue's statistics to its JSON shape.
@@ -30,7 +32,7 @@ func FromQueue(q brisk.QueueInfo) Queue {
 	j := Queue{
 		Name: q.Name, Pending: q.Pending, Scheduled: q.Scheduled, Running: q.Running, Dead: q.Dead,
 		LatencySeconds: q.Latency.Seconds(), WithinSLA: brisk.WithinSLA(q),
-		Completed: q.Completed, Failed: q.Failed,
+		Completed: q.Completed, Failed: q.Failed, Paused: q.Paused,
 	}
 	if q.SLA > 0 {
 		s := q.SLA.Seconds()

@@ -45,7 +45,7 @@ var commands []*command
 
 func init() {
 	commands = []*command{
-		enqueueCmd, queuesCmd, tasksCmd, retryCmd, deleteCmd, benchCmd, simulateCmd, dashboardCmd, demoCmd,
+		enqueueCmd, queuesCmd, tasksCmd, retryCmd, deleteCmd, pauseCmd, resumeCmd, benchCmd, simulateCmd, autoscaleCmd, dashboardCmd, demoCmd,
 		versionCmd, helpCmd, benchWorkerCmd,
 	}
 }

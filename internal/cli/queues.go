@@ -16,10 +16,12 @@ var queuesCmd = &command{
 	summary:  "list queues with their task counts, queue latency and SLA",
 	detail: `
 Queue latency is how long the oldest ready task has waited (0 when none is pending). A
-queue with an SLA is "ok" while its latency is at or below it, "OVER SLA" otherwise.
+queue with an SLA is "ok" while its latency is at or below it, "OVER SLA" otherwise. A
+paused queue (see brisk pause) shows PAUSED in the status column.
 
 --json prints an array of objects with the keys name, pending, scheduled, running, dead,
-latency_seconds, sla_seconds (null when no SLA is set), within_sla, completed and failed.`,
+latency_seconds, sla_seconds (null when no SLA is set), within_sla, completed, failed and
+paused.`,
 	run: runQueues,
 }
 
@@ -67,6 +69,13 @@ func runQueues(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 			sla, status = shortDuration(q.SLA), "ok"
 			if !brisk.WithinSLA(q) {
 				status = "OVER SLA"
+			}
+		}
+		if q.Paused {
+			if status == "-" {
+				status = "PAUSED"
+			} else {
+				status = "PAUSED, " + status
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", q.Name, q.Pending, q.Scheduled, q.Running, q.Dead,

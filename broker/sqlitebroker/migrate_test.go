@@ -1,0 +1,79 @@
+package sqlitebroker_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/briskq/brisk/broker"
+)
+
+// TestOpenMigratesVersion1 creates a file with the schema of version 1 (as brisk before
+// pause/resume wrote it, testdata/schema_v1.sql) holding a task, opens it, and checks that
+// it is migrated to version 2: the queues table gains paused, the task and counters stay,
+// and pausing works.
+func TestOpenMigratesVersion1(t *testing.T) {
+	t.Parallel()
+	schema, err := os.ReadFile(filepath.Join("testdata", "schema_v1.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "v1.db")
+	db := raw(t, path)
+	now := time.Now().UnixNano()
+	for _, q := range []string{
+		"PRAGMA journal_mode = WAL",
+		string(schema),
+		"PRAGMA application_id = 1651667819", // 0x6272736b, "brsk"
+		"PRAGMA user_version = 1",
+		"INSERT INTO queues (name, sla_ns) VALUES ('old', 5000000000)",
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%.60s: %v", q, err)
+		}
+	}
+	if _, err := db.Exec(`INSERT INTO tasks (id, queue, type, payload, state, attempt, max_attempts, enqueued_at, ready_at)
+		VALUES ('t1', 'old', 'x', x'7b7d', 'pending', 0, 3, ?, ?)`, now, now); err != nil {
+		t.Fatal(err)
+	}
+	var cols int
+	if err := db.QueryRow("SELECT count(*) FROM pragma_table_info('queues') WHERE name = 'paused'").Scan(&cols); err != nil || cols != 0 {
+		t.Fatalf("the version 1 file already has queues.paused (%d, %v)", cols, err)
+	}
+	db.Close()
+
+	b := open(t, path)
+	db = raw(t, path)
+	var version int
+	if err := db.QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != 2 {
+		t.Fatalf("user_version after Open = %d (%v), want 2", version, err)
+	}
+	if err := db.QueryRow("SELECT count(*) FROM pragma_table_info('queues') WHERE name = 'paused'").Scan(&cols); err != nil || cols != 1 {
+		t.Fatalf("queues.paused after migration: %d columns (%v), want 1", cols, err)
+	}
+	st, err := b.Stats(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) != 1 || st[0].Name != "old" || st[0].Pending != 1 || st[0].SLA != 5*time.Second || st[0].Paused {
+		t.Fatalf("Stats after migration = %+v, want queue old, 1 pending, SLA 5s, not paused", st)
+	}
+	if err := b.PauseQueue(t.Context(), "old", true); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Reserve(t.Context(), broker.ReserveParams{Queues: []broker.QueueLimit{{Name: "old"}}, Limit: 1, Lease: time.Minute})
+	if err != nil || len(got) != 0 {
+		t.Fatalf("Reserve from the paused migrated queue = %d tasks, %v; want none", len(got), err)
+	}
+	if err := b.PauseQueue(t.Context(), "old", false); err != nil {
+		t.Fatal(err)
+	}
+	got, err = b.Reserve(t.Context(), broker.ReserveParams{Queues: []broker.QueueLimit{{Name: "old"}}, Limit: 1, Lease: time.Minute})
+	if err != nil || len(got) != 1 || got[0].ID != "t1" {
+		t.Fatalf("Reserve after resume = %v, %v; want task t1", got, err)
+	}
+	// A second Open of the migrated file does nothing more.
+	b.Close()
+	open(t, path)
+}

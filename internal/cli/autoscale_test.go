@@ -1,0 +1,145 @@
+package cli
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestAutoscaleUsageErrors(t *testing.T) {
+	t.Parallel()
+	url := setup(t)
+	base := []string{"autoscale", "--broker", url, "--queue", "q"}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--hook", "echo {{count}}", "--min", "5", "--max", "2"}, 2, "--min 5 is above --max 2"},
+		{[]string{"--hook", "echo {{count}}", "--interval", "0s"}, 2, "--interval 0s is not positive"},
+		{[]string{"--hook", "echo {{count}}", "--interval", "-1s"}, 2, "--interval -1s is not positive"},
+		{[]string{"--hook", "echo {{count}}", "--policy", "magic"}, 2, `unknown policy "magic"`},
+		{[]string{"--hook", "echo {{count}}", "--param", "upper"}, 2, `--param "upper" is not key=number`},
+		{[]string{"--hook", "echo {{count}}", "--policy", "threshold", "--param", "nope=1"}, 2, `has no parameter "nope"`},
+		{nil, 2, "give one of --exec CMD or --hook CMD"},
+		{[]string{"--hook", "echo {{count}}", "--exec", "sleep 60"}, 2, "give one of --exec CMD or --hook CMD"},
+		{[]string{"--hook", "echo 3"}, 2, "does not contain {{count}}"},
+		{[]string{"--exec", "sleep 'x"}, 2, "unterminated single quote"},
+		{[]string{"--exec", "/nonexistent/brisk-worker --queue q"}, 1, `worker command "/nonexistent/brisk-worker" cannot start`},
+		{[]string{"--exec", "sleep 60", "extra"}, 2, `unexpected argument "extra"`},
+	} {
+		msg := fails(t, c.code, append(append([]string(nil), base...), c.args...)...)
+		if !strings.Contains(msg, c.want) {
+			t.Errorf("%v: %q lacks %q", c.args, msg, c.want)
+		}
+	}
+	if msg := fails(t, 2, "autoscale", "--hook", "x {{count}}"); !strings.Contains(msg, "give at least one --queue") {
+		t.Errorf("no queue: %q", msg)
+	}
+	if out := ok(t, "autoscale", "--help"); !strings.Contains(out, "--exec CMD") || !strings.Contains(out, "--metrics ADDR") {
+		t.Errorf("help:\n%s", out)
+	}
+}
+
+// syncBuffer is a strings.Builder safe for the command's goroutines and the test's.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// runBackground runs the command until the returned stop function is called; stop returns
+// the exit status.
+func runBackground(t *testing.T, args ...string) (stdout, stderr *syncBuffer, stop func() int) {
+	t.Helper()
+	stdout, stderr = &syncBuffer{}, &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	code := make(chan int, 1)
+	go func() { code <- run(ctx, args, strings.NewReader(""), stdout, stderr) }()
+	return stdout, stderr, func() int { cancel(); return <-code }
+}
+
+func waitOutput(t *testing.T, what string, buf *syncBuffer, re *regexp.Regexp) []string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if m := re.FindStringSubmatch(buf.String()); m != nil {
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s; output:\n%s", what, buf.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestAutoscaleHookAndMetrics(t *testing.T) {
+	t.Parallel()
+	url := setup(t)
+	if err := open(t, url).DeclareQueue(context.Background(), "emails", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, "enqueue", "--broker", url, "--queue", "emails", "send", `{}`)
+	counts := filepath.Join(t.TempDir(), "counts")
+	stdout, stderr, stop := runBackground(t, "autoscale", "--broker", url, "--queue", "emails",
+		"--policy", "fixed", "--param", "n=3", "--min", "1", "--max", "4", "--interval", "50ms",
+		"--hook", "sh -c 'echo {{count}} >> "+counts+"'", "--metrics", "127.0.0.1:0")
+	addr := waitOutput(t, "the metrics address", stdout, regexp.MustCompile(`metrics on (http://\S+/metrics)`))[1]
+	waitOutput(t, "a decision", stdout, regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d emails latency \S+ \(SLA 5s\) pending 1 in \S+/s out \S+/s workers 1 -> 3: fixed`))
+	waitOutput(t, "a second decision", stdout, regexp.MustCompile(`workers 3 -> 3`))
+	resp, err := http.Get(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`brisk_queue_pending{queue="emails"} 1`, `brisk_queue_sla_seconds{queue="emails"} 5`,
+		`brisk_autoscale_desired_workers{queue="emails"} 3`, `brisk_autoscale_current_workers 3`,
+		`brisk_autoscale_decisions_total{direction="up",queue="emails"} 1`, `brisk_queue_latency_seconds{queue="emails"}`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if code := stop(); code != exitInterrupted {
+		t.Errorf("exit %d after the interrupt, want %d; stderr %q", code, exitInterrupted, stderr.String())
+	}
+	if b, _ := os.ReadFile(counts); string(b) != "3\n" {
+		t.Errorf("the hook wrote %q, want it to run once with 3", b)
+	}
+}
+
+func TestAutoscaleExec(t *testing.T) {
+	t.Parallel()
+	url := setup(t)
+	ok(t, "enqueue", "--broker", url, "--queue", "q", "x", `{}`)
+	stdout, stderr, stop := runBackground(t, "autoscale", "--broker", url, "--queue", "q",
+		"--policy", "fixed", "--param", "n=2", "--max", "3", "--interval", "50ms", "--grace", "5s",
+		"--exec", "sleep 60", "--json-log")
+	waitOutput(t, "a decision", stdout, regexp.MustCompile(`"msg":"autoscale: decision".*"current":1,"desired":2`))
+	waitOutput(t, "two processes", stdout, regexp.MustCompile(`(?s)started worker process.*started worker process`))
+	if code := stop(); code != exitInterrupted {
+		t.Errorf("exit %d, want %d; stderr %q", code, exitInterrupted, stderr.String())
+	}
+	out := stdout.String()
+	if !strings.Contains(out, "stopping 2 worker process(es)") || strings.Count(out, `"msg":"autoscale: worker process stopped"`) != 2 {
+		t.Errorf("the workers were not stopped:\n%s", out)
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"html/template"
 	"strings"
 	"time"
+
+	"github.com/briskq/brisk/internal/humanize"
 )
 
 // Chart geometry in SVG user units (the SVG scales to its container).
@@ -35,7 +37,7 @@ func latencyChart(samples []sample, sla time.Duration, now time.Time, window tim
 	for _, f := range []float64{0, 0.5, 1} {
 		d := time.Duration(float64(top) * f)
 		fmt.Fprintf(&b, `<line class="grid" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f"/>`, padL, y(d), padL+plotW, y(d))
-		fmt.Fprintf(&b, `<text class="axis" x="%.1f" y="%.1f" text-anchor="end">%s</text>`, padL-4, y(d)+4, shortDuration(d.Round(time.Millisecond)))
+		fmt.Fprintf(&b, `<text class="axis" x="%.1f" y="%.1f" text-anchor="end">%s</text>`, padL-4, y(d)+4, humanize.Duration(d.Round(time.Millisecond)))
 	}
 	for _, m := range []int{60, 45, 30, 15, 0} {
 		t := now.Add(-time.Duration(m) * time.Minute)
@@ -47,7 +49,7 @@ func latencyChart(samples []sample, sla time.Duration, now time.Time, window tim
 	}
 	if sla > 0 {
 		fmt.Fprintf(&b, `<line class="sla" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f"/>`, padL, y(sla), padL+plotW, y(sla))
-		fmt.Fprintf(&b, `<text class="sla-label" x="%.1f" y="%.1f" text-anchor="end">SLA %s</text>`, padL+plotW-4, y(sla)-4, shortDuration(sla))
+		fmt.Fprintf(&b, `<text class="sla-label" x="%.1f" y="%.1f" text-anchor="end">SLA %s</text>`, padL+plotW-4, y(sla)-4, humanize.Duration(sla))
 	}
 	var pts []string
 	for _, s := range samples {

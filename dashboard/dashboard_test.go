@@ -3,22 +3,18 @@ package dashboard_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"github.com/briskq/brisk"
@@ -26,6 +22,7 @@ import (
 	_ "github.com/briskq/brisk/broker/redisbroker" // redis:// for the API tests on a network broker
 	"github.com/briskq/brisk/dashboard"
 	"github.com/briskq/brisk/internal/cli"
+	"github.com/briskq/brisk/internal/redistest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -49,56 +46,9 @@ func setup(t testing.TB, opts dashboard.Options) *env {
 // is skipped out loud elsewhere.
 func setupRedis(t testing.TB, opts dashboard.Options) *env {
 	t.Helper()
-	raw := os.Getenv("BRISK_REDIS_URL")
-	if raw == "" {
-		raw = "redis://127.0.0.1:6379/0"
-	}
-	ropts, err := redis.ParseURL(raw)
-	if err != nil {
-		t.Fatalf("BRISK_REDIS_URL=%q: %v", raw, err)
-	}
-	c := redis.NewClient(ropts)
-	t.Cleanup(func() { c.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("no Redis at %s (set BRISK_REDIS_URL, or start redis-server): %v", raw, err)
-		}
-		t.Skipf("SKIPPED: no Redis at %s (set BRISK_REDIS_URL, or start redis-server): %v", raw, err)
-	}
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	prefix := "brisktest-dash-" + hex.EncodeToString(rnd[:])
-	t.Cleanup(func() {
-		// SCAN + UNLINK in batches: a benchmark leaves a million keys.
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		for _, pattern := range []string{prefix + ":*", "{" + prefix + ":*"} {
-			var batch []string
-			iter := c.Scan(ctx, 0, pattern, 5000).Iterator()
-			for iter.Next(ctx) {
-				if batch = append(batch, iter.Val()); len(batch) == 5000 {
-					c.Unlink(ctx, batch...)
-					batch = batch[:0]
-				}
-			}
-			if len(batch) > 0 {
-				c.Unlink(ctx, batch...)
-			}
-			if err := iter.Err(); err != nil {
-				t.Errorf("deleting the keys of %s: %v", prefix, err)
-			}
-		}
-	})
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("prefix", prefix)
-	u.RawQuery = q.Encode()
-	return serve(t, u.String(), opts)
+	raw := redistest.URL(t)
+	prefix := redistest.NewPrefix(t, raw, "brisktest-dash")
+	return serve(t, redistest.WithPrefix(t, raw, prefix), opts)
 }
 
 // serve opens the broker at brokerURL and serves its dashboard on httptest.

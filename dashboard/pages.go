@@ -15,6 +15,7 @@ import (
 
 	"github.com/briskq/brisk"
 	"github.com/briskq/brisk/broker"
+	"github.com/briskq/brisk/internal/humanize"
 )
 
 //go:embed templates/*.html
@@ -36,7 +37,7 @@ type pageTemplates struct{ byName map[string]*template.Template }
 
 var funcs = template.FuncMap{
 	"path": url.PathEscape,
-	"dur":  shortDuration,
+	"dur":  humanize.Duration,
 	"time": func(t time.Time) string {
 		if t.IsZero() {
 			return "-"
@@ -324,27 +325,6 @@ func (h *handler) formPause(paused bool) http.HandlerFunc {
 		}
 		next := localPath(r.PostForm.Get("next"), "/queues/"+url.PathEscape(queue))
 		http.Redirect(w, r, h.basePath+next, http.StatusSeeOther)
-	}
-}
-
-// shortDuration formats d for people, as the CLI's tables do: "0s", "12ms", "1.2s",
-// "1m5s", "5s", "1m", "2h".
-func shortDuration(d time.Duration) string {
-	switch {
-	case d == 0:
-		return "0s"
-	case d < 0:
-		return "-" + shortDuration(-d)
-	case d < time.Second:
-		return d.Round(time.Millisecond).String()
-	case d%time.Hour == 0:
-		return fmt.Sprintf("%dh", d/time.Hour)
-	case d%time.Minute == 0:
-		return fmt.Sprintf("%dm", d/time.Minute)
-	case d < time.Minute:
-		return d.Round(100 * time.Millisecond).String()
-	default:
-		return d.Round(time.Second).String()
 	}
 }
 

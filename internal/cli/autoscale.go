@@ -16,6 +16,7 @@ import (
 
 	"github.com/briskq/brisk"
 	"github.com/briskq/brisk/autoscale"
+	"github.com/briskq/brisk/internal/humanize"
 )
 
 var autoscaleCmd = &command{
@@ -238,7 +239,7 @@ func runAutoscale(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 		what = "--hook " + strconv.Quote(*hook)
 	}
 	fmt.Fprintf(out, "autoscaling %s with policy %s, %d to %d workers, every %s, %s (Ctrl-C to stop)\n",
-		strings.Join(queues, ", "), *policyName, *minN, *maxN, shortDuration(*interval), what)
+		strings.Join(queues, ", "), *policyName, *minN, *maxN, humanize.Duration(*interval), what)
 	for _, ctl := range ctls {
 		if err := ctl.Start(ctx); err != nil {
 			return err
@@ -276,10 +277,10 @@ func decisionLine(queue string, d autoscale.Decision) string {
 	s := d.Sample
 	sla := "none"
 	if s.SLA > 0 {
-		sla = shortDuration(s.SLA)
+		sla = humanize.Duration(s.SLA)
 	}
 	return fmt.Sprintf("%s %s latency %s (SLA %s) pending %d in %.1f/s out %.1f/s workers %d -> %d: %s",
-		d.At.Format("15:04:05"), queue, shortDuration(s.Latency.Round(time.Millisecond)), sla, s.Pending,
+		d.At.Format("15:04:05"), queue, humanize.Duration(s.Latency.Round(time.Millisecond)), sla, s.Pending,
 		s.ArrivalRate, s.CompletionRate, d.Current, d.Desired, d.Reason)
 }
 

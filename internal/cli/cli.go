@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/briskq/brisk"
+	"github.com/briskq/brisk/internal/humanize"
 )
 
 // Exit statuses of Main.
@@ -213,7 +214,7 @@ func (e *env) printHelp(fs *flag.FlagSet) {
 				case string:
 					def = strconv.Quote(v)
 				case time.Duration:
-					def = shortDuration(v)
+					def = humanize.Duration(v)
 				}
 			}
 			usage += fmt.Sprintf(" (default %s)", def)

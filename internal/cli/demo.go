@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/briskq/brisk"
+	"github.com/briskq/brisk/internal/humanize"
 )
 
 var demoCmd = &command{
@@ -201,20 +202,20 @@ func runDemo(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error
 	}
 	fmt.Fprintln(e.stdout)
 	if stopped != "" {
-		fmt.Fprintf(e.stdout, "%s: ran %d of %d tasks in %s\n", stopped, done, total, shortDuration(elapsed))
+		fmt.Fprintf(e.stdout, "%s: ran %d of %d tasks in %s\n", stopped, done, total, humanize.Duration(elapsed))
 	} else {
-		fmt.Fprintf(e.stdout, "drained: ran %d tasks in %s\n", done, shortDuration(elapsed))
+		fmt.Fprintf(e.stdout, "drained: ran %d tasks in %s\n", done, humanize.Duration(elapsed))
 	}
 	for _, q := range queues {
 		verdict := "stayed within its SLA"
 		switch {
 		case q.overSLA > 0 && q.lastOver:
-			verdict = fmt.Sprintf("over its SLA for about %s, still over", shortDuration(q.overSLA))
+			verdict = fmt.Sprintf("over its SLA for about %s, still over", humanize.Duration(q.overSLA))
 		case q.overSLA > 0:
-			verdict = fmt.Sprintf("over its SLA for about %s, then back within it", shortDuration(q.overSLA))
+			verdict = fmt.Sprintf("over its SLA for about %s, then back within it", humanize.Duration(q.overSLA))
 		}
 		fmt.Fprintf(e.stdout, "  %-12s %5d tasks  max latency %6s  SLA %-3s  %s\n", q.name, q.done.Load(),
-			shortDuration(q.maxLatency), shortDuration(q.sla), verdict)
+			humanize.Duration(q.maxLatency), humanize.Duration(q.sla), verdict)
 	}
 	return nil
 }
@@ -243,7 +244,7 @@ func demoSample(ctx context.Context, e *env, in *brisk.Inspector, queues []*demo
 		}
 		done := q.done.Load()
 		fmt.Fprintf(e.stdout, "%6.1fs  %-12s %7d %7d %7d %7.1fs %5s  %s\n", elapsed.Seconds(),
-			q.name, info.Pending+info.Scheduled, info.Running, done, info.Latency.Seconds(), shortDuration(info.SLA), status)
+			q.name, info.Pending+info.Scheduled, info.Running, done, info.Latency.Seconds(), humanize.Duration(info.SLA), status)
 		if done < q.enqueued.Load() || info.Pending+info.Scheduled+info.Running > 0 {
 			drained = false
 		}

@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -27,26 +26,6 @@ func textTime(t time.Time) string {
 		return "-"
 	}
 	return t.Local().Format("2006-01-02T15:04:05.000Z07:00")
-}
-
-// shortDuration formats d for tables: "0s", "12ms", "1.2s", "1m5s", "5s", "1m", "2h".
-func shortDuration(d time.Duration) string {
-	switch {
-	case d == 0:
-		return "0s"
-	case d < 0:
-		return "-" + shortDuration(-d)
-	case d < time.Second:
-		return d.Round(time.Millisecond).String()
-	case d%time.Hour == 0:
-		return fmt.Sprintf("%dh", d/time.Hour)
-	case d%time.Minute == 0:
-		return fmt.Sprintf("%dm", d/time.Minute)
-	case d < time.Minute:
-		return d.Round(100 * time.Millisecond).String()
-	default:
-		return d.Round(time.Second).String()
-	}
 }
 
 // truncate cuts s to at most n runes on its first line, marking a cut with "…".

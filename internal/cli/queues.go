@@ -8,6 +8,7 @@ import (
 
 	"github.com/briskq/brisk"
 	"github.com/briskq/brisk/internal/apiv1"
+	"github.com/briskq/brisk/internal/humanize"
 )
 
 var queuesCmd = &command{
@@ -66,7 +67,7 @@ func runQueues(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 	for _, q := range qs {
 		sla, status := "-", "-"
 		if q.SLA > 0 {
-			sla, status = shortDuration(q.SLA), "ok"
+			sla, status = humanize.Duration(q.SLA), "ok"
 			if !brisk.WithinSLA(q) {
 				status = "OVER SLA"
 			}
@@ -79,7 +80,7 @@ func runQueues(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", q.Name, q.Pending, q.Scheduled, q.Running, q.Dead,
-			shortDuration(q.Latency), sla, status)
+			humanize.Duration(q.Latency), sla, status)
 	}
 	return tw.Flush()
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/briskq/brisk/autoscale"
+	"github.com/briskq/brisk/internal/humanize"
 )
 
 var simulateCmd = &command{
@@ -224,10 +225,10 @@ func simulateTable(w io.Writer, tr *autoscale.Trace, cfg autoscale.SimConfig, ta
 	}
 	startup := "none"
 	if cfg.Startup > 0 {
-		startup = shortDuration(cfg.Startup)
+		startup = humanize.Duration(cfg.Startup)
 	}
 	fmt.Fprintf(w, "trace %s: %s, %d tasks; SLA %s, start-up %s, %d slots per worker, seed %d\n\n",
-		tr.Name, shortDuration(time.Duration(tr.Seconds)*time.Second), tasks, shortDuration(cfg.SLA), startup, cfg.Slots, cfg.Seed)
+		tr.Name, humanize.Duration(time.Duration(tr.Seconds)*time.Second), tasks, humanize.Duration(cfg.SLA), startup, cfg.Slots, cfg.Seed)
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintf(tw, "POLICY\tPARAMS\tWITHIN SLA\tP95 LAT\tP99 LAT\tWORKER-S\tACTIONS\t\n")
 	var dominated []string

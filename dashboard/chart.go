@@ -14,11 +14,15 @@ const (
 	chartW, chartH = 720.0, 180.0
 	padL, padB     = 52.0, 20.0
 	padT, padR     = 8.0, 8.0
+	// decisionTick is the length of an autoscaler decision's tick from the plot's top.
+	decisionTick = 8.0
 )
 
 // latencyChart draws a queue's latency over the window ending now as an inline SVG, with
-// its SLA as a dashed line. It contains only numbers and fixed text, so it is safe HTML.
-func latencyChart(samples []sample, sla time.Duration, now time.Time, window time.Duration) template.HTML {
+// its SLA as a dashed line and the autoscaler's decisions as ticks along the top, each
+// with its desired count and, on hover, "current → desired: reason". It contains numbers,
+// fixed text and the escaped reasons, so it is safe HTML.
+func latencyChart(samples []sample, sla time.Duration, decisions []decision, now time.Time, window time.Duration) template.HTML {
 	top := time.Second
 	for _, s := range samples {
 		top = max(top, s.latency)
@@ -66,6 +70,26 @@ func latencyChart(samples []sample, sla time.Duration, now time.Time, window tim
 	default:
 		fmt.Fprintf(&b, `<polyline class="latency" points="%s"/>`, strings.Join(pts, " "))
 	}
+	drawn := 0
+	for _, d := range decisions {
+		if d.Time.Before(start) {
+			continue
+		}
+		dx := x(d.Time)
+		if d.Time.After(now) { // the autoscaler's clock is ahead
+			dx = x(now)
+		}
+		fmt.Fprintf(&b, `<g class="decision"><title>%s</title>`, template.HTMLEscapeString(fmt.Sprintf("%s %d → %d: %s",
+			d.Time.Local().Format("15:04:05"), d.Current, d.Desired, d.Reason)))
+		fmt.Fprintf(&b, `<line class="decision-tick" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f"/>`, dx, padT, dx, padT+decisionTick)
+		fmt.Fprintf(&b, `<text class="decision-count" x="%.1f" y="%.1f" text-anchor="middle">%d</text></g>`, dx, padT+decisionTick+10, d.Desired)
+		drawn++
+	}
+	if drawn > 0 {
+		lx, ly := padL+6, padT+plotH-6
+		fmt.Fprintf(&b, `<g class="legend"><line class="decision-tick" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f"/>`, lx, ly-9, lx, ly+1)
+		fmt.Fprintf(&b, `<text class="axis" x="%.1f" y="%.1f">autoscaler decisions (desired workers)</text></g>`, lx+5, ly)
+	}
 	b.WriteString(`</svg>`)
-	return template.HTML(b.String()) //nolint:gosec // numbers and fixed text only
+	return template.HTML(b.String()) //nolint:gosec // numbers, fixed text and escaped reasons only
 }

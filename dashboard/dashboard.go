@@ -56,6 +56,11 @@ type Options struct {
 	// SampleInterval is how often the sampler records each queue's latency and counters
 	// for the charts and throughput. Default 5s.
 	SampleInterval time.Duration
+	// AutoscalerURL, when set, is the base URL of a running autoscaler's metrics server
+	// ("http://127.0.0.1:9090", as given to brisk autoscale --metrics): the sampler reads
+	// its GET /decisions at every sample (with a short timeout; a failure is logged once
+	// and ignored) and the queue pages draw the last hour's decisions on the latency chart.
+	AutoscalerURL string
 	// Context bounds the sampler goroutine: it stops when Context is done. Default
 	// context.Background() (the life of the process).
 	Context context.Context
@@ -100,6 +105,12 @@ func New(b broker.Broker, opts Options) (http.Handler, error) {
 	if opts.Prefix != "" && (!strings.HasPrefix(opts.Prefix, "/") || strings.HasSuffix(opts.Prefix, "/")) {
 		return nil, fmt.Errorf("%w: dashboard: Options.Prefix %q must start with / and not end with one", brisk.ErrInvalid, opts.Prefix)
 	}
+	if opts.AutoscalerURL != "" {
+		u, err := url.Parse(opts.AutoscalerURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("%w: dashboard: Options.AutoscalerURL %q is not an http(s) URL", brisk.ErrInvalid, opts.AutoscalerURL)
+		}
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -119,6 +130,9 @@ func New(b broker.Broker, opts Options) (http.Handler, error) {
 		csrfKey: key, mux: http.NewServeMux(), pages: pages, basePath: opts.Prefix,
 	}
 	h.sampler = newSampler(h.in, opts.SampleInterval, time.Hour, opts.Logger)
+	if opts.AutoscalerURL != "" {
+		h.sampler.decisionsURL = decisionsEndpoint(opts.AutoscalerURL)
+	}
 	go h.sampler.run(opts.Context)
 	h.routes()
 	return h, nil

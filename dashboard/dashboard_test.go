@@ -581,7 +581,8 @@ func TestOptionsValidated(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	for _, o := range []dashboard.Options{{MaxBodyBytes: -1}, {BasicAuthPassword: "x"}, {Prefix: "brisk"}, {Prefix: "/brisk/"}} {
+	for _, o := range []dashboard.Options{{MaxBodyBytes: -1}, {BasicAuthPassword: "x"}, {Prefix: "brisk"}, {Prefix: "/brisk/"},
+		{AutoscalerURL: "localhost:9090"}, {AutoscalerURL: "ftp://host/"}, {AutoscalerURL: "http://"}} {
 		if _, err := dashboard.New(b, o); !errors.Is(err, brisk.ErrInvalid) {
 			t.Errorf("%+v: %v, want ErrInvalid", o, err)
 		}

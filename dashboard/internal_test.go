@@ -58,7 +58,7 @@ func TestLatencyChart(t *testing.T) {
 	t.Parallel()
 	now := time.Now()
 	svg := string(latencyChart([]sample{{at: now.Add(-2 * time.Hour)}, {at: now.Add(-time.Minute), latency: 2 * time.Second},
-		{at: now, latency: 3 * time.Second}}, 5*time.Second, now, time.Hour))
+		{at: now, latency: 3 * time.Second}}, 5*time.Second, nil, now, time.Hour))
 	for _, want := range []string{`<svg`, `class="sla"`, `SLA 5s`, `<polyline class="latency" points="`} {
 		if !strings.Contains(svg, want) {
 			t.Errorf("chart lacks %q:\n%s", want, svg)
@@ -67,7 +67,51 @@ func TestLatencyChart(t *testing.T) {
 	if strings.Count(strings.SplitN(strings.SplitN(svg, `points="`, 2)[1], `"`, 2)[0], ",") != 2 {
 		t.Errorf("the sample older than the window is drawn:\n%s", svg)
 	}
-	if svg := string(latencyChart(nil, 0, now, time.Hour)); !strings.Contains(svg, "no samples yet") || strings.Contains(svg, `class="sla"`) {
+	if svg := string(latencyChart(nil, 0, nil, now, time.Hour)); !strings.Contains(svg, "no samples yet") || strings.Contains(svg, `class="sla"`) {
 		t.Errorf("empty chart:\n%s", svg)
+	}
+}
+
+func TestLatencyChartDecisions(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	ds := []decision{
+		{Time: now.Add(-2 * time.Hour), Queue: "q", Current: 1, Desired: 9, Reason: "too old"},
+		{Time: now.Add(-10 * time.Minute), Queue: "q", Current: 1, Desired: 4, Reason: "latency <b>9s</b> over target"},
+	}
+	svg := string(latencyChart([]sample{{at: now, latency: time.Second}}, 5*time.Second, ds, now, time.Hour))
+	for _, want := range []string{`class="decision-tick"`, `>4</text>`, `1 → 4: latency &lt;b&gt;9s&lt;/b&gt; over target</title>`, `autoscaler decisions`} {
+		if !strings.Contains(svg, want) {
+			t.Errorf("chart lacks %q:\n%s", want, svg)
+		}
+	}
+	if strings.Contains(svg, "too old") || strings.Contains(svg, "<b>") {
+		t.Errorf("chart draws a decision older than the window or unescaped text:\n%s", svg)
+	}
+	if svg := string(latencyChart(nil, 0, ds[:1], now, time.Hour)); strings.Contains(svg, "autoscaler decisions") {
+		t.Errorf("legend without decisions in the window:\n%s", svg)
+	}
+}
+
+func TestSamplerDecisions(t *testing.T) {
+	t.Parallel()
+	s := newSampler(nil, time.Second, time.Hour, nil)
+	now := time.Now()
+	a := decision{Time: now.Add(-90 * time.Minute), Queue: "q", Desired: 1}
+	b := decision{Time: now.Add(-time.Minute), Queue: "q", Desired: 2}
+	c := decision{Time: now.Add(-30 * time.Second), Queue: "r", Desired: 3}
+	s.recordDecisions(now, []decision{a, b, c})
+	s.recordDecisions(now, []decision{b, c}) // the autoscaler serves its last N again
+	d := decision{Time: now, Queue: "q", Desired: 5}
+	s.recordDecisions(now, []decision{d, b})
+	if got := s.decisionsOf("q"); len(got) != 2 || got[0].Desired != 2 || got[1].Desired != 5 {
+		t.Errorf("q: %+v, want the decisions of the hour once each, oldest first", got)
+	}
+	if got := s.decisionsOf("r"); len(got) != 1 {
+		t.Errorf("r: %+v", got)
+	}
+	s.recordDecisions(now.Add(2*time.Hour), nil)
+	if got := s.decisionsOf("q"); len(got) != 0 {
+		t.Errorf("kept decisions older than the hour: %+v", got)
 	}
 }

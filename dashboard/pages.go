@@ -221,7 +221,8 @@ func (h *handler) pageQueue(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now()
 	d := queueData{
-		Row: h.queueRow(*q, now), Chart: latencyChart(append(h.sampler.series(name), sample{at: now, latency: q.Latency}), q.SLA, now, time.Hour),
+		Row: h.queueRow(*q, now), Chart: latencyChart(append(h.sampler.series(name), sample{at: now, latency: q.Latency}), q.SLA,
+			h.sampler.decisionsOf(name), now, time.Hour),
 		State: string(state), States: []string{"pending", "scheduled", "running", "dead"},
 		Offset: offset, Limit: limit, HasPrev: offset > 0, PrevPage: max(0, offset-limit),
 		HasNext: len(ts) == limit, NextPage: offset + limit,

@@ -2,7 +2,13 @@ package dashboard
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +23,20 @@ type sample struct {
 	failed    int64
 }
 
+// decision is one decision of an autoscaler, as its GET /decisions serves it (see
+// autoscale.DecisionRecord; the dashboard does not depend on that package).
+type decision struct {
+	Time           time.Time `json:"time"`
+	Queue          string    `json:"queue"`
+	Current        int       `json:"current"`
+	Desired        int       `json:"desired"`
+	Reason         string    `json:"reason"`
+	LatencySeconds float64   `json:"latency_seconds"`
+}
+
+// decisionsTimeout bounds one fetch of an autoscaler's decisions.
+const decisionsTimeout = 2 * time.Second
+
 // sampler records every queue's latency and counters at a fixed interval and keeps them
 // for a window (an hour): the charts and the throughput come from it, so pages never ask
 // the broker for more than its cheap Stats.
@@ -26,17 +46,26 @@ type sampler struct {
 	keep     time.Duration
 	log      *slog.Logger
 
-	mu      sync.Mutex
-	history map[string][]sample // oldest first
+	// decisionsURL, when set, is an autoscaler's GET /decisions, fetched at every sample.
+	decisionsURL string
+	httpClient   *http.Client
+
+	mu        sync.Mutex
+	history   map[string][]sample   // oldest first
+	decisions map[string][]decision // per queue, oldest first
+	failing   bool                  // the last fetch of decisions failed (and was logged)
 }
 
 func newSampler(in *brisk.Inspector, interval, keep time.Duration, log *slog.Logger) *sampler {
-	return &sampler{in: in, interval: interval, keep: keep, log: log, history: map[string][]sample{}}
+	return &sampler{in: in, interval: interval, keep: keep, log: log, history: map[string][]sample{},
+		decisions:  map[string][]decision{},
+		httpClient: &http.Client{Timeout: decisionsTimeout, Transport: http.DefaultTransport.(*http.Transport).Clone()}}
 }
 
 func (s *sampler) run(ctx context.Context) {
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
+	defer s.httpClient.CloseIdleConnections()
 	for {
 		if err := s.sampleOnce(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("brisk dashboard: sample queues", "err", err)
@@ -50,6 +79,9 @@ func (s *sampler) run(ctx context.Context) {
 }
 
 func (s *sampler) sampleOnce(ctx context.Context) error {
+	if s.decisionsURL != "" {
+		s.sampleDecisions(ctx)
+	}
 	qs, err := s.in.Queues(ctx)
 	if err != nil {
 		return err
@@ -78,6 +110,93 @@ func (s *sampler) record(now time.Time, qs []brisk.QueueInfo) {
 			delete(s.history, name)
 		}
 	}
+}
+
+// sampleDecisions fetches the autoscaler's decisions and keeps the window's. A failure is
+// logged once (until a fetch succeeds again) and otherwise ignored: the charts then show
+// the decisions already kept.
+func (s *sampler) sampleDecisions(ctx context.Context) {
+	ds, err := s.fetchDecisions(ctx)
+	s.mu.Lock()
+	wasFailing := s.failing
+	s.failing = err != nil
+	s.mu.Unlock()
+	if err != nil {
+		if !wasFailing && ctx.Err() == nil {
+			s.log.Warn("brisk dashboard: autoscaler decisions (ignored until they can be read)", "err", err)
+		}
+		return
+	}
+	s.recordDecisions(time.Now(), ds)
+}
+
+func (s *sampler) fetchDecisions(ctx context.Context) ([]decision, error) {
+	ctx, cancel := context.WithTimeout(ctx, decisionsTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.decisionsURL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", s.decisionsURL, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := s.httpClient.Do(req)
+	if err != nil {
+		return nil, err // names the URL
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return nil, fmt.Errorf("GET %s: %s", s.decisionsURL, resp.Status)
+	}
+	var ds []decision
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(&ds); err != nil {
+		return nil, fmt.Errorf("GET %s: decode: %w", s.decisionsURL, err)
+	}
+	return ds, nil
+}
+
+// recordDecisions adds the decisions newer than the last one kept of their queue and drops
+// those older than the window.
+func (s *sampler) recordDecisions(now time.Time, ds []decision) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cut := now.Add(-s.keep)
+	ds = append([]decision(nil), ds...)
+	sort.SliceStable(ds, func(i, j int) bool { return ds[i].Time.Before(ds[j].Time) })
+	last := make(map[string]time.Time, len(s.decisions))
+	for q, h := range s.decisions {
+		if len(h) > 0 {
+			last[q] = h[len(h)-1].Time
+		}
+	}
+	for _, d := range ds {
+		if d.Queue == "" || d.Time.IsZero() || d.Time.Before(cut) || !d.Time.After(last[d.Queue]) {
+			continue
+		}
+		s.decisions[d.Queue] = append(s.decisions[d.Queue], d)
+	}
+	for q, h := range s.decisions {
+		i := 0
+		for i < len(h) && h[i].Time.Before(cut) {
+			i++
+		}
+		if i == len(h) {
+			delete(s.decisions, q)
+			continue
+		}
+		s.decisions[q] = append(h[:0:0], h[i:]...)
+	}
+}
+
+// decisionsOf returns a copy of the autoscaler decisions kept for a queue, oldest first.
+func (s *sampler) decisionsOf(queue string) []decision {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]decision(nil), s.decisions[queue]...)
+}
+
+// decisionsEndpoint returns the /decisions URL of an autoscaler's base URL.
+func decisionsEndpoint(base string) string {
+	return strings.TrimSuffix(base, "/") + "/decisions"
 }
 
 // series returns a copy of a queue's samples, oldest first.

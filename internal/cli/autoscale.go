@@ -52,7 +52,10 @@ passed to sla. --slots is the handlers each worker runs (its concurrency).
 
 --metrics ADDR serves Prometheus metrics at http://ADDR/metrics: brisk_queue_latency_seconds,
 brisk_queue_pending, brisk_queue_sla_seconds, brisk_autoscale_desired_workers (per queue),
-brisk_autoscale_current_workers and brisk_autoscale_decisions_total{queue,direction}.
+brisk_autoscale_current_workers and brisk_autoscale_decisions_total{queue,direction}; and
+the last decisions of every queue as JSON at http://ADDR/decisions ([{"time", "queue",
+"current", "desired", "reason", "latency_seconds"}], oldest first), which
+"brisk dashboard --autoscaler http://ADDR" draws on its latency charts.
 
 Examples:
   brisk autoscale --queue emails --min 1 --max 8 --exec "myapp worker --queue emails"
@@ -82,7 +85,7 @@ func runAutoscale(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 	slots := fs.Int("slots", 10, "handlers each worker runs at once (`N`)")
 	grace := fs.Duration("grace", 30*time.Second, "time a stopped --exec worker gets before it is killed (`D`)")
 	hookTimeout := fs.Duration("hook-timeout", time.Minute, "longest run of the --hook command (`D`)")
-	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics and decisions at /decisions")
 	jsonLog := fs.Bool("json-log", false, "log decisions and events as JSON lines on stdout")
 	pos, err := e.parse(fs, args)
 	if err != nil {
@@ -196,19 +199,14 @@ func runAutoscale(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 	var metrics *autoscale.Metrics
 	var srvDone chan error
 	var srv *http.Server
+	var ln net.Listener
 	if *metricsAddr != "" {
-		ln, err := net.Listen("tcp", *metricsAddr)
-		if err != nil {
+		if ln, err = net.Listen("tcp", *metricsAddr); err != nil {
 			return fmt.Errorf("--metrics: %w", err)
 		}
+		defer func() { _ = ln.Close() }() // already closed by Shutdown once served
 		metrics = autoscale.NewMetrics()
 		metrics.SetCurrentWorkers(current())
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", metrics.Handler())
-		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		srvDone = make(chan error, 1)
-		go func() { srvDone <- srv.Serve(ln) }()
-		fmt.Fprintf(out, "metrics on http://%s/metrics\n", ln.Addr())
 	}
 
 	src := autoscale.NewBrokerSource(brisk.NewInspector(c.Broker()))
@@ -233,6 +231,15 @@ func runAutoscale(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 		if ctls[i], err = autoscale.NewController(cfg); err != nil {
 			return err
 		}
+	}
+	if ln != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metrics.Handler())
+		mux.Handle("/decisions", autoscale.DecisionsHandler(autoscale.ControllersDecisions(ctls...)))
+		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		srvDone = make(chan error, 1)
+		go func() { srvDone <- srv.Serve(ln) }()
+		fmt.Fprintf(out, "metrics on http://%s/metrics, decisions on http://%s/decisions\n", ln.Addr(), ln.Addr())
 	}
 	what := "--exec " + strconv.Quote(*execCmd)
 	if *hook != "" {

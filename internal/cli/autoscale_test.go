@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/briskq/brisk/autoscale"
 )
 
 func TestAutoscaleUsageErrors(t *testing.T) {
@@ -117,6 +120,17 @@ func TestAutoscaleHookAndMetrics(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+	resp, err = http.Get(strings.TrimSuffix(addr, "/metrics") + "/decisions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var decisions []autoscale.DecisionRecord
+	err = json.NewDecoder(resp.Body).Decode(&decisions)
+	resp.Body.Close()
+	if err != nil || len(decisions) < 2 || decisions[0].Queue != "emails" || decisions[0].Current != 1 ||
+		decisions[0].Desired != 3 || !strings.HasPrefix(decisions[0].Reason, "fixed") || decisions[0].Time.IsZero() {
+		t.Errorf("/decisions: %+v, %v", decisions, err)
 	}
 	if code := stop(); code != exitInterrupted {
 		t.Errorf("exit %d after the interrupt, want %d; stderr %q", code, exitInterrupted, stderr.String())

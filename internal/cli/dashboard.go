@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -17,7 +18,7 @@ import (
 
 var dashboardCmd = &command{
 	name:     "dashboard",
-	synopsis: "[--listen ADDR] [--token T | --basic-auth USER:PASS] [--read-only] [flags]",
+	synopsis: "[--listen ADDR] [--token T | --basic-auth USER:PASS] [--read-only] [--autoscaler URL] [flags]",
 	summary:  "serve the web dashboard and the JSON HTTP API (/api/v1)",
 	detail: `
 It serves the pages (queues with latency against SLA, a latency chart per queue, workers,
@@ -28,7 +29,16 @@ It listens on 127.0.0.1:7070 by default. On any address that is not a loopback o
 refuses to start unless --token or --basic-auth is given: anyone who can reach it could
 otherwise read payloads and enqueue tasks. With --token, API clients send
 "Authorization: Bearer T" and a browser opens the pages once with ?token=T. The token may
-also come from $BRISK_DASHBOARD_TOKEN, which keeps it out of the process list.`,
+also come from $BRISK_DASHBOARD_TOKEN, which keeps it out of the process list.
+
+--autoscaler URL is the address of a running "brisk autoscale --metrics ADDR"
+(e.g. http://127.0.0.1:9090): the dashboard reads its /decisions at every sample and
+draws the last hour's decisions on each queue's latency chart, as ticks marked with the
+desired worker count (hover for current -> desired and the reason). When it cannot be
+read the dashboard logs it once and shows the charts without them.
+
+Example:
+  brisk dashboard --autoscaler http://127.0.0.1:9090`,
 	run: runDashboard,
 }
 
@@ -38,6 +48,7 @@ func runDashboard(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 	token := fs.String("token", "", "require bearer token `T` (default $BRISK_DASHBOARD_TOKEN)")
 	basic := fs.String("basic-auth", "", "require HTTP basic authentication as `USER:PASS`")
 	readOnly := fs.Bool("read-only", false, "refuse every change (enqueue, retry, delete)")
+	autoscaler := fs.String("autoscaler", "", "draw the decisions of the autoscaler serving metrics at `URL` on the charts")
 	pos, err := e.parse(fs, args)
 	if err != nil {
 		return err
@@ -48,8 +59,11 @@ func runDashboard(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 	if *token == "" {
 		*token = os.Getenv("BRISK_DASHBOARD_TOKEN")
 	}
-	opts := dashboard.Options{Token: *token, ReadOnly: *readOnly,
+	opts := dashboard.Options{Token: *token, ReadOnly: *readOnly, AutoscalerURL: *autoscaler,
 		Logger: slog.New(slog.NewTextHandler(e.stderr, nil))}
+	if u, err := url.Parse(*autoscaler); *autoscaler != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
+		return usagef("--autoscaler %q is not an http:// or https:// URL", *autoscaler)
+	}
 	if *basic != "" {
 		user, pass, ok := strings.Cut(*basic, ":")
 		if !ok || user == "" || pass == "" {

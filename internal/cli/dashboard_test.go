@@ -21,6 +21,9 @@ func TestDashboardRefusesOpenListenWithoutAuth(t *testing.T) {
 	}
 	fails(t, exitUsage, "dashboard", "--broker", url, "--basic-auth", "nopassword")
 	fails(t, exitUsage, "dashboard", "--broker", url, "--listen", "7070")
+	if msg := fails(t, exitUsage, "dashboard", "--broker", url, "--autoscaler", "localhost:9090"); !strings.Contains(msg, "--autoscaler") {
+		t.Errorf("--autoscaler without a scheme: %q", msg)
+	}
 	for _, h := range []string{"127.0.0.1", "localhost", "::1", "127.0.0.2"} {
 		if !isLoopback(h) {
 			t.Errorf("isLoopback(%q) = false", h)

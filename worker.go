@@ -179,6 +179,7 @@ type Worker struct {
 
 	handlers   map[string]Handler
 	middleware []Middleware
+	chains     map[string]Handler // handlers wrapped in the middleware, built once by Start
 
 	concurrency atomic.Int64
 	processed   atomic.Int64
@@ -273,10 +274,14 @@ func (w *Worker) HandleFunc(typ string, fn func(ctx context.Context, t *Task) er
 	w.Handle(typ, HandlerFunc(fn))
 }
 
-// Use adds middleware around every handler, the first added outermost.
+// Use adds middleware around every handler, the first added outermost. It panics if the
+// worker has started (the chains are built once, when it starts).
 func (w *Worker) Use(mw ...Middleware) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.started {
+		panic("brisk: Use called after the worker started")
+	}
 	w.middleware = append(w.middleware, mw...)
 }
 
@@ -321,6 +326,13 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 	w.started = true
 	w.startedAt = time.Now()
+	w.chains = make(map[string]Handler, len(w.handlers))
+	for typ, h := range w.handlers {
+		for i := len(w.middleware) - 1; i >= 0; i-- {
+			h = w.middleware[i](h)
+		}
+		w.chains[typ] = h
+	}
 	w.mu.Unlock()
 	if err := w.prepare(ctx); err != nil {
 		w.mu.Lock()
@@ -640,12 +652,9 @@ func (w *Worker) call(ctx context.Context, t *Task) (err error) {
 			err = fmt.Errorf("%w: %v\n%s", ErrPanic, r, debug.Stack())
 		}
 	}()
-	h, ok := w.handlers[t.Type]
+	h, ok := w.chains[t.Type]
 	if !ok {
 		return fmt.Errorf("%w for type %s", ErrNoHandler, t.Type)
-	}
-	for i := len(w.middleware) - 1; i >= 0; i-- {
-		h = w.middleware[i](h)
 	}
 	return h.ProcessTask(ctx, t)
 }

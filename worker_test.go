@@ -590,3 +590,40 @@ func TestOpenErrors(t *testing.T) {
 		t.Errorf("opening a non-database file changed it: %q", data)
 	}
 }
+
+func TestMiddlewareWrapsEveryHandlerOutermostFirst(t *testing.T) {
+	t.Parallel()
+	b, c := setup(t)
+	var mu sync.Mutex
+	var calls []string
+	record := func(s string) { mu.Lock(); calls = append(calls, s); mu.Unlock() }
+	tag := func(name string) brisk.Middleware {
+		return func(next brisk.Handler) brisk.Handler {
+			return brisk.HandlerFunc(func(ctx context.Context, task *brisk.Task) error {
+				record(name)
+				return next.ProcessTask(ctx, task)
+			})
+		}
+	}
+	w, err := brisk.NewWorker(b, brisk.WorkerConfig{Concurrency: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Use(tag("outer"), tag("inner"))
+	w.HandleFunc("job", func(context.Context, *brisk.Task) error { record("handler"); return nil })
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Stop() })
+	c.Enqueue(context.Background(), brisk.NewTask("job", nil))
+	eventually(t, "handled", func() bool { mu.Lock(); defer mu.Unlock(); return len(calls) == 3 })
+	if got := strings.Join(calls, " "); got != "outer inner handler" {
+		t.Fatalf("calls %q", got)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("Use after Start did not panic")
+		}
+	}()
+	w.Use(tag("late"))
+}

@@ -265,16 +265,7 @@ func (h *handler) pageWorkers(w http.ResponseWriter, r *http.Request) {
 // or more) or all=1, and next (where to go back to).
 func (h *handler) formDead(retry bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if err := r.ParseForm(); err != nil {
-			if bodyTooLarge(err) {
-				http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
-				return
-			}
-			http.Error(w, "bad form: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		if !h.checkCSRF(r) {
-			http.Error(w, "missing or invalid CSRF token (reload the page)", http.StatusForbidden)
+		if !h.parseForm(w, r) {
 			return
 		}
 		ids := r.PostForm["id"]
@@ -292,6 +283,24 @@ func (h *handler) formDead(retry bool) http.HandlerFunc {
 	}
 }
 
+// parseForm parses a page's POST form and checks its CSRF token; on failure it has answered
+// the request and returns false.
+func (h *handler) parseForm(w http.ResponseWriter, r *http.Request) bool {
+	if err := r.ParseForm(); err != nil {
+		if bodyTooLarge(err) {
+			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+			return false
+		}
+		http.Error(w, "bad form: "+err.Error(), http.StatusBadRequest)
+		return false
+	}
+	if !h.checkCSRF(r) {
+		http.Error(w, "missing or invalid CSRF token (reload the page)", http.StatusForbidden)
+		return false
+	}
+	return true
+}
+
 // localPath returns next when it is a path on this site, else def (never another host).
 func localPath(next, def string) string {
 	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
@@ -303,16 +312,7 @@ func localPath(next, def string) string {
 // formPause handles the pause and resume buttons of the pages: form fields csrf and next.
 func (h *handler) formPause(paused bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if err := r.ParseForm(); err != nil {
-			if bodyTooLarge(err) {
-				http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
-				return
-			}
-			http.Error(w, "bad form: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		if !h.checkCSRF(r) {
-			http.Error(w, "missing or invalid CSRF token (reload the page)", http.StatusForbidden)
+		if !h.parseForm(w, r) {
 			return
 		}
 		queue := r.PathValue("queue")

@@ -30,6 +30,37 @@ ensure_redis() {
 	echo "redis-server did not answer on 127.0.0.1:6379 (see /tmp/brisk-redis.log)"; exit 1
 }
 
+# ensure_redis_cluster starts a Redis Cluster of three masters on 127.0.0.1:7001-7003 (no
+# replicas, nothing kept on disk) unless one answers there with cluster_state:ok.
+ensure_redis_cluster() {
+	if redis-cli -h 127.0.0.1 -p 7001 cluster info 2>/dev/null | grep -q 'cluster_state:ok'; then return; fi
+	echo "starting a Redis Cluster on 127.0.0.1:7001-7003"
+	local dir=/tmp/brisk-redis-cluster
+	for port in 7001 7002 7003; do
+		redis-cli -h 127.0.0.1 -p "$port" shutdown nosave >/dev/null 2>&1 || true
+	done
+	rm -rf "$dir" && mkdir -p "$dir"
+	for port in 7001 7002 7003; do
+		redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
+			--cluster-enabled yes --cluster-config-file "$dir/nodes-$port.conf" \
+			--dir "$dir" --logfile "$dir/redis-$port.log"
+	done
+	for port in 7001 7002 7003; do
+		for _ in $(seq 50); do
+			redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 && break
+			sleep 0.2
+		done
+	done
+	redis-cli --cluster create 127.0.0.1:7001 127.0.0.1:7002 127.0.0.1:7003 \
+		--cluster-replicas 0 --cluster-yes >"$dir/create.log" 2>&1 ||
+		{ echo "redis-cli --cluster create failed:"; cat "$dir/create.log"; exit 1; }
+	for _ in $(seq 100); do
+		redis-cli -h 127.0.0.1 -p 7001 cluster info 2>/dev/null | grep -q 'cluster_state:ok' && return
+		sleep 0.2
+	done
+	echo "the Redis Cluster on 127.0.0.1:7001-7003 did not reach cluster_state:ok (see $dir)"; exit 1
+}
+
 # ensure_chromium installs Debian's Chromium (and a font, so screenshots have text) for the
 # dashboard's browser test.
 ensure_chromium() {
@@ -39,7 +70,7 @@ ensure_chromium() {
 }
 
 echo "== services"
-if [ -d broker/redisbroker ]; then ensure_redis; fi
+if [ -d broker/redisbroker ]; then ensure_redis; ensure_redis_cluster; fi
 if [ -d dashboard ]; then ensure_chromium; fi
 
 echo "== gofmt"

@@ -6,10 +6,14 @@
 //
 //	redis://[user:password@]host:6379/0?prefix=brisk&max_payload=1048576
 //	rediss://…  (TLS)
+//	redis://host1:7001?addr=host2:7002&addr=host3:7003  (Redis Cluster, seed nodes)
 //
 // prefix (default "brisk") namespaces every key, so that several brisk installations (or
-// tests) share one Redis; max_payload is the largest payload Enqueue accepts. Every other
-// query parameter is one of go-redis's (redis.ParseURL), such as dial_timeout or
+// tests) share one Redis; max_payload is the largest payload Enqueue accepts; cluster is
+// auto (the default: Open asks the server with INFO cluster whether it is a cluster node,
+// and if so talks to the whole cluster through it), yes (also implied by addr parameters,
+// which name more seed nodes) or no. Every other query parameter is one of go-redis's
+// (redis.ParseURL, or redis.ParseClusterURL for a cluster), such as dial_timeout or
 // pool_size.
 //
 // # Data model
@@ -31,13 +35,31 @@
 // time, as the contract says: a scheduled task becomes pending when its score passes, with
 // no promotion step, so losing a worker loses nothing.
 //
+// # Redis Cluster
+//
+// Because every script touches one queue's keys, which share one hash tag, every state
+// change of a queue stays one atomic script on a cluster, and different queues spread over
+// the masters. What spans queues is written without a transaction there: a worker's
+// heartbeat (its record and its place in the index, one pipelined round trip; readers
+// tolerate either missing) and a batch that spans several queues, which is enqueued by
+// check-then-write: one pipelined round trip checks every ID, a second one runs one
+// enqueue script per queue (each atomic), and when one of them fails the tasks the others
+// stored are deleted again, so the batch is all or nothing unless the connection is lost
+// during that clean-up (the error then says the batch is partly stored). The wake-up
+// channel is ordinary Pub/Sub, which a cluster forwards to every node.
+//
+// On one server a command is never sent twice (MaxRetries -1). go-redis's cluster client
+// follows MOVED and ASK redirections, which is safe (the command did not run), but it also
+// sends a command again when a connection broke before the reply came: for a script that
+// ran, an enqueue then reports broker.ErrDuplicate for a task it stored and a reserve
+// leaves leased tasks that nobody holds until their lease expires. Neither loses a task.
+//
 // # Limits
 //
 // A task ID is unique within its queue (the enqueue script refuses a stored ID of that queue
 // with broker.ErrDuplicate); the same ID in two different queues is not detected, which
 // brisk's time-ordered UUIDs never produce. Task looks an ID up in every known queue in one
-// round trip. A batch that spans several queues is enqueued by one script call over the
-// keys of all its queues (all or nothing); that is not possible on Redis Cluster, where
-// such a batch will need a check-then-write protocol. Times are taken from the caller's
-// clock, so the machines that share one Redis must keep their clocks in sync (NTP).
+// round trip. On one server a batch that spans several queues is one script call over the
+// keys of all its queues (all or nothing). Times are taken from the caller's clock, so the
+// machines that share one Redis must keep their clocks in sync (NTP).
 package redisbroker

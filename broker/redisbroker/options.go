@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -16,11 +17,23 @@ import (
 
 // Options configures a Broker.
 type Options struct {
-	// Redis says how to connect (address, db, AUTH, TLS, pool). Required. Open sets
-	// ContextTimeoutEnabled so that every command respects its context's deadline, and
-	// unless they are set: MaxRetries -1 (a script is never sent twice, so it never
+	// Redis says how to connect to one Redis server (address, db, AUTH, TLS, pool). Open
+	// sets ContextTimeoutEnabled so that every command respects its context's deadline,
+	// and unless they are set: MaxRetries -1 (a script is never sent twice, so it never
 	// applies twice) and DialerRetries 2, 50 ms apart (fail fast during an outage).
+	// When the server turns out to be a node of a Redis Cluster (INFO cluster says
+	// cluster_enabled:1), Open connects to the cluster through it instead, with the same
+	// settings, unless NoClusterDetect is set.
 	Redis *redis.Options
+
+	// Cluster says how to connect to a Redis Cluster (seed addresses, AUTH, TLS, pool).
+	// Exactly one of Redis and Cluster is required. Open sets ContextTimeoutEnabled and,
+	// unless set, DialerRetries 2, 50 ms apart, as for Redis.
+	Cluster *redis.ClusterOptions
+
+	// NoClusterDetect keeps Open from asking a single server (Options.Redis) whether it
+	// is a cluster node.
+	NoClusterDetect bool
 
 	// Prefix namespaces every key and channel of the broker: letters, digits and "_-.:".
 	// Default "brisk".
@@ -51,8 +64,8 @@ func (o Options) withDefaults() (Options, error) {
 	bad := func(field string, v any, why string) (Options, error) {
 		return o, fmt.Errorf("brisk: redis: Options.%s = %v: %s: %w", field, v, why, broker.ErrInvalid)
 	}
-	if o.Redis == nil {
-		return bad("Redis", nil, "connection options are required")
+	if (o.Redis == nil) == (o.Cluster == nil) {
+		return bad("Redis", o.Redis, "exactly one of Options.Redis and Options.Cluster is required")
 	}
 	if o.Prefix == "" {
 		o.Prefix = defaultPrefix
@@ -128,7 +141,7 @@ func Open(ctx context.Context, rawURL string) (*Broker, error) {
 }
 
 // briskParams are the query parameters brisk reads itself; the others go to go-redis.
-var briskParams = []string{"max_payload", "prefix"}
+var briskParams = []string{"cluster", "max_payload", "prefix"}
 
 // parseURL splits a redis or rediss URL into brisk's own parameters and the connection
 // options that redis.ParseURL makes of the rest.
@@ -144,6 +157,7 @@ func parseURL(u *url.URL) (Options, error) {
 	if err != nil {
 		return bad("query: %v", err)
 	}
+	cluster := false
 	names := make([]string, 0, len(q))
 	for name := range q {
 		names = append(names, name)
@@ -152,7 +166,7 @@ func parseURL(u *url.URL) (Options, error) {
 	rest := url.Values{}
 	for _, name := range names {
 		vals := q[name]
-		if len(vals) != 1 {
+		if len(vals) != 1 && name != "addr" {
 			return bad("parameter %s is given %d times", name, len(vals))
 		}
 		v := vals[0]
@@ -165,6 +179,19 @@ func parseURL(u *url.URL) (Options, error) {
 				return bad("parameter prefix=%q: %v", v, err)
 			}
 			opts.Prefix = v
+		case "cluster":
+			switch v {
+			case "auto":
+			case "yes", "true", "1":
+				cluster = true
+			case "no", "false", "0":
+				opts.NoClusterDetect = true
+			default:
+				return bad("parameter cluster=%q: want auto, yes or no", v)
+			}
+		case "addr":
+			cluster = true // seed addresses: only a cluster has several
+			rest[name] = vals
 		case "max_payload":
 			n, err := strconv.Atoi(v)
 			if err != nil || n <= 0 {
@@ -177,11 +204,23 @@ func parseURL(u *url.URL) (Options, error) {
 	}
 	conn := *u
 	conn.RawQuery = rest.Encode()
-	ro, err := redis.ParseURL(conn.String())
-	if err != nil {
-		return bad("%v (brisk's own parameters: %v; the others are go-redis's)", err, briskParams)
+	if cluster {
+		if db := strings.Trim(u.Path, "/"); db != "" && db != "0" {
+			return bad("a Redis Cluster has only database 0, not %s", db)
+		}
+		conn.Path = ""
+		co, err := redis.ParseClusterURL(conn.String())
+		if err != nil {
+			return bad("%v (brisk's own parameters: %v; the others are go-redis's)", err, briskParams)
+		}
+		opts.Cluster = co
+	} else {
+		ro, err := redis.ParseURL(conn.String())
+		if err != nil {
+			return bad("%v (brisk's own parameters: %v; the others are go-redis's)", err, briskParams)
+		}
+		opts.Redis = ro
 	}
-	opts.Redis = ro
 	if _, err := opts.withDefaults(); err != nil {
 		return opts, err
 	}

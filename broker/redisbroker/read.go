@@ -3,6 +3,7 @@ package redisbroker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -352,7 +353,7 @@ func (b *Broker) Heartbeat(ctx context.Context, w broker.WorkerInfo) error {
 	if err != nil {
 		return fmt.Errorf("brisk: redis: heartbeat %q: %w", w.ID, err)
 	}
-	_, err = b.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err = b.pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, b.k.worker(w.ID), data, 0)
 		p.ZAdd(ctx, b.k.workers(), redis.Z{Score: float64(rec.LastSeen), Member: w.ID})
 		return nil
@@ -375,7 +376,7 @@ func (b *Broker) Deregister(ctx context.Context, workerID string) error {
 }
 
 func (b *Broker) deregister(ctx context.Context, workerID string) error {
-	_, err := b.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := b.pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, b.k.worker(workerID))
 		p.ZRem(ctx, b.k.workers(), workerID)
 		return nil
@@ -403,14 +404,19 @@ func (b *Broker) Workers(ctx context.Context, since time.Time) ([]broker.WorkerI
 	for i, id := range ids {
 		names[i] = b.k.worker(id)
 	}
-	vals, err := b.rdb.MGet(ctx, names...).Result()
-	if err != nil {
+	// GETs in one pipeline rather than one MGET: worker keys spread over a cluster's slots.
+	pipe := b.rdb.Pipeline()
+	gets := make([]*redis.StringCmd, len(names))
+	for i, name := range names {
+		gets[i] = pipe.Get(ctx, name)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, b.fail(ctx, "workers", err)
 	}
-	out := make([]broker.WorkerInfo, 0, len(vals))
-	for i, v := range vals {
-		s, ok := v.(string)
-		if !ok {
+	out := make([]broker.WorkerInfo, 0, len(gets))
+	for i, g := range gets {
+		s, err := g.Result()
+		if err != nil {
 			continue // deregistered between the two calls
 		}
 		var rec workerRecord

@@ -34,7 +34,9 @@ type Broker struct {
 	rdb  redis.UniversalClient
 	k    keys
 	log  *slog.Logger
-	addr string // names the server in errors
+	addr string // names the server (or the cluster's seeds) in errors
+	// cluster is set when rdb is a *redis.ClusterClient.
+	cluster bool
 
 	hub *hub
 
@@ -52,49 +54,83 @@ func OpenOptions(ctx context.Context, opts Options) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	ro := *opts.Redis
-	ro.ContextTimeoutEnabled = true
-	if ro.MaxRetries == 0 {
-		// A script is never sent twice: a retried enqueue whose first try was applied
-		// would report a duplicate, a retried reserve would lease tasks nobody holds.
-		// go-redis drops broken pooled connections itself; the caller retries.
-		ro.MaxRetries = -1
-	}
-	if ro.DialerRetries == 0 {
-		// Fail fast while the server is away (go-redis's default tries 5 times, 100 ms
-		// apart, per command); the caller's own retry loop backs off.
-		ro.DialerRetries = 2
-		ro.DialerRetryTimeout = 50 * time.Millisecond
-	}
 	b := &Broker{
 		opts:     opts,
 		k:        keys{prefix: opts.Prefix},
 		log:      opts.Logger,
-		addr:     ro.Addr,
 		closedCh: make(chan struct{}),
 	}
 	b.hub = newHub()
-	b.rdb = redis.NewClient(&ro)
 	b.bgCtx, b.bgCancel = context.WithCancel(context.Background())
-
+	fail := func(err error) (*Broker, error) {
+		if b.rdb != nil {
+			b.rdb.Close()
+		}
+		b.bgCancel()
+		return nil, err
+	}
 	pctx, cancel := context.WithTimeout(ctx, opts.PingTimeout)
 	defer cancel()
-	if err := b.rdb.Ping(pctx).Err(); err != nil {
-		b.rdb.Close()
-		b.bgCancel()
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("brisk: redis: open %s: %w", b.addr, ctx.Err())
+	if opts.Cluster != nil {
+		b.connectCluster(opts.Cluster)
+	} else {
+		ro := *opts.Redis
+		ro.ContextTimeoutEnabled = true
+		if ro.MaxRetries == 0 {
+			// A script is never sent twice: a retried enqueue whose first try was applied
+			// would report a duplicate, a retried reserve would lease tasks nobody holds.
+			// go-redis drops broken pooled connections itself; the caller retries.
+			ro.MaxRetries = -1
 		}
-		return nil, fmt.Errorf("brisk: redis: open %s: PING (timeout %s): %w: %w", b.addr, opts.PingTimeout, broker.ErrUnavailable, err)
+		if ro.DialerRetries == 0 {
+			// Fail fast while the server is away (go-redis's default tries 5 times, 100 ms
+			// apart, per command); the caller's own retry loop backs off.
+			ro.DialerRetries = 2
+			ro.DialerRetryTimeout = 50 * time.Millisecond
+		}
+		b.addr = ro.Addr
+		b.rdb = redis.NewClient(&ro)
+		if !opts.NoClusterDetect {
+			info, err := b.rdb.Info(pctx, "cluster").Result()
+			if err != nil {
+				return fail(b.openError(ctx, "INFO cluster", err))
+			}
+			if strings.Contains(info, "cluster_enabled:1") {
+				if ro.DB != 0 {
+					return fail(fmt.Errorf("brisk: redis: open %s: the server is a Redis Cluster node, which has only database 0, not %d: %w", b.addr, ro.DB, broker.ErrInvalid))
+				}
+				b.rdb.Close()
+				b.connectCluster(clusterOptionsOf(&ro))
+			}
+		}
+	}
+	if err := b.rdb.Ping(pctx).Err(); err != nil {
+		return fail(b.openError(ctx, fmt.Sprintf("PING (timeout %s)", opts.PingTimeout), err))
+	}
+	if b.cluster {
+		// Every master must answer, not just the one a PING reached.
+		err := b.rdb.(*redis.ClusterClient).ForEachMaster(pctx, func(ctx context.Context, c *redis.Client) error {
+			return c.Ping(ctx).Err()
+		})
+		if err != nil {
+			return fail(b.openError(ctx, "PING every master", err))
+		}
 	}
 	for _, s := range allScripts {
 		if err := s.Load(pctx, b.rdb).Err(); err != nil {
-			b.rdb.Close()
-			b.bgCancel()
-			return nil, fmt.Errorf("brisk: redis: open %s: load scripts: %w: %w", b.addr, broker.ErrUnavailable, err)
+			return fail(fmt.Errorf("brisk: redis: open %s: load scripts: %w: %w", b.addr, broker.ErrUnavailable, err))
 		}
 	}
 	return b, nil
+}
+
+// openError wraps an error of Open's first calls: the context's error when the caller gave
+// up, ErrUnavailable otherwise.
+func (b *Broker) openError(ctx context.Context, what string, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("brisk: redis: open %s: %w", b.addr, ctx.Err())
+	}
+	return fmt.Errorf("brisk: redis: open %s: %s: %w: %w", b.addr, what, broker.ErrUnavailable, err)
 }
 
 // Close closes the connections. It is idempotent; tasks stay stored.
@@ -175,17 +211,16 @@ func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
 		}
 		groups[t.Queue] = append(groups[t.Queue], t)
 	}
-	keys := make([]string, 0, 2*len(order))
-	args := make([]any, 0, 2+3*len(order)+7*len(tasks))
-	args = append(args, b.k.wake(), len(order))
-	for _, q := range order {
-		keys = append(keys, b.k.ready(q), b.k.meta(q))
-		args = append(args, b.k.taskPrefix(q), q, len(groups[q]))
-		for _, t := range groups[q] {
-			args = append(args, t.ID, t.Type, t.Payload, t.MaxAttempts, int64(t.Timeout),
-				us(t.EnqueuedAt), us(t.ReadyAt))
+	if b.cluster && len(order) > 1 {
+		if err := b.enqueueAcrossSlots(ctx, order, groups, len(tasks)); err != nil {
+			return err
 		}
+		for _, q := range order {
+			b.hub.notify(q)
+		}
+		return nil
 	}
+	keys, args := b.enqueueArgs(order, groups)
 	regArgs := make([]any, len(order))
 	for i, q := range order {
 		regArgs[i] = q
@@ -216,6 +251,27 @@ func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
 		b.hub.notify(q) // this process's waiters at once; others by the published message
 	}
 	return nil
+}
+
+// enqueueArgs returns the KEYS and ARGV of one enqueueScript call storing the tasks of the
+// given queues.
+func (b *Broker) enqueueArgs(order []string, groups map[string][]*broker.Task) ([]string, []any) {
+	n := 0
+	for _, q := range order {
+		n += len(groups[q])
+	}
+	keys := make([]string, 0, 2*len(order))
+	args := make([]any, 0, 2+3*len(order)+7*n)
+	args = append(args, b.k.wake(), len(order))
+	for _, q := range order {
+		keys = append(keys, b.k.ready(q), b.k.meta(q))
+		args = append(args, b.k.taskPrefix(q), q, len(groups[q]))
+		for _, t := range groups[q] {
+			args = append(args, t.ID, t.Type, t.Payload, t.MaxAttempts, int64(t.Timeout),
+				us(t.EnqueuedAt), us(t.ReadyAt))
+		}
+	}
+	return keys, args
 }
 
 // Reserve leases up to p.Limit ready tasks, one script call per queue in priority order,

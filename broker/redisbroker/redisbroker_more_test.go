@@ -8,15 +8,25 @@ import (
 	"github.com/briskq/brisk/broker"
 	"github.com/briskq/brisk/broker/brokertest"
 	"github.com/briskq/brisk/broker/redisbroker"
+	"github.com/briskq/brisk/internal/redistest"
 )
 
 // TestMultiQueueBatch checks that a batch spanning queues is all or nothing (a duplicate in
 // its second queue stores nothing in the first), and that Ack, Extend and Release of leases
-// of several queues in one call work queue by queue.
+// of several queues in one call work queue by queue, on one server and on a cluster (where
+// the queues live in different slots and the batch takes the check-then-write path).
 func TestMultiQueueBatch(t *testing.T) {
+	t.Run("Server", func(t *testing.T) { testMultiQueueBatch(t, newURL(t)) })
+	t.Run("Cluster", func(t *testing.T) {
+		raw := redistest.ClusterURL(t)
+		testMultiQueueBatch(t, redistest.WithPrefix(t, raw, redistest.NewPrefix(t, raw, "brisktest")))
+	})
+}
+
+func testMultiQueueBatch(t *testing.T, url string) {
 	t.Parallel()
 	ctx := t.Context()
-	b, err := redisbroker.Open(ctx, newURL(t))
+	b, err := redisbroker.Open(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}

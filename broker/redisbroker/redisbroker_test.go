@@ -36,3 +36,21 @@ func TestConformance(t *testing.T) {
 		Open: broker.Open,
 	})
 }
+
+// TestClusterConformance runs the suite against a Redis Cluster of three masters (the one
+// scripts/test.sh starts, or $BRISK_REDIS_CLUSTER_URL).
+func TestClusterConformance(t *testing.T) {
+	if os.Getenv("BRISKTEST_ROLE") == "" {
+		redistest.ClusterURL(t)
+	}
+	brokertest.Run(t, brokertest.Harness{
+		NewURL: func(t testing.TB) string {
+			if os.Getenv("BRISKTEST_ROLE") != "" {
+				return ""
+			}
+			raw := redistest.ClusterURL(t)
+			return redistest.WithPrefix(t, raw, redistest.NewPrefix(t, raw, "brisktest"))
+		},
+		Open: broker.Open,
+	})
+}

@@ -17,7 +17,7 @@ import "github.com/redis/go-redis/v9"
 // Every script touches the keys of one queue only: the declared KEYS, and task and worker
 // keys it builds from a prefix of the same queue (same hash tag, so the same cluster slot),
 // as asynq's scripts do. The one exception is enqueueScript given several queues, which is
-// for a non-cluster Redis only.
+// for one server only: on a cluster the broker calls it once per queue (cluster.go).
 
 // enqueueScript stores a batch of new tasks, all of them or none.
 //

@@ -88,7 +88,7 @@ go test -race -count=1 -timeout 40m ./... 2>&1 | tee /tmp/brisk-test.$$.log
 status=${PIPESTATUS[0]}
 set -e
 passed=$(grep -c '^ok ' /tmp/brisk-test.$$.log || true)
-failed=$(grep -c '^FAIL' /tmp/brisk-test.$$.log || true)
+failed=$(grep -c '^FAIL[[:space:]]' /tmp/brisk-test.$$.log || true)
 rm -f /tmp/brisk-test.$$.log
 echo "packages: $passed passed, $failed failed"
 exit "$status"

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -120,14 +121,14 @@ func TestCrossBrokerPickup(t *testing.T) {
 		end := <-got
 		lat = append(lat, end.Sub(start))
 	}
-	var sum, worst time.Duration
-	for _, d := range lat {
-		sum += d
-		worst = max(worst, d)
-	}
-	t.Logf("pickup across broker values: mean %s, max %s over %d tasks", (sum / n).Round(time.Microsecond), worst.Round(time.Microsecond), n)
-	if mean := sum / n; mean > 5*time.Millisecond {
-		t.Errorf("mean pickup %s across broker values, want well under 5ms", mean)
+	// Timing is reported, not asserted, except for what only a broken wake-up gives: a
+	// median near the 5 s Wait (no wake-up at all) or the 100 ms poll of a lost
+	// subscription. Benchmarks measure the figure itself (brisk bench --workload W3).
+	slices.Sort(lat)
+	median := lat[len(lat)/2]
+	t.Logf("pickup across broker values: median %s, max %s over %d tasks", median.Round(time.Microsecond), lat[len(lat)-1].Round(time.Microsecond), n)
+	if median > 50*time.Millisecond {
+		t.Errorf("median pickup %s across broker values: the Enqueue does not wake the other broker's Wait", median)
 	}
 }
 

@@ -61,6 +61,25 @@ ensure_redis_cluster() {
 	echo "the Redis Cluster on 127.0.0.1:7001-7003 did not reach cluster_state:ok (see $dir)"; exit 1
 }
 
+# ensure_rabbitmq starts RabbitMQ (127.0.0.1:5672, guest/guest) unless it answers there:
+# the application alone when the node runs with it stopped, else the whole node.
+ensure_rabbitmq() {
+	command -v rabbitmq-server >/dev/null || { echo "installing rabbitmq-server"; install_pkg rabbitmq-server; }
+	if (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then return; fi
+	if rabbitmqctl -q status >/dev/null 2>&1; then
+		echo "starting the RabbitMQ application"
+		rabbitmqctl -q start_app >/dev/null 2>&1 || true
+	else
+		echo "starting rabbitmq-server"
+		rabbitmq-server -detached >/dev/null 2>&1 || true
+	fi
+	for _ in $(seq 240); do
+		if (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then return; fi
+		sleep 0.5
+	done
+	echo "RabbitMQ did not answer on 127.0.0.1:5672 within 120s (see /var/log/rabbitmq)"; exit 1
+}
+
 # ensure_chromium installs Debian's Chromium (and a font, so screenshots have text) for the
 # dashboard's browser test.
 ensure_chromium() {
@@ -71,6 +90,7 @@ ensure_chromium() {
 
 echo "== services"
 if [ -d broker/redisbroker ]; then ensure_redis; ensure_redis_cluster; fi
+if [ -d broker/rabbitbroker ]; then ensure_rabbitmq; fi
 if [ -d dashboard ]; then ensure_chromium; fi
 
 echo "== gofmt"

@@ -16,6 +16,12 @@
 // (redis.ParseURL, or redis.ParseClusterURL for a cluster), such as dial_timeout or
 // pool_size.
 //
+// AUTH: the URL's user and password (a wrong or missing one fails Open with an error
+// wrapping broker.ErrInvalid, not ErrUnavailable). TLS: rediss:// verifies the server
+// against the system's roots; for a private CA, set SSL_CERT_FILE (Go reads it on Linux) or
+// pass Options.Redis.TLSConfig to OpenOptions. Both are tested against a redis-server that
+// speaks only TLS and requires a password (tls_test.go).
+//
 // # Data model
 //
 // Every key of one queue q carries the hash tag {prefix:q}, so that one queue lives in one

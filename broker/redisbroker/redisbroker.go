@@ -91,6 +91,9 @@ func OpenOptions(ctx context.Context, opts Options) (*Broker, error) {
 		b.addr = ro.Addr
 		b.rdb = redis.NewClient(&ro)
 		if !opts.NoClusterDetect {
+			if err := b.rdb.Ping(pctx).Err(); err != nil {
+				return fail(b.openError(ctx, fmt.Sprintf("PING (timeout %s)", opts.PingTimeout), err))
+			}
 			info, err := b.rdb.Info(pctx, "cluster").Result()
 			if err != nil {
 				return fail(b.openError(ctx, "INFO cluster", err))
@@ -129,6 +132,10 @@ func OpenOptions(ctx context.Context, opts Options) (*Broker, error) {
 func (b *Broker) openError(ctx context.Context, what string, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("brisk: redis: open %s: %w", b.addr, ctx.Err())
+	}
+	if redis.HasErrorPrefix(err, "WRONGPASS") || redis.HasErrorPrefix(err, "NOAUTH") {
+		// A wrong or missing password is the caller's to fix, not an outage to wait out.
+		return fmt.Errorf("brisk: redis: open %s: authentication refused (check the URL's user and password): %w: %w", b.addr, broker.ErrInvalid, err)
 	}
 	return fmt.Errorf("brisk: redis: open %s: %s: %w: %w", b.addr, what, broker.ErrUnavailable, err)
 }

@@ -5,7 +5,8 @@ package main
 import (
 	"os"
 
-	_ "github.com/briskq/brisk/broker/redisbroker" // redis:// and rediss://
+	_ "github.com/briskq/brisk/broker/rabbitbroker" // amqp:// and amqps://
+	_ "github.com/briskq/brisk/broker/redisbroker"  // redis:// and rediss://
 	"github.com/briskq/brisk/internal/cli"
 )
 

@@ -1,0 +1,221 @@
+package rabbitbroker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/briskq/brisk/broker"
+)
+
+// Options configures a Broker.
+type Options struct {
+	// URL is the AMQP 0-9-1 URL of the RabbitMQ server, with user, password and vhost
+	// (amqp://guest:guest@127.0.0.1:5672/). Required.
+	URL string
+
+	// Prefix names the journal stream of the store ("<prefix>.journal"), so that several
+	// brisk installations (or tests) share one vhost: letters, digits and "_-.:".
+	// Default "brisk".
+	Prefix string
+
+	// MaxPayload is the largest payload Enqueue accepts, in bytes.
+	// Default broker.DefaultMaxPayload (1 MiB).
+	MaxPayload int
+
+	// DialTimeout bounds the TCP connect and AMQP handshake of every (re)connection.
+	// Default 3s.
+	DialTimeout time.Duration
+
+	// OutageWait is how long a call made while the connection is down waits for it to come
+	// back when its context has no earlier deadline, before it fails with an error
+	// wrapping broker.ErrUnavailable. Default 5s.
+	OutageWait time.Duration
+
+	// SnapshotEvery is how many journal entries may follow the newest snapshot before a
+	// broker writes another one (see snapshot.go); a broker that opens replays at most
+	// about that many entries after loading the snapshot. Negative turns snapshots off.
+	// Default 10000.
+	SnapshotEvery int
+
+	// Logger receives what the broker cannot return as an error (the connection dropped
+	// and came back). Default: discard.
+	Logger *slog.Logger
+}
+
+const (
+	defaultPrefix        = "brisk"
+	defaultDialTimeout   = 3 * time.Second
+	defaultOutageWait    = 5 * time.Second
+	defaultSnapshotEvery = 10000
+	// maxPayloadLimit stays well below RabbitMQ's default max_message_size (128 MiB), since
+	// a batch of tasks is one message.
+	maxPayloadLimit = 64 << 20
+)
+
+func (o Options) withDefaults() (Options, error) {
+	bad := func(field string, v any, why string) (Options, error) {
+		return o, fmt.Errorf("brisk: rabbitmq: Options.%s = %v: %s: %w", field, v, why, broker.ErrInvalid)
+	}
+	if o.URL == "" {
+		return bad("URL", `""`, "required")
+	}
+	if o.Prefix == "" {
+		o.Prefix = defaultPrefix
+	}
+	if err := validPrefix(o.Prefix); err != nil {
+		return bad("Prefix", strconv.Quote(o.Prefix), err.Error())
+	}
+	switch {
+	case o.MaxPayload < 0:
+		return bad("MaxPayload", o.MaxPayload, "must not be negative")
+	case o.MaxPayload > maxPayloadLimit:
+		return bad("MaxPayload", o.MaxPayload, fmt.Sprintf("at most %d bytes", maxPayloadLimit))
+	case o.MaxPayload == 0:
+		o.MaxPayload = broker.DefaultMaxPayload
+	}
+	switch {
+	case o.DialTimeout < 0:
+		return bad("DialTimeout", o.DialTimeout, "must not be negative")
+	case o.DialTimeout == 0:
+		o.DialTimeout = defaultDialTimeout
+	}
+	switch {
+	case o.OutageWait < 0:
+		return bad("OutageWait", o.OutageWait, "must not be negative")
+	case o.OutageWait == 0:
+		o.OutageWait = defaultOutageWait
+	}
+	switch {
+	case o.SnapshotEvery < 0:
+		o.SnapshotEvery = 0
+	case o.SnapshotEvery == 0:
+		o.SnapshotEvery = defaultSnapshotEvery
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o, nil
+}
+
+func validPrefix(p string) error {
+	if len(p) > 64 {
+		return fmt.Errorf("longer than 64 bytes")
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '_' || c == '-' || c == '.' || c == ':':
+		default:
+			return fmt.Errorf("character %q not allowed (use letters, digits, _ - . :)", c)
+		}
+	}
+	return nil
+}
+
+func init() {
+	broker.Register(openURL, "amqp", "amqps")
+}
+
+func openURL(ctx context.Context, u *url.URL) (broker.Broker, error) {
+	opts, err := parseURL(u)
+	if err != nil {
+		return nil, err
+	}
+	b, err := OpenOptions(ctx, opts)
+	if err != nil {
+		return nil, err // not a typed nil inside the interface
+	}
+	return b, nil
+}
+
+// Open opens a broker on the RabbitMQ that rawURL names (see the package documentation).
+func Open(ctx context.Context, rawURL string) (*Broker, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("brisk: rabbitmq: url: %v: %w", err, broker.ErrInvalid)
+	}
+	opts, err := parseURL(u)
+	if err != nil {
+		return nil, err
+	}
+	return OpenOptions(ctx, opts)
+}
+
+// urlParams are the query parameters brisk reads; any other is refused.
+var urlParams = []string{"dial_timeout", "max_payload", "outage_wait", "prefix", "snapshot_every"}
+
+func parseURL(u *url.URL) (Options, error) {
+	var opts Options
+	bad := func(format string, args ...any) (Options, error) {
+		return opts, fmt.Errorf("brisk: rabbitmq: url %q: %s: %w", u.Redacted(), fmt.Sprintf(format, args...), broker.ErrInvalid)
+	}
+	if u.Scheme != "amqp" && u.Scheme != "amqps" {
+		return bad("scheme %q is not amqp or amqps", u.Scheme)
+	}
+	if u.Host == "" {
+		return bad("no host")
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return bad("query: %v", err)
+	}
+	names := make([]string, 0, len(q))
+	for name := range q {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		vals := q[name]
+		if len(vals) != 1 {
+			return bad("parameter %s is given %d times", name, len(vals))
+		}
+		v := vals[0]
+		switch name {
+		case "prefix":
+			if v == "" {
+				return bad("parameter prefix is empty")
+			}
+			if err := validPrefix(v); err != nil {
+				return bad("parameter prefix=%q: %v", v, err)
+			}
+			opts.Prefix = v
+		case "max_payload":
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				return bad("parameter max_payload=%q: want a positive number of bytes", v)
+			}
+			opts.MaxPayload = n
+		case "snapshot_every":
+			n, err := strconv.Atoi(v)
+			if err != nil || n == 0 {
+				return bad("parameter snapshot_every=%q: want a number of journal entries (negative: no snapshots)", v)
+			}
+			opts.SnapshotEvery = n
+		case "dial_timeout", "outage_wait":
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return bad("parameter %s=%q: want a positive duration such as 3s", name, v)
+			}
+			if name == "dial_timeout" {
+				opts.DialTimeout = d
+			} else {
+				opts.OutageWait = d
+			}
+		default:
+			return bad("unknown parameter %q (known: %v)", name, urlParams)
+		}
+	}
+	conn := *u
+	conn.RawQuery = ""
+	opts.URL = conn.String()
+	if _, err := opts.withDefaults(); err != nil {
+		return opts, err
+	}
+	return opts, nil
+}

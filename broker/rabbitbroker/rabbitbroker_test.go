@@ -1,0 +1,38 @@
+package rabbitbroker_test
+
+import (
+	"os"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/briskq/brisk/broker"
+	"github.com/briskq/brisk/broker/brokertest"
+	_ "github.com/briskq/brisk/broker/rabbitbroker"
+	"github.com/briskq/brisk/internal/rabbittest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// newURL returns the URL of a fresh store (its own journal stream) on the test RabbitMQ.
+func newURL(t testing.TB) string {
+	raw := rabbittest.URL(t)
+	return rabbittest.WithPrefix(t, raw, rabbittest.NewPrefix(t, raw, "brisktest"))
+}
+
+func TestConformance(t *testing.T) {
+	if os.Getenv("BRISKTEST_ROLE") == "" {
+		rabbittest.URL(t) // skip or fail before the suite starts children
+	}
+	brokertest.Run(t, brokertest.Harness{
+		NewURL: func(t testing.TB) string {
+			if os.Getenv("BRISKTEST_ROLE") != "" {
+				return ""
+			}
+			return newURL(t)
+		},
+		Open: broker.Open,
+	})
+}

@@ -50,6 +50,10 @@ func child(role string) int {
 		logf("start %d", os.Getpid())
 		time.Sleep(time.Minute)
 		return 0
+	case "burn": // keeps one core busy until SIGTERM
+		logf("start %d", os.Getpid())
+		for {
+		}
 	case "crash":
 		logf("start %d", os.Getpid())
 		time.Sleep(20 * time.Millisecond)

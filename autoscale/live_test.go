@@ -18,11 +18,15 @@ import (
 const (
 	liveQueue = "live"
 	liveTasks = 400
+	// liveSlow is the handler time of the tasks that trickle in during and after the burst,
+	// so that the workers the controller stops are likely to be running one.
+	liveSlow = 500 * time.Millisecond
 )
 
-// liveWorker is the test binary as a brisk worker process: queue "live", concurrency 2, a
-// handler that sleeps 50 ms and appends "start ID PID" and "done ID PID" to
-// $BRISK_TEST_LOG. SIGTERM stops it gracefully.
+// liveWorker is the test binary as a brisk worker process: queue "live", concurrency 2,
+// handlers that sleep 50 ms ("sleep") or liveSlow ("slow") and append "start ID PID" and
+// "done ID PID" to $BRISK_TEST_LOG. SIGTERM stops it gracefully; it appends "term - PID"
+// when the signal arrives.
 func liveWorker() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -52,12 +56,22 @@ func liveWorker() int {
 		defer mu.Unlock()
 		fmt.Fprintf(f, "%s %s %d\n", what, id, os.Getpid())
 	}
-	w.HandleFunc("sleep", func(ctx context.Context, t *brisk.Task) error {
-		record("start", t.ID)
-		time.Sleep(50 * time.Millisecond)
-		record("done", t.ID)
-		return nil
-	})
+	handle := func(d time.Duration) brisk.HandlerFunc {
+		return func(ctx context.Context, t *brisk.Task) error {
+			record("start", t.ID)
+			time.Sleep(d)
+			record("done", t.ID)
+			return nil
+		}
+	}
+	w.HandleFunc("sleep", handle(50*time.Millisecond))
+	w.HandleFunc("slow", handle(liveSlow))
+	var term sync.Once
+	go func() {
+		<-ctx.Done()
+		term.Do(func() { record("term", "-") }) // SIGTERM: from here the worker reserves nothing new
+	}()
+	defer term.Do(func() { record("term", "-") }) // in case Run returned before the goroutine ran
 	if err := w.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "live worker:", err)
 		return 1
@@ -67,8 +81,11 @@ func liveWorker() int {
 
 // TestLiveBurst runs real worker processes (this test binary) on the embedded SQLite broker,
 // scaled by a Controller with the sla policy through a ProcessActuator, under a burst of
-// liveTasks tasks. It checks that the count goes up during the burst and back to the
-// minimum after it, that every task ran once and only once, and logs the timeline.
+// liveTasks tasks while slow tasks trickle in. It checks that the controller scales out
+// during the burst and, by itself, back to the minimum after it while the trickle keeps
+// the workers busy, so that workers are stopped (SIGTERM) with tasks running; that the
+// stopped processes exit; that every task started once and finished once, in the process
+// that started it (none lost, none run twice); and logs the timeline.
 func TestLiveBurst(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts worker processes")
@@ -102,8 +119,10 @@ func TestLiveBurst(t *testing.T) {
 	if err := act.Scale(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
+	// A short stabilisation window and memory, so that the controller scales in within
+	// seconds of the burst.
 	policy, err := NewPolicy("sla", Bounds{Min: 1, Max: 4}, map[string]float64{
-		"startup": 1, "interval": 0.2, "stabilise": 2, "memory": 5,
+		"startup": 1, "interval": 0.2, "stabilise": 2, "memory": 3,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -114,6 +133,7 @@ func TestLiveBurst(t *testing.T) {
 		timeline []string
 		maxWant  int
 		lastLine string
+		inAt     time.Duration // when the controller first lowered the count
 	)
 	ctl, err := NewController(ControllerConfig{
 		Queue: liveQueue, Policy: policy, Source: NewBrokerSource(brisk.NewInspector(b)),
@@ -122,6 +142,9 @@ func TestLiveBurst(t *testing.T) {
 			mu.Lock()
 			defer mu.Unlock()
 			maxWant = max(maxWant, d.Desired)
+			if d.Desired < d.Current && inAt == 0 {
+				inAt = time.Since(start)
+			}
 			line := fmt.Sprintf("%5.1fs  latency %5.2fs  pending %3d  workers %d -> %d  processes %d",
 				time.Since(start).Seconds(), d.Sample.Latency.Seconds(), d.Sample.Pending, d.Current, d.Desired, act.Count())
 			// Log the lines that differ from the one before (the time aside).
@@ -135,6 +158,11 @@ func TestLiveBurst(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	scaledIn := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return inAt > 0
 	}
 	// Let the first worker come up, then start the controller and the burst.
 	waitFor(t, "the first worker to register", 30*time.Second, func() bool {
@@ -156,51 +184,65 @@ func TestLiveBurst(t *testing.T) {
 	}
 	burst := time.Since(start)
 
+	// Slow tasks trickle in (8/s × 500 ms: four busy handler slots, about half of what four
+	// workers have) until shortly after the controller's first scale-in.
+	var (
+		trickleMu  sync.Mutex
+		trickleIDs []string
+		trickleErr error
+	)
+	trickleDone := make(chan struct{})
+	go func() {
+		defer close(trickleDone)
+		tick := time.NewTicker(125 * time.Millisecond)
+		defer tick.Stop()
+		var stopAt time.Time
+		for range tick.C {
+			if ctx.Err() != nil {
+				return
+			}
+			if stopAt.IsZero() && scaledIn() {
+				stopAt = time.Now().Add(500 * time.Millisecond)
+			}
+			if !stopAt.IsZero() && time.Now().After(stopAt) || time.Since(start) > 45*time.Second {
+				return
+			}
+			id, err := client.Enqueue(ctx, brisk.NewTask("slow", nil, brisk.InQueue(liveQueue)))
+			trickleMu.Lock()
+			if err != nil {
+				trickleErr = err
+				trickleMu.Unlock()
+				return
+			}
+			trickleIDs = append(trickleIDs, id)
+			trickleMu.Unlock()
+		}
+	}()
+
 	waitFor(t, "the controller to scale out", 20*time.Second, func() bool { return ctl.Current() > 1 })
 	out := time.Since(start)
-	waitFor(t, "every task to complete", 90*time.Second, func() bool {
+	waitFor(t, "the burst to complete", 90*time.Second, func() bool {
 		qs, err := brisk.NewInspector(b).Queues(ctx)
-		return err == nil && len(qs) > 0 && qinfo(qs, liveQueue).Completed == liveTasks
+		return err == nil && len(qs) > 0 && qinfo(qs, liveQueue).Completed >= liveTasks
 	})
 	drained := time.Since(start)
 	waitFor(t, "the controller to scale back to 1", 60*time.Second, func() bool { return ctl.Current() == 1 && act.Count() == 1 })
 	in := time.Since(start)
-	ctl.Stop()
-	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
-	defer wcancel()
-	if err := act.Wait(wctx); err != nil {
-		t.Fatal(err)
+	<-trickleDone
+	trickleMu.Lock()
+	if trickleErr != nil {
+		t.Fatal(trickleErr)
 	}
-
-	// Scale-in under load: three workers busy with a second burst, two of them stopped
-	// (SIGTERM) while they run tasks. Their graceful stop must neither lose nor repeat one.
-	if err := act.Scale(ctx, 3); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "three workers to register", 30*time.Second, func() bool {
-		ws, err := brisk.NewInspector(b).Workers(ctx)
-		return err == nil && len(ws) == 3
-	})
-	more := make([]*brisk.Task, liveTasks/2)
-	for i := range more {
-		more[i] = brisk.NewTask("sleep", nil, brisk.InQueue(liveQueue))
-	}
-	moreIDs, err := client.EnqueueBatch(ctx, more)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids = append(ids, moreIDs...)
-	waitFor(t, "the second burst to start", 30*time.Second, func() bool {
-		data, _ := os.ReadFile(log)
-		return strings.Count(string(data), "start ") >= liveTasks+20
-	})
-	if err := act.Scale(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the second burst to complete", 90*time.Second, func() bool {
+	ids = append(ids, trickleIDs...)
+	slow := len(trickleIDs)
+	trickleMu.Unlock()
+	waitFor(t, "every task to complete", 90*time.Second, func() bool {
 		qs, err := brisk.NewInspector(b).Queues(ctx)
 		return err == nil && qinfo(qs, liveQueue).Completed == int64(len(ids))
 	})
+	ctl.Stop()
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
 	if err := act.Wait(wctx); err != nil {
 		t.Fatal(err)
 	}
@@ -209,33 +251,49 @@ func TestLiveBurst(t *testing.T) {
 	}
 
 	mu.Lock()
-	t.Logf("burst of %d tasks enqueued at %.1fs; scaled out at %.1fs (max %d); drained at %.1fs; back to 1 at %.1fs",
-		liveTasks, burst.Seconds(), out.Seconds(), maxWant, drained.Seconds(), in.Seconds())
+	t.Logf("burst of %d tasks enqueued at %.1fs, %d slow ones trickling in; scaled out at %.1fs (max %d); burst done at %.1fs; first scale-in at %.1fs; back to 1 at %.1fs",
+		liveTasks, burst.Seconds(), slow, out.Seconds(), maxWant, drained.Seconds(), inAt.Seconds(), in.Seconds())
 	t.Logf("timeline (changes only):\n%s", strings.Join(timeline, "\n"))
 	mu.Unlock()
 
-	// Every task ran exactly once: one start and one done, by the same process.
+	// Every task ran exactly once: one start and one done, by the same process. A process
+	// stopped by the scale-in finished the tasks it was running at SIGTERM.
 	data, err := os.ReadFile(log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	starts, dones := map[string]int{}, map[string]int{}
+	startPID, donePID := map[string]string{}, map[string]string{}
+	running := map[string]map[string]bool{} // pid -> tasks started and not yet done
+	inFlight := map[string]int{}            // pid -> tasks running when its "term" line was written
 	pids := map[string]bool{}
 	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
 		f := strings.Fields(line)
 		if len(f) != 3 {
 			t.Fatalf("bad log line %q", line)
 		}
-		pids[f[2]] = true
-		if f[0] == "start" {
-			starts[f[1]]++
-		} else {
-			dones[f[1]]++
+		what, id, pid := f[0], f[1], f[2]
+		if running[pid] == nil {
+			running[pid] = map[string]bool{}
+		}
+		switch what {
+		case "start":
+			pids[pid] = true
+			starts[id]++
+			startPID[id] = pid
+			running[pid][id] = true
+		case "done":
+			dones[id]++
+			donePID[id] = pid
+			delete(running[pid], id)
+		case "term":
+			inFlight[pid] = len(running[pid])
 		}
 	}
 	for _, id := range ids {
-		if starts[id] != 1 || dones[id] != 1 {
-			t.Errorf("task %s started %d times and finished %d times, want once", id, starts[id], dones[id])
+		if starts[id] != 1 || dones[id] != 1 || startPID[id] != donePID[id] {
+			t.Errorf("task %s started %d times (pid %s) and finished %d times (pid %s), want once by one process",
+				id, starts[id], startPID[id], dones[id], donePID[id])
 		}
 	}
 	if len(starts) != len(ids) {
@@ -252,7 +310,16 @@ func TestLiveBurst(t *testing.T) {
 	if len(pids) < 2 {
 		t.Errorf("tasks ran in %d process(es), want several", len(pids))
 	}
-	t.Logf("tasks ran in %d worker processes", len(pids))
+	// Every process got SIGTERM (the scale-in, then Close for the last one).
+	if len(inFlight) < len(pids) {
+		t.Errorf("%d processes wrote \"term\", want all %d that ran tasks", len(inFlight), len(pids))
+	}
+	total := 0
+	for _, n := range inFlight {
+		total += n
+	}
+	t.Logf("tasks ran in %d worker processes; tasks running at SIGTERM, per process: %v (%d in all, each finished once, by that process)",
+		len(pids), inFlight, total)
 }
 
 func qinfo(qs []brisk.QueueInfo, name string) brisk.QueueInfo {

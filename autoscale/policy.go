@@ -152,18 +152,19 @@ func (w *window) least() int {
 // queue promises. With λ the arrival rate (λ̄ smoothed over about 30 s, λ̂ the highest of
 // the last Memory), S the mean handler time (smoothed), c the slots per worker, n the
 // current count, P the pending count, L the queue latency, T = SLA·Margin the latency it
-// plans for, and h = Startup + 2·Interval (how long until a worker asked for because of a
+// plans for, h = Startup + 2·Interval (how long until a worker asked for because of a
 // peak serves: the peak is seen up to two samples after it starts, the first may catch
-// only part of it):
+// only part of it), and λw = max(λ, P/L) the arrival rate of the tasks waiting (they
+// arrived within the last L seconds; used when L ≥ min(1 s, Interval) and P ≥ 2, else λ):
 //
 //	steady   = λ̄·S / (c·u)                    Little's law: busy slots at utilisation u
 //	drain    = P·S / (c·T)                     the newest pending task starts within T
 //	insure   = λ̂·(1 − T/h)·S / c              a repeat of the recent peak stays under T
 //	                                           until new workers serve (not rounded down)
-//	L(s)     = L + s·(1 − n̄·c/(S·λ))          the latency when a worker asked for now serves
+//	L(s)     = L + s·(1 − n̄·c/(S·λw))         the latency when a worker asked for now serves
 //	                                           (s = Startup, n̄ the serving workers plus
 //	                                           the starting ones for the part of s they serve)
-//	recover  = λ·(1 + (L(s) − T)/(SLA − T))·S/c   when L(s) > SLA·React: back under T
+//	recover  = λw·(1 + (L(s) − T)/(SLA − T))·S/c  when L(s) > SLA·React: back under T
 //	                                           within SLA − T
 //	want     = max(ceil(steady − 0.2), ceil(drain − 0.2), ceil(insure), ceil(recover))
 //
@@ -171,9 +172,13 @@ func (w *window) least() int {
 // tolerates a short backlog; the recover term catches a deficit that grows). The first
 // three terms raise the count only when every recommendation over the last Startup agrees
 // (a worker asked for later than that would serve after a short peak is over; the recover
-// term covers the SLA meanwhile), and lower it only when every recommendation of the
-// stabilisation window agrees, by at most half the gap per interval. The recover term is
-// held only for Startup + Interval, long enough for the workers it asked for to serve.
+// term covers the SLA meanwhile); the steady term raises it only when L(s) > T. The count
+// is lowered only when every recommendation of the stabilisation window agrees, by at
+// most half the gap per interval; but the drain term's recommendations stay in the window
+// only while their backlog lasts: once ceil(drain − 0.2) is within what steady and insure
+// ask for and L ≤ T/2, they leave it and the count falls at once to what the window's
+// other recommendations hold. The recover term is held only for Startup + Interval, long
+// enough for the workers it asked for to serve.
 type SLA struct {
 	Bounds
 	// Target is the latency target; 0 uses the sample's SLA, else 30 s.
@@ -197,9 +202,9 @@ type SLA struct {
 	// HandlerTime is used until a sample measures one. Default 100 ms.
 	HandlerTime time.Duration
 
-	up, down, peak, rescue window
-	rate, ht               float64 // smoothed λ and S; 0 before the first sample
-	last                   time.Time
+	up, down, backlog, peak, rescue window
+	rate, ht                        float64 // smoothed λ and S; 0 before the first sample
+	last                            time.Time
 }
 
 // Name returns "sla".
@@ -230,7 +235,7 @@ func (p *SLA) defaults() {
 	if p.HandlerTime <= 0 {
 		p.HandlerTime = 100 * time.Millisecond
 	}
-	p.down.length, p.peak.length, p.rescue.length = p.Stabilise, p.Memory, p.Startup+p.Interval
+	p.down.length, p.backlog.length, p.peak.length, p.rescue.length = p.Stabilise, p.Stabilise, p.Memory, p.Startup+p.Interval
 	p.up.length = p.Startup
 }
 
@@ -274,26 +279,24 @@ func (p *SLA) Decide(now time.Time, s Sample, current int) Decision {
 	drain := float64(s.Pending) * S / (c * T)
 	// A peak is seen up to two intervals after it starts (the first may catch part of it).
 	insure := peak * max(0, 1-T/(h+p.Interval.Seconds())) * S / c
-	base, why := steady, "steady"
-	if drain > base {
-		base, why = drain, "drain"
+	why := "steady"
+	b := int(math.Ceil(steady - 0.2))
+	ins := int(math.Ceil(insure))
+	if ins > b {
+		b, why = ins, "insure"
 	}
-	b := int(math.Ceil(base - 0.2))
-	if i := int(math.Ceil(insure)); i > b {
-		b, why = i, "insure"
+	bd := int(math.Ceil(drain - 0.2))
+	if bd > b {
+		why = "drain"
 	}
-	p.up.add(now, b)
-	held := p.down.add(now, b)
-	want := current
-	switch rise := p.up.least(); {
-	case rise > current:
-		want = rise
-	case held < current:
-		// Step down by half the gap (at least one) so that a wrong estimate costs little.
-		want = current - max(1, (current-held)/2)
+	// The tasks waiting arrived within the last L seconds: P/L is their arrival rate, a
+	// fresher estimate than the last interval's when a surge began within it.
+	lamW := lam
+	if L >= min(1, p.Interval.Seconds()) && s.Pending >= 2 {
+		lamW = max(lam, float64(s.Pending)/L)
 	}
 	Lh := L
-	if lam > 0 {
+	if lamW > 0 {
 		// Over the start-up of a worker asked for now, the starting ones serve for the part
 		// of it that is left after their own start-up.
 		sec := p.Startup.Seconds()
@@ -302,12 +305,42 @@ func (p *SLA) Decide(now time.Time, s Sample, current int) Decision {
 			serving = float64(current)
 		}
 		starting := (float64(current) - serving) * max(0, sec-s.StartupLeft.Seconds()) / sec
-		Lh = max(0, L+sec*(1-(serving+starting)*c/(S*lam)))
+		Lh = max(0, L+sec*(1-(serving+starting)*c/(S*lamW)))
+	}
+	// The steady term adds workers only when the latency predicted for when a worker asked
+	// for now would serve is above the plan T: below it the present workers keep the queue
+	// within plan, and a surge that outlasts them is seen again at the next sample. (A
+	// backlog that the present workers cannot serve within T raises the count through the
+	// drain term whatever the prediction: it outlasts the start-up.)
+	rise := max(b, bd)
+	if Lh <= T && bd <= b && rise > current {
+		rise = max(current, ins)
+	}
+	p.up.add(now, rise)
+	held := p.down.add(now, b)
+	// Recommendations made for a backlog hold only while it lasts: once the count the load
+	// needs serves what waits within T and the latency is within half the plan, they leave
+	// the window and the count falls at once to the largest steady or insure
+	// recommendation of the last Stabilise.
+	served := bd <= b && L <= T/2
+	if served {
+		p.backlog.want, p.backlog.at = p.backlog.want[:0], p.backlog.at[:0]
+	}
+	held = max(held, p.backlog.add(now, bd))
+	want := current
+	switch r := p.up.least(); {
+	case r > current:
+		want = r
+	case held < current && served:
+		want = held
+	case held < current:
+		// Step down by half the gap (at least one) so that a wrong estimate costs little.
+		want = current - max(1, (current-held)/2)
 	}
 	r := 0
 	if Lh > sla.Seconds()*p.React {
 		// Without arrivals the backlog itself sets the pace: its tasks came at P/L per second.
-		rate := lam
+		rate := lamW
 		if rate == 0 && L > 0 {
 			rate = float64(s.Pending) / L
 		}
@@ -410,6 +443,9 @@ func (p *CPU) Decide(now time.Time, s Sample, current int) Decision {
 	}
 	p.down.length = p.Stabilise
 	held := p.down.add(now, want)
+	if s.CPU < 0 {
+		return decision(p, p.Bounds, now, s, current, held, "cpu unknown, target %.0f%%: %d (held %d)", 100*target, want, held)
+	}
 	return decision(p, p.Bounds, now, s, current, held, "cpu %.0f%% target %.0f%%: %d (held %d)", 100*s.CPU, 100*target, want, held)
 }
 

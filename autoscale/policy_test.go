@@ -198,3 +198,63 @@ func TestSLAStepsDownSlowly(t *testing.T) {
 		t.Errorf("after the burst: %v, want 6 while the peak is remembered, then 1", seen)
 	}
 }
+
+// TestSLAWaitingRate: a surge that began just before the sample shows in the last
+// interval's rate only in part; the tasks waiting (P arrived within the last L seconds)
+// give its rate, and recover sizes on it.
+func TestSLAWaitingRate(t *testing.T) {
+	t.Parallel()
+	p := &SLA{}
+	quiet := Sample{SLA: 30 * time.Second, HandlerTime: 200 * time.Millisecond, Slots: 10, ArrivalRate: 30}
+	current := 1
+	for i := range 4 {
+		current = p.Decide(at(10*i), quiet, current).Desired
+	}
+	// 6 s into a 300/s surge: the interval saw 188/s; 1,500 tasks wait, the oldest 5 s.
+	s := quiet
+	s.ArrivalRate, s.Pending, s.Latency = 188, 1500, 5*time.Second
+	d := p.Decide(at(40), s, current)
+	// λw = 300/s: L(30 s) = 5 + 30·(1 − 10/(0.2·300)) = 30 s; recover = 300·(1 + 15/15)·0.02 = 12.
+	if d.Desired < 11 || d.Desired > 13 || !strings.HasPrefix(d.Reason, "recover") {
+		t.Errorf("desired %d, want about 12 from recover (%s)", d.Desired, d.Reason)
+	}
+}
+
+// TestSLAReleasesServedBacklog: workers added for a backlog go as soon as the count the
+// load needs serves what waits within the plan and the latency is within half of it, not a
+// stabilisation window later.
+func TestSLAReleasesServedBacklog(t *testing.T) {
+	t.Parallel()
+	s := Sample{SLA: 30 * time.Second, HandlerTime: 200 * time.Millisecond, Slots: 10, ArrivalRate: 40}
+	run := func(last Sample) (before int, d Decision) {
+		p := &SLA{Stabilise: 60 * time.Second, Startup: 30 * time.Second}
+		current := 1
+		for i := range 6 { // a steady 40/s: one worker
+			current = p.Decide(at(10*i), s, current).Desired
+		}
+		// 6,000 tasks waiting, the oldest for 20 s (300/s): recover, then drain.
+		b := s
+		b.Pending, b.Latency = 6000, 20*time.Second
+		for i := 6; i < 11; i++ {
+			current = p.Decide(at(10*i), b, current).Desired
+		}
+		return current, p.Decide(at(110), last, current)
+	}
+	served := s
+	served.Pending, served.Latency = 20, 500*time.Millisecond
+	before, d := run(served)
+	if before < 10 {
+		t.Fatalf("backlog of 6,000: %d workers", before)
+	}
+	if d.Desired != 1 {
+		t.Errorf("backlog served: desired %d, want 1 at once (%s)", d.Desired, d.Reason)
+	}
+	// A small backlog, but the latency above half the plan: the drain recommendations of
+	// the window still hold the count up.
+	late := s
+	late.Pending, late.Latency = 600, 10*time.Second
+	before, d = run(late)
+	if d.Desired < 8 || d.Desired > before {
+		t.Errorf("latency 10 s (above T/2): desired %d from %d, want a half step toward 8 at most (%s)", d.Desired, before, d.Reason)
+	}
+}

@@ -162,7 +162,8 @@ func TestAcceptance(t *testing.T) {
 		t.Logf("%s: default sla within %.4f, %.0f worker-s; %s", name, def.WithinSLA, def.WorkerSeconds, time.Since(start))
 		if len(beaten) > 0 {
 			// Known: on spiky, fixed n=5 (a count picked knowing the whole trace) is about
-			// 4% cheaper at the same 100% within SLA; see docs/autoscaling.md.
+			// 1.6% cheaper at the same 100% within SLA (the cost of learning about the first
+			// spike); see docs/autoscaling.md.
 			if name == "spiky" && len(beaten) == 1 && strings.HasPrefix(beaten[0], "fixed n=5 ") {
 				t.Logf("%s: KNOWN SHORTFALL, beaten by %v", name, beaten)
 			} else {

@@ -46,9 +46,10 @@ again at the next change. The hook does not run at start: the platform is assume
 
 Policies: sla (default; sizes on the queue's SLA; parameters target, utilisation, margin,
 react, stabilise, memory in seconds or fractions), threshold (upper, lower, step,
-window), queue_length (per_worker, stabilise), cpu (target, stabilise; brisk cannot
-measure the workers' CPU, so it never scales), fixed (n). --startup and --interval are
-passed to sla. --slots is the handlers each worker runs (its concurrency).
+window), queue_length (per_worker, stabilise), cpu (target, stabilise; needs --exec:
+the CPU is that of the worker processes, read from /proc on Linux, 1 = one core per
+worker), fixed (n). --startup and --interval are passed to sla. --slots is the handlers
+each worker runs (its concurrency).
 
 --metrics ADDR serves Prometheus metrics at http://ADDR/metrics: brisk_queue_latency_seconds,
 brisk_queue_pending, brisk_queue_sla_seconds, brisk_autoscale_desired_workers (per queue),
@@ -115,6 +116,8 @@ func runAutoscale(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 		return usagef("--hook-timeout %s is not positive", *hookTimeout)
 	case (*execCmd == "") == (*hook == ""):
 		return usagef("give one of --exec CMD or --hook CMD")
+	case *policyName == "cpu" && *execCmd == "":
+		return usagef("--policy cpu needs --exec: brisk measures the CPU of the worker processes it runs")
 	}
 	seen := map[string]bool{}
 	for _, q := range queues {
@@ -160,6 +163,7 @@ func runAutoscale(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 		act     autoscale.Actuator
 		current func() int
 		closeFn = func() {}
+		cpu     *autoscale.ProcessCPU
 	)
 	if *execCmd != "" {
 		words, err := autoscale.SplitWords(*execCmd)
@@ -172,6 +176,11 @@ func runAutoscale(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 			return err
 		}
 		act, current, closeFn = pa, pa.Count, func() { _ = pa.Close() }
+		if *policyName == "cpu" {
+			if cpu, err = autoscale.NewProcessCPU(pa.PIDs); err != nil {
+				return err
+			}
+		}
 	} else {
 		ha, err := autoscale.NewCommandActuator(autoscale.CommandConfig{Template: *hook, Timeout: *hookTimeout, Logger: logger})
 		if err != nil {
@@ -209,7 +218,10 @@ func runAutoscale(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 		metrics.SetCurrentWorkers(current())
 	}
 
-	src := autoscale.NewBrokerSource(brisk.NewInspector(c.Broker()))
+	var src autoscale.Source = autoscale.NewBrokerSource(brisk.NewInspector(c.Broker()))
+	if cpu != nil {
+		src = autoscale.WithCPU(src, cpu)
+	}
 	ctls := make([]*autoscale.Controller, len(queues))
 	for i, q := range queues {
 		cfg := autoscale.ControllerConfig{

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -34,6 +35,7 @@ func TestAutoscaleUsageErrors(t *testing.T) {
 		{nil, 2, "give one of --exec CMD or --hook CMD"},
 		{[]string{"--hook", "echo {{count}}", "--exec", "sleep 60"}, 2, "give one of --exec CMD or --hook CMD"},
 		{[]string{"--hook", "echo 3"}, 2, "does not contain {{count}}"},
+		{[]string{"--hook", "echo {{count}}", "--policy", "cpu"}, 2, "--policy cpu needs --exec"},
 		{[]string{"--exec", "sleep 'x"}, 2, "unterminated single quote"},
 		{[]string{"--exec", "/nonexistent/brisk-worker --queue q"}, 1, `worker command "/nonexistent/brisk-worker" cannot start`},
 		{[]string{"--exec", "sleep 60", "extra"}, 2, `unexpected argument "extra"`},
@@ -155,5 +157,23 @@ func TestAutoscaleExec(t *testing.T) {
 	out := stdout.String()
 	if !strings.Contains(out, "stopping 2 worker process(es)") || strings.Count(out, `"msg":"autoscale: worker process stopped"`) != 2 {
 		t.Errorf("the workers were not stopped:\n%s", out)
+	}
+}
+
+// TestAutoscaleCPU runs the cpu policy on worker processes that keep a core busy: the CPU
+// measured from /proc is far above the 5% target, so the controller scales out.
+func TestAutoscaleCPU(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the CPU of worker processes is read from /proc")
+	}
+	t.Parallel()
+	url := setup(t)
+	ok(t, "enqueue", "--broker", url, "--queue", "q", "x", `{}`)
+	stdout, stderr, stop := runBackground(t, "autoscale", "--broker", url, "--queue", "q",
+		"--policy", "cpu", "--param", "target=0.05", "--param", "stabilise=60", "--max", "3", "--interval", "300ms",
+		"--grace", "5s", "--exec", "sh -c 'while :; do :; done'")
+	waitOutput(t, "a decision that measured the CPU", stdout, regexp.MustCompile(`workers 1 -> [23]: cpu [1-9][0-9]*% target 5%`))
+	if code := stop(); code != exitInterrupted {
+		t.Errorf("exit %d, want %d; stderr %q", code, exitInterrupted, stderr.String())
 	}
 }

@@ -182,10 +182,12 @@ func (b *Broker) Tasks(ctx context.Context, p broker.ListParams) ([]*broker.Task
 	}
 	pipe := b.rdb.Pipeline()
 	cmds := make([]*redis.MapStringStringCmd, len(members))
+	pls := make([]*redis.StringCmd, len(members))
 	for i, m := range members {
 		cmds[i] = pipe.HGetAll(ctx, b.k.task(q, idOf(m)))
+		pls[i] = pipe.Get(ctx, b.k.payload(q, idOf(m)))
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, b.fail(ctx, fmt.Sprintf("tasks of queue %q", q), err)
 	}
 	out := make([]*broker.Task, 0, len(members))
@@ -194,7 +196,7 @@ func (b *Broker) Tasks(ctx context.Context, p broker.ListParams) ([]*broker.Task
 		if len(h) == 0 {
 			continue // removed between the two round trips
 		}
-		out = append(out, decodeTask(idOf(m), q, h, t))
+		out = append(out, decodeTask(idOf(m), q, h, pls[i], t))
 	}
 	return out, nil
 }
@@ -211,29 +213,36 @@ func (b *Broker) Task(ctx context.Context, id string) (*broker.Task, error) {
 	if id != "" && len(qs) > 0 {
 		pipe := b.rdb.Pipeline()
 		cmds := make([]*redis.MapStringStringCmd, len(qs))
+		pls := make([]*redis.StringCmd, len(qs))
 		for i, q := range qs {
 			cmds[i] = pipe.HGetAll(ctx, b.k.task(q, id))
+			pls[i] = pipe.Get(ctx, b.k.payload(q, id))
 		}
-		if _, err := pipe.Exec(ctx); err != nil {
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 			return nil, b.fail(ctx, fmt.Sprintf("task %q", id), err)
 		}
 		t := now()
 		for i, q := range qs {
 			if h := cmds[i].Val(); len(h) > 0 {
-				return decodeTask(id, q, h, t), nil
+				return decodeTask(id, q, h, pls[i], t), nil
 			}
 		}
 	}
 	return nil, fmt.Errorf("brisk: redis: %w: id=%q", broker.ErrNotFound, id)
 }
 
-// decodeTask makes a task of its stored HASH; now tells pending from scheduled.
-func decodeTask(id, queue string, h map[string]string, now time.Time) *broker.Task {
+// decodeTask makes a task of its stored HASH and the GET of its payload STRING (which
+// falls back to the HASH's field pl when absent); now tells pending from scheduled.
+func decodeTask(id, queue string, h map[string]string, payload *redis.StringCmd, now time.Time) *broker.Task {
+	pl := h["pl"]
+	if payload.Err() == nil {
+		pl = payload.Val()
+	}
 	t := &broker.Task{
 		ID:          id,
 		Queue:       queue,
 		Type:        h["ty"],
-		Payload:     []byte(h["pl"]),
+		Payload:     []byte(pl),
 		Attempt:     atoi(h["at"]),
 		MaxAttempts: atoi(h["ma"]),
 		Timeout:     time.Duration(atoi64(h["to"])),

@@ -2,8 +2,11 @@ package redisbroker_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/briskq/brisk/broker"
 	"github.com/briskq/brisk/broker/brokertest"
@@ -74,5 +77,71 @@ func testMultiQueueBatch(t *testing.T, url string) {
 	}
 	if pending != 1 || running != 0 {
 		t.Errorf("after releasing 1 and acking 2 of 3: pending %d running %d, want 1 and 0", pending, running)
+	}
+}
+
+// TestPayloadOutsideHash checks that a task's HASH stays in Redis's compact listpack
+// encoding with a payload longer than hash-max-listpack-value (the payload has a STRING of
+// its own), and that a task stored the old way, with its payload in the HASH, still reads
+// and runs with it.
+func TestPayloadOutsideHash(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	raw := redistest.URL(t)
+	prefix := redistest.NewPrefix(t, raw, "brisktest")
+	b, err := redisbroker.Open(ctx, redistest.WithPrefix(t, raw, prefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	opts, err := redis.ParseURL(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+
+	long := []byte(strings.Repeat("p", 200))
+	task := brokertest.NewTask("q", "t", long)
+	if err := b.Enqueue(ctx, []*broker.Task{task}); err != nil {
+		t.Fatal(err)
+	}
+	key := "{" + prefix + ":q}:t:" + task.ID
+	if enc, err := rdb.ObjectEncoding(ctx, key).Result(); err != nil || enc != "listpack" {
+		t.Errorf("OBJECT ENCODING of a task HASH with a 200-byte payload = %q, %v; want listpack", enc, err)
+	}
+	got, err := b.Task(ctx, task.ID)
+	if err != nil || string(got.Payload) != string(long) {
+		t.Fatalf("Task = %v; payload of %d bytes, want %d", err, len(got.Payload), len(long))
+	}
+
+	// A task stored the old way: the payload in the HASH's field pl, no payload STRING.
+	old := brokertest.NewTask("q", "t", []byte("old payload"))
+	if err := b.Enqueue(ctx, []*broker.Task{old}); err != nil {
+		t.Fatal(err)
+	}
+	oldKey := "{" + prefix + ":q}:t:" + old.ID
+	if err := rdb.Del(ctx, oldKey+":p").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.HSet(ctx, oldKey, "pl", "old payload").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.Task(ctx, old.ID); err != nil || string(got.Payload) != "old payload" {
+		t.Fatalf("Task of an old-style task = %v, %v; want its payload", got, err)
+	}
+	ts, err := b.Tasks(ctx, broker.ListParams{Queue: "q", State: broker.StatePending})
+	if err != nil || len(ts) != 2 || string(ts[0].Payload) != string(long) || string(ts[1].Payload) != "old payload" {
+		t.Fatalf("Tasks = %d tasks, %v; want both payloads", len(ts), err)
+	}
+	res, err := b.Reserve(ctx, broker.ReserveParams{Queues: []broker.QueueLimit{{Name: "q"}}, Limit: 2, Lease: time.Minute})
+	if err != nil || len(res) != 2 || string(res[0].Payload) != string(long) || string(res[1].Payload) != "old payload" {
+		t.Fatalf("Reserve = %d tasks, %v; want both with their payloads", len(res), err)
+	}
+	if err := b.Ack(ctx, []broker.Lease{res[0].Lease, res[1].Lease}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := rdb.Exists(ctx, key, key+":p", oldKey).Result(); err != nil || n != 0 {
+		t.Errorf("after Ack, %d of the task keys remain (%v), want none", n, err)
 	}
 }

@@ -5,7 +5,13 @@ import "github.com/redis/go-redis/v9"
 // The fields of a task HASH ({p:q}:t:<id>). Times are Unix microseconds; a field that is
 // missing or "" is unset (enqueue stores only the fields it knows, to save memory).
 //
-//	ty  type            pl  payload          at  attempt        ma  max attempts
+// A non-empty payload is kept in a STRING of its own, {p:q}:t:<id>:p, so that the HASH
+// holds only short values and Redis keeps it in its compact listpack encoding (a value
+// over hash-max-listpack-value, 64 bytes by default, turns the whole HASH into a hashtable
+// of about twice the memory). Tasks stored before that kept the payload in the field pl,
+// which every read still falls back to.
+//
+//	ty  type            pl  payload (old)    at  attempt        ma  max attempts
 //	to  timeout (ns)    eq  enqueued at      ra  ready at       st  started at
 //	lu  lease until     tk  lease token      wk  worker id      le  last error
 //	fa  failed at       s   state: q (pending or scheduled, by ra), run, dead
@@ -54,8 +60,9 @@ for g = 1, G do
     local b = p + 3 + i*7
     local id = ARGV[b]
     local m = string.format('%016d:', last - n + 1 + i) .. id
-    redis.call('HSET', prefix .. id, 'ty', ARGV[b+1], 'pl', ARGV[b+2], 'ma', ARGV[b+3],
+    redis.call('HSET', prefix .. id, 'ty', ARGV[b+1], 'ma', ARGV[b+3],
       'to', ARGV[b+4], 'eq', ARGV[b+5], 'ra', ARGV[b+6], 'at', 0, 's', 'q', 'm', m)
+    if ARGV[b+2] ~= '' then redis.call('SET', prefix .. id .. ':p', ARGV[b+2]) end
     redis.call('ZADD', ready, ARGV[b+6], m)
   end
   redis.call('PUBLISH', ARGV[1], queue)
@@ -113,6 +120,8 @@ for _, m in ipairs(ms) do
     redis.call('ZADD', running, expiry, m)
     if worker ~= '' then redis.call('SADD', wp .. worker, id) end
     local f = redis.call('HMGET', t, 'ty', 'pl', 'ma', 'to', 'eq', 'ra', 'le', 'fa')
+    local pl = redis.call('GET', t .. ':p')
+    if pl then f[2] = pl end
     out[#out+1] = id
     out[#out+1] = at
     out[#out+1] = tok
@@ -137,7 +146,7 @@ for i = 3, #ARGV, 2 do
   if v[2] == 'run' and v[1] == tok then
     redis.call('ZREM', KEYS[1], v[3])
     if v[4] and v[4] ~= '' then redis.call('SREM', ARGV[2] .. v[4], id) end
-    redis.call('DEL', t)
+    redis.call('DEL', t, t .. ':p')
     n = n + 1
   else
     lost[#lost+1] = (i - 3) / 2
@@ -323,7 +332,8 @@ else
 end
 for _, m in ipairs(ms) do
   redis.call('ZREM', KEYS[1], m)
-  redis.call('DEL', ARGV[1] .. string.sub(m, 18))
+  local t = ARGV[1] .. string.sub(m, 18)
+  redis.call('DEL', t, t .. ':p')
 end
 return #ms
 `)

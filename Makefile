@@ -1,5 +1,5 @@
 # brisk — make targets print what they do; `make` alone lists them.
-.PHONY: help test lint bench demo
+.PHONY: help test lint bench peerbench demo
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -14,6 +14,10 @@ lint: ## gofmt and go vet only
 bench: ## run brisk bench W1–W5 on the embedded broker and the go benchmarks
 	for w in W1 W2 W3 W4 W5; do go run ./cmd/brisk bench --workload $$w --json; done
 	go test -run '^$$' -bench . -benchtime 2x ./...
+
+peerbench: ## brisk against asynq, Celery and RQ on one Redis, then against Celery on RabbitMQ (bench/, ~15 min)
+	cd bench && go run ./cmd/peerbench -json /tmp/peerbench.json
+	cd bench && go run ./cmd/rabbitbench
 
 demo: ## the demo on the embedded broker
 	go run ./cmd/brisk demo

@@ -30,8 +30,9 @@ func (k keys) taskPrefix(q string) string { return k.tag(q) + ":t:" }
 // task is the HASH of one task of q.
 func (k keys) task(q, id string) string { return k.taskPrefix(q) + id }
 
-// payload is the STRING of a task's payload (absent when the payload is empty, or when the
-// task was stored before payloads moved out of the HASH: see scripts.go).
+// payload is the STRING of a task's payload longer than 48 bytes (a shorter one, and any
+// payload of a task stored before payloads moved out of the HASH, is the HASH's field pl:
+// see scripts.go).
 func (k keys) payload(q, id string) string { return k.task(q, id) + ":p" }
 
 // workerTasksPrefix is the prefix of the SETs of q's task ids reserved by one worker.

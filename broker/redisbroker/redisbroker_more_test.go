@@ -110,6 +110,20 @@ func TestPayloadOutsideHash(t *testing.T) {
 	if enc, err := rdb.ObjectEncoding(ctx, key).Result(); err != nil || enc != "listpack" {
 		t.Errorf("OBJECT ENCODING of a task HASH with a 200-byte payload = %q, %v; want listpack", enc, err)
 	}
+	short := brokertest.NewTask("q", "t", []byte("short"))
+	if err := b.Enqueue(ctx, []*broker.Task{short}); err != nil {
+		t.Fatal(err)
+	}
+	shortKey := "{" + prefix + ":q}:t:" + short.ID
+	if n, err := rdb.Exists(ctx, shortKey+":p").Result(); err != nil || n != 0 {
+		t.Errorf("a 5-byte payload got a STRING of its own (%v), want it in the HASH", err)
+	}
+	if got, err := b.Task(ctx, short.ID); err != nil || string(got.Payload) != "short" {
+		t.Fatalf("Task of a short payload = %v, %v", got, err)
+	}
+	if _, err := b.Delete(ctx, "q", broker.StatePending, []string{short.ID}); err != nil {
+		t.Fatal(err)
+	}
 	got, err := b.Task(ctx, task.ID)
 	if err != nil || string(got.Payload) != string(long) {
 		t.Fatalf("Task = %v; payload of %d bytes, want %d", err, len(got.Payload), len(long))

@@ -5,13 +5,14 @@ import "github.com/redis/go-redis/v9"
 // The fields of a task HASH ({p:q}:t:<id>). Times are Unix microseconds; a field that is
 // missing or "" is unset (enqueue stores only the fields it knows, to save memory).
 //
-// A non-empty payload is kept in a STRING of its own, {p:q}:t:<id>:p, so that the HASH
-// holds only short values and Redis keeps it in its compact listpack encoding (a value
-// over hash-max-listpack-value, 64 bytes by default, turns the whole HASH into a hashtable
-// of about twice the memory). Tasks stored before that kept the payload in the field pl,
-// which every read still falls back to.
+// A payload longer than 48 bytes is kept in a STRING of its own, {p:q}:t:<id>:p, so that
+// the HASH holds only short values and Redis keeps it in its compact listpack encoding (a
+// value over hash-max-listpack-value, 64 bytes by default, turns the whole HASH into a
+// hashtable of about twice the memory); a shorter one stays in the field pl, saving the
+// second key. Reads take the STRING when it exists, else pl (also how tasks stored before
+// this kept every payload).
 //
-//	ty  type            pl  payload (old)    at  attempt        ma  max attempts
+//	ty  type            pl  payload (≤ 48 B) at  attempt        ma  max attempts
 //	to  timeout (ns)    eq  enqueued at      ra  ready at       st  started at
 //	lu  lease until     tk  lease token      wk  worker id      le  last error
 //	fa  failed at       s   state: q (pending or scheduled, by ra), run, dead
@@ -62,7 +63,12 @@ for g = 1, G do
     local m = string.format('%016d:', last - n + 1 + i) .. id
     redis.call('HSET', prefix .. id, 'ty', ARGV[b+1], 'ma', ARGV[b+3],
       'to', ARGV[b+4], 'eq', ARGV[b+5], 'ra', ARGV[b+6], 'at', 0, 's', 'q', 'm', m)
-    if ARGV[b+2] ~= '' then redis.call('SET', prefix .. id .. ':p', ARGV[b+2]) end
+    local pl = ARGV[b+2]
+    if #pl > 48 then
+      redis.call('SET', prefix .. id .. ':p', pl)
+    elseif pl ~= '' then
+      redis.call('HSET', prefix .. id, 'pl', pl)
+    end
     redis.call('ZADD', ready, ARGV[b+6], m)
   end
   redis.call('PUBLISH', ARGV[1], queue)

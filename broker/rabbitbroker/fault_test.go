@@ -45,6 +45,7 @@ func TestOpenBadURL(t *testing.T) {
 		"amqp://127.0.0.1:5672/?max_payload=-1",
 		"amqp://127.0.0.1:5672/?outage_wait=soon",
 		"amqp://127.0.0.1:5672/?dial_timeout=0s",
+		"amqp://127.0.0.1:5672/?rollover_grace=soon",
 		"amqp:///",
 	} {
 		b, err := broker.Open(t.Context(), raw)

@@ -18,7 +18,8 @@ type Options struct {
 	// (amqp://guest:guest@127.0.0.1:5672/). Required.
 	URL string
 
-	// Prefix names the journal stream of the store ("<prefix>.journal"), so that several
+	// Prefix names the store: its journal streams ("<prefix>.journal", "<prefix>.journal.<g>")
+	// and its hint queue ("<prefix>.snapshot"), so that several
 	// brisk installations (or tests) share one vhost: letters, digits and "_-.:".
 	// Default "brisk".
 	Prefix string
@@ -36,11 +37,17 @@ type Options struct {
 	// wrapping broker.ErrUnavailable. Default 5s.
 	OutageWait time.Duration
 
-	// SnapshotEvery is how many journal entries may follow the newest snapshot before a
-	// broker writes another one (see snapshot.go); a broker that opens replays at most
-	// about that many entries after loading the snapshot. Negative turns snapshots off.
-	// Default 10000.
+	// SnapshotEvery is how many journal entries a generation of the journal holds after
+	// its base before a broker value rolls the journal over to a new generation that starts
+	// with a snapshot of the state (see rollover.go); a broker that opens replays about
+	// that many entries (at most about twice as many) after loading the base. Negative turns
+	// rollovers off: the journal then grows forever. Default 10000.
 	SnapshotEvery int
+
+	// RolloverGrace is how long the streams of old generations are kept after a rollover
+	// before they are deleted. A broker value that is disconnected or stalled for longer
+	// reloads the state from the oldest generation left (see rollover.go). Default 30s.
+	RolloverGrace time.Duration
 
 	// Logger receives what the broker cannot return as an error (the connection dropped
 	// and came back). Default: discard.
@@ -52,6 +59,7 @@ const (
 	defaultDialTimeout   = 3 * time.Second
 	defaultOutageWait    = 5 * time.Second
 	defaultSnapshotEvery = 10000
+	defaultRolloverGrace = 30 * time.Second
 	// maxPayloadLimit stays well below RabbitMQ's default max_message_size (128 MiB), since
 	// a batch of tasks is one message.
 	maxPayloadLimit = 64 << 20
@@ -95,6 +103,12 @@ func (o Options) withDefaults() (Options, error) {
 		o.SnapshotEvery = 0
 	case o.SnapshotEvery == 0:
 		o.SnapshotEvery = defaultSnapshotEvery
+	}
+	switch {
+	case o.RolloverGrace < 0:
+		return bad("RolloverGrace", o.RolloverGrace, "must not be negative")
+	case o.RolloverGrace == 0:
+		o.RolloverGrace = defaultRolloverGrace
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -148,7 +162,7 @@ func Open(ctx context.Context, rawURL string) (*Broker, error) {
 }
 
 // urlParams are the query parameters brisk reads; any other is refused.
-var urlParams = []string{"dial_timeout", "max_payload", "outage_wait", "prefix", "snapshot_every"}
+var urlParams = []string{"dial_timeout", "max_payload", "outage_wait", "prefix", "rollover_grace", "snapshot_every"}
 
 func parseURL(u *url.URL) (Options, error) {
 	var opts Options
@@ -197,15 +211,18 @@ func parseURL(u *url.URL) (Options, error) {
 				return bad("parameter snapshot_every=%q: want a number of journal entries (negative: no snapshots)", v)
 			}
 			opts.SnapshotEvery = n
-		case "dial_timeout", "outage_wait":
+		case "dial_timeout", "outage_wait", "rollover_grace":
 			d, err := time.ParseDuration(v)
 			if err != nil || d <= 0 {
 				return bad("parameter %s=%q: want a positive duration such as 3s", name, v)
 			}
-			if name == "dial_timeout" {
+			switch name {
+			case "dial_timeout":
 				opts.DialTimeout = d
-			} else {
+			case "outage_wait":
 				opts.OutageWait = d
+			default:
+				opts.RolloverGrace = d
 			}
 		default:
 			return bad("unknown parameter %q (known: %v)", name, urlParams)

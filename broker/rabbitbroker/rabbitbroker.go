@@ -2,6 +2,7 @@ package rabbitbroker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"sort"
@@ -16,18 +17,30 @@ import (
 type Broker struct {
 	opts      Options
 	id        string // this broker value, for entry IDs and the connection name
-	stream    string
-	snapQueue string
+	snapQueue string // the hint: the generation of the newest base (rollover.go)
 
 	seq atomic.Uint64 // entry counter
 
-	mu       sync.Mutex // guards st, offset, ops, changed
-	st       *state
-	offset   int64 // last journal offset applied, -1 before the first
-	ops      map[string]chan result
-	changed  chan struct{} // closed and replaced after every applied change
-	snapping bool          // a snapshot is being written
-	loaded   int64         // the offset the snapshot loaded by Open covers (-1: none)
+	mu           sync.Mutex // guards everything down to loadedBase
+	st           *state
+	gen          int64          // the journal generation read
+	offset       int64          // last offset of gen applied, -1 before the first
+	needBase     bool           // b has no state yet: it waits for a base of gen
+	early        []earlyMsg     // messages of gen read before its base, while needBase
+	based        bool           // a base of gen is in the journal (generation 0 needs none)
+	sinceGen     int64          // entries applied in gen
+	ops          map[string]*op // calls waiting for their entries
+	queue        []*op          // entries to publish, in order
+	inFlight     int            // published messages not confirmed yet
+	changed      chan struct{}  // closed and replaced after every applied change
+	rolling      bool           // a rollover started by this broker value is under way
+	rollRetry    time.Time      // no rollover before (after a failed one)
+	genStarted   time.Time      // when b switched to gen (zero: gen was found by Open)
+	loadedBase   bool           // the state was loaded from a generation's base
+	earlyApplied int            // messages read before the base and applied after it (tests)
+	holdConnect  chan struct{}  // tests: reconnections wait until it is closed
+
+	kick chan struct{} // wakes the publisher
 
 	connMu  sync.Mutex // guards cur, up, lastErr
 	cur     *session   // nil while disconnected
@@ -55,29 +68,35 @@ func OpenOptions(ctx context.Context, opts Options) (*Broker, error) {
 	b := &Broker{
 		opts:      opts,
 		id:        newInstanceID(),
-		stream:    opts.Prefix + ".journal",
 		snapQueue: opts.Prefix + ".snapshot",
-		st:        newState(),
-		offset:    -1,
-		loaded:    -1,
-		ops:       map[string]chan result{},
+		ops:       map[string]*op{},
 		changed:   make(chan struct{}),
+		kick:      make(chan struct{}, 1),
 		up:        make(chan struct{}),
 		closed:    make(chan struct{}),
 	}
-	if err := b.loadSnapshot(); err != nil {
-		return nil, fmt.Errorf("brisk: rabbitmq: %w: %s: %v", broker.ErrUnavailable, redact(opts.URL), err)
-	}
-	s, err := b.connect(b.offset)
-	if err != nil {
-		return nil, fmt.Errorf("brisk: rabbitmq: %w: %s: %v", broker.ErrUnavailable, redact(opts.URL), err)
+	var s *session
+	for attempt := 0; ; attempt++ {
+		gen, err := b.findGen()
+		if err == nil {
+			b.startGenLocked(gen) // b is not shared yet
+			s, err = b.connect(gen, -1)
+		}
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errGenGone) || attempt >= 3 {
+			return nil, fmt.Errorf("brisk: rabbitmq: %w: %s: %v", broker.ErrUnavailable, redact(opts.URL), err)
+		}
+		// The generation found was deleted meanwhile by a rollover: look again.
 	}
 	b.setSession(s, nil)
-	b.wg.Add(1)
+	b.wg.Add(2)
 	go b.run(s)
+	go b.publisher()
 	if err := b.sync(ctx); err != nil {
 		_ = b.Close()
-		return nil, fmt.Errorf("brisk: rabbitmq: reading the journal %s: %w", b.stream, err)
+		return nil, fmt.Errorf("brisk: rabbitmq: reading the journal of %s: %w", opts.Prefix, err)
 	}
 	return b, nil
 }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/briskq/brisk/broker"
 	"github.com/briskq/brisk/broker/brokertest"
-	_ "github.com/briskq/brisk/broker/rabbitbroker"
+	"github.com/briskq/brisk/broker/rabbitbroker"
 	"github.com/briskq/brisk/internal/rabbittest"
 )
 
@@ -19,7 +19,9 @@ func TestMain(m *testing.M) {
 // newURL returns the URL of a fresh store (its own journal stream) on the test RabbitMQ.
 func newURL(t testing.TB) string {
 	raw := rabbittest.URL(t)
-	return rabbittest.WithPrefix(t, raw, rabbittest.NewPrefix(t, raw, "brisktest"))
+	prefix := rabbittest.NewPrefix(t, raw, "brisktest")
+	t.Cleanup(func() { rabbitbroker.CleanGenerations(t, raw, prefix) })
+	return rabbittest.WithPrefix(t, raw, prefix)
 }
 
 func TestConformance(t *testing.T) {

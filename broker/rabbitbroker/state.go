@@ -53,7 +53,8 @@ type event struct {
 	SLA    time.Duration       `json:"sla,omitempty"`
 	Paused bool                `json:"paused,omitempty"`
 	Info   *broker.WorkerInfo  `json:"info,omitempty"`
-	Covers int64               `json:"covers,omitempty"` // snapshot
+	Covers int64               `json:"covers,omitempty"` // snapshot (written by older versions)
+	Gen    int64               `json:"gen,omitempty"`    // moved: the next generation
 }
 
 // result is what applying an event returned, handed to the goroutine that published it.
@@ -61,6 +62,7 @@ type result struct {
 	tasks []*broker.Task
 	lost  []broker.Lease
 	n     int
+	snap  *snapshot // moved: the state at the entry, the base of the next generation
 	err   error
 }
 
@@ -87,7 +89,7 @@ type qstate struct {
 // state is one broker value's copy of the store, rebuilt from the journal.
 type state struct {
 	seq        int64
-	snapCovers int64 // the offset the newest snapshot covers
+	snapCovers int64 // the offset of the newest snapshot announced by an older brisk
 	tasks      map[string]*record
 	queues     map[string]*qstate
 	workers    map[string]broker.WorkerInfo

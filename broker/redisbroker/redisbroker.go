@@ -228,25 +228,30 @@ func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
 		return nil
 	}
 	keys, args := b.enqueueArgs(order, groups)
-	regArgs := make([]any, len(order))
-	for i, q := range order {
-		regArgs[i] = q
-	}
-	// The registry first, in the same round trip: Stats never misses a queue that holds
-	// tasks (a refused batch may leave an empty queue registered).
-	run := func(eval func(pipe redis.Pipeliner) *redis.Cmd) (*redis.Cmd, error) {
-		pipe := b.rdb.Pipeline()
-		pipe.SAdd(ctx, b.k.queues(), regArgs...)
-		cmd := eval(pipe)
-		_, err := pipe.Exec(ctx)
-		if cmd.Err() != nil {
-			return cmd, cmd.Err()
+	var err error
+	if !b.cluster {
+		// One command: the script also adds the queues to the registry (after its
+		// duplicate check, so a refused batch registers nothing).
+		keys = append(keys, b.k.queues())
+		err = enqueueScript.Run(ctx, b.rdb, keys, args...).Err()
+	} else {
+		// On a cluster the registry lives in another slot than the queue: it is written
+		// first, in the same round trip, so that Stats never misses a queue that holds
+		// tasks (a refused batch may leave an empty queue registered).
+		run := func(eval func(pipe redis.Pipeliner) *redis.Cmd) error {
+			pipe := b.rdb.Pipeline()
+			pipe.SAdd(ctx, b.k.queues(), order[0])
+			cmd := eval(pipe)
+			_, err := pipe.Exec(ctx)
+			if cmd.Err() != nil {
+				return cmd.Err()
+			}
+			return err
 		}
-		return cmd, err
-	}
-	_, err := run(func(p redis.Pipeliner) *redis.Cmd { return enqueueScript.EvalSha(ctx, p, keys, args...) })
-	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		_, err = run(func(p redis.Pipeliner) *redis.Cmd { return enqueueScript.Eval(ctx, p, keys, args...) })
+		err = run(func(p redis.Pipeliner) *redis.Cmd { return enqueueScript.EvalSha(ctx, p, keys, args...) })
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			err = run(func(p redis.Pipeliner) *redis.Cmd { return enqueueScript.Eval(ctx, p, keys, args...) })
+		}
 	}
 	if err != nil {
 		if id, ok := strings.CutPrefix(err.Error(), "DUP "); ok {

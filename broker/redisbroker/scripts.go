@@ -29,6 +29,8 @@ import "github.com/redis/go-redis/v9"
 // enqueueScript stores a batch of new tasks, all of them or none.
 //
 //	KEYS[2g-1], KEYS[2g]: the ready ZSET and the meta HASH of the g-th queue of the batch
+//	KEYS[2G+1], optional: the queue registry SET, to which each queue is added (one server
+//	only: on a cluster the registry lives in another slot, and the caller adds to it)
 //	ARGV[1]: the wake channel
 //	ARGV[2]: the number of queues G
 //	then for each queue: its task key prefix, its name, its number of tasks n, and n times
@@ -71,6 +73,7 @@ for g = 1, G do
     end
     redis.call('ZADD', ready, ARGV[b+6], m)
   end
+  if #KEYS > 2*G then redis.call('SADD', KEYS[2*G+1], queue) end
   redis.call('PUBLISH', ARGV[1], queue)
   total = total + n
 end

@@ -29,6 +29,20 @@ func ValidateTypeName(name string) error {
 	return nil
 }
 
+// maxPrefixLen bounds a broker's namespace prefix.
+const maxPrefixLen = 64
+
+// ValidatePrefix checks a broker's namespace prefix (Redis key prefix, RabbitMQ stream
+// prefix): what a queue name allows, at most 64 bytes, so that it can never open or close a
+// Redis hash tag. The error does not wrap ErrInvalid; the broker wraps it with the option
+// or URL parameter it came from.
+func ValidatePrefix(p string) error {
+	if len(p) > maxPrefixLen {
+		return nameError(fmt.Sprintf("longer than %d bytes", maxPrefixLen))
+	}
+	return validName(p, false)
+}
+
 type nameError string
 
 func (e nameError) Error() string { return string(e) }

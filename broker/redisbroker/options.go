@@ -70,7 +70,7 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Prefix == "" {
 		o.Prefix = defaultPrefix
 	}
-	if err := validPrefix(o.Prefix); err != nil {
+	if err := broker.ValidatePrefix(o.Prefix); err != nil {
 		return bad("Prefix", strconv.Quote(o.Prefix), err.Error())
 	}
 	switch {
@@ -91,24 +91,6 @@ func (o Options) withDefaults() (Options, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return o, nil
-}
-
-// validPrefix allows what a queue name allows, so that a prefix can never open or close a
-// hash tag.
-func validPrefix(p string) error {
-	if len(p) > 64 {
-		return fmt.Errorf("longer than 64 bytes")
-	}
-	for i := 0; i < len(p); i++ {
-		c := p[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '_' || c == '-' || c == '.' || c == ':':
-		default:
-			return fmt.Errorf("character %q not allowed (use letters, digits, _ - . :)", c)
-		}
-	}
-	return nil
 }
 
 func init() {
@@ -175,7 +157,7 @@ func parseURL(u *url.URL) (Options, error) {
 			if v == "" {
 				return bad("parameter prefix is empty")
 			}
-			if err := validPrefix(v); err != nil {
+			if err := broker.ValidatePrefix(v); err != nil {
 				return bad("parameter prefix=%q: %v", v, err)
 			}
 			opts.Prefix = v

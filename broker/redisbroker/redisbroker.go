@@ -91,12 +91,10 @@ func OpenOptions(ctx context.Context, opts Options) (*Broker, error) {
 		b.addr = ro.Addr
 		b.rdb = redis.NewClient(&ro)
 		if !opts.NoClusterDetect {
-			if err := b.rdb.Ping(pctx).Err(); err != nil {
-				return fail(b.openError(ctx, fmt.Sprintf("PING (timeout %s)", opts.PingTimeout), err))
-			}
+			// INFO is the first call, so its error says whether the server answers at all.
 			info, err := b.rdb.Info(pctx, "cluster").Result()
 			if err != nil {
-				return fail(b.openError(ctx, "INFO cluster", err))
+				return fail(b.openError(ctx, fmt.Sprintf("INFO cluster (timeout %s)", opts.PingTimeout), err))
 			}
 			if strings.Contains(info, "cluster_enabled:1") {
 				if ro.DB != 0 {
@@ -107,16 +105,17 @@ func OpenOptions(ctx context.Context, opts Options) (*Broker, error) {
 			}
 		}
 	}
-	if err := b.rdb.Ping(pctx).Err(); err != nil {
-		return fail(b.openError(ctx, fmt.Sprintf("PING (timeout %s)", opts.PingTimeout), err))
-	}
 	if b.cluster {
-		// Every master must answer, not just the one a PING reached.
+		// Every master must answer, not just the seed that was asked.
 		err := b.rdb.(*redis.ClusterClient).ForEachMaster(pctx, func(ctx context.Context, c *redis.Client) error {
 			return c.Ping(ctx).Err()
 		})
 		if err != nil {
 			return fail(b.openError(ctx, "PING every master", err))
+		}
+	} else if opts.NoClusterDetect {
+		if err := b.rdb.Ping(pctx).Err(); err != nil {
+			return fail(b.openError(ctx, fmt.Sprintf("PING (timeout %s)", opts.PingTimeout), err))
 		}
 	}
 	for _, s := range allScripts {

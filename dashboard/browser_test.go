@@ -14,6 +14,7 @@ import (
 
 	"github.com/briskq/brisk"
 	"github.com/briskq/brisk/dashboard"
+	"github.com/briskq/brisk/internal/testenv"
 )
 
 const chromiumPath = "/usr/bin/chromium"
@@ -24,10 +25,7 @@ func browser(t *testing.T) context.Context {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		msg := fmt.Sprintf("browser test needs Chromium at %s (apt-get install chromium): %v", chromiumPath, err)
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip("SKIPPED: " + msg)
+		testenv.Missing(t, "%s", msg)
 	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath),

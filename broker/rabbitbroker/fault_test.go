@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"github.com/briskq/brisk/broker/brokertest"
 	"github.com/briskq/brisk/broker/rabbitbroker"
 	"github.com/briskq/brisk/internal/rabbittest"
+	"github.com/briskq/brisk/internal/testenv"
 )
 
 func TestOpenUnreachable(t *testing.T) {
@@ -143,10 +143,7 @@ func rabbitctl(t *testing.T, args ...string) {
 	out, err := exec.Command("rabbitmqctl", args...).CombinedOutput()
 	if err != nil {
 		msg := "rabbitmqctl " + strings.Join(args, " ") + ": " + err.Error() + ": " + strings.TrimSpace(string(out))
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip("SKIPPED: cannot control the local RabbitMQ: " + msg)
+		testenv.Missing(t, "cannot control the local RabbitMQ: %s", msg)
 	}
 }
 
@@ -157,10 +154,7 @@ func rabbitctl(t *testing.T, args ...string) {
 // It is not parallel: it takes the server away from every other test.
 func TestRabbitRestart(t *testing.T) {
 	if _, err := exec.LookPath("rabbitmqctl"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("rabbitmqctl not found: %v", err)
-		}
-		t.Skipf("SKIPPED: no rabbitmqctl to stop and start RabbitMQ: %v", err)
+		testenv.Missing(t, "no rabbitmqctl to stop and start RabbitMQ: %v", err)
 	}
 	ctx := t.Context()
 	url := newURL(t)
@@ -294,10 +288,7 @@ func prefixOf(t *testing.T, raw string) string {
 // drops the connections of every other test.
 func TestConnectionsClosed(t *testing.T) {
 	if _, err := exec.LookPath("rabbitmqctl"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("rabbitmqctl not found: %v", err)
-		}
-		t.Skipf("SKIPPED: no rabbitmqctl to close connections with: %v", err)
+		testenv.Missing(t, "no rabbitmqctl to close connections with: %v", err)
 	}
 	ctx := t.Context()
 	url := newURL(t)

@@ -19,6 +19,7 @@ import (
 	"github.com/briskq/brisk/broker"
 	"github.com/briskq/brisk/broker/brokertest"
 	"github.com/briskq/brisk/broker/redisbroker"
+	"github.com/briskq/brisk/internal/testenv"
 )
 
 // testCluster is a Redis Cluster of three masters that one test starts for itself, each
@@ -41,10 +42,7 @@ func startTestCluster(t *testing.T) *testCluster {
 		_, err = exec.LookPath("redis-cli")
 	}
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("redis-server or redis-cli not found: %v", err)
-		}
-		t.Skipf("SKIPPED: no redis-server and redis-cli to start a cluster: %v", err)
+		testenv.Missing(t, "no redis-server and redis-cli to start a cluster: %v", err)
 	}
 	c := &testCluster{t: t, bin: bin, dir: t.TempDir(), procs: map[int]*exec.Cmd{}}
 	c.ports = clusterPorts(t, 3)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 	"github.com/briskq/brisk/broker"
 	"github.com/briskq/brisk/broker/brokertest"
 	"github.com/briskq/brisk/broker/redisbroker"
+	"github.com/briskq/brisk/internal/testenv"
 )
 
 func TestOpenUnreachable(t *testing.T) {
@@ -172,10 +172,7 @@ func startRedis(t *testing.T, bin string, port int) *exec.Cmd {
 func TestRedisRestart(t *testing.T) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("redis-server not found: %v", err)
-		}
-		t.Skipf("SKIPPED: no redis-server binary to start and kill: %v", err)
+		testenv.Missing(t, "no redis-server binary to start and kill: %v", err)
 	}
 	port := freePort(t)
 	srv := startRedis(t, bin, port)

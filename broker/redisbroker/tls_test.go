@@ -25,6 +25,7 @@ import (
 	"github.com/briskq/brisk/broker"
 	"github.com/briskq/brisk/broker/brokertest"
 	"github.com/briskq/brisk/broker/redisbroker"
+	"github.com/briskq/brisk/internal/testenv"
 )
 
 // selfSigned writes a self-signed certificate for 127.0.0.1 and its key into dir and
@@ -77,10 +78,7 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 func TestTLSAndAuth(t *testing.T) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("redis-server not found: %v", err)
-		}
-		t.Skipf("SKIPPED: no redis-server binary to start: %v", err)
+		testenv.Missing(t, "no redis-server binary to start: %v", err)
 	}
 	dir := t.TempDir()
 	certFile, keyFile, pool := selfSigned(t, dir)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/briskq/brisk/internal/testenv"
 )
 
 // URL returns the AMQP URL tests use: $BRISK_AMQP_URL, default the local RabbitMQ with the
@@ -24,10 +26,7 @@ func URL(t testing.TB) string {
 	}
 	conn, err := amqp.DialConfig(raw, amqp.Config{Dial: amqp.DefaultDial(2 * time.Second)})
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("no RabbitMQ at %s (set BRISK_AMQP_URL, or start it: rabbitmq-server -detached): %v", redact(raw), err)
-		}
-		t.Skipf("SKIPPED: no RabbitMQ at %s (set BRISK_AMQP_URL, or start it: rabbitmq-server -detached): %v", redact(raw), err)
+		testenv.Missing(t, "no RabbitMQ at %s (set BRISK_AMQP_URL, or start it: rabbitmq-server -detached): %v", redact(raw), err)
 	}
 	_ = conn.Close()
 	return raw

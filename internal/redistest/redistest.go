@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/briskq/brisk/internal/testenv"
 )
 
 // URL returns the URL of the Redis tests use: $BRISK_REDIS_URL, default the local one.
@@ -34,10 +36,7 @@ func URL(t testing.TB) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := c.Ping(ctx).Err(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("no Redis at %s (set BRISK_REDIS_URL, or start redis-server): %v", raw, err)
-		}
-		t.Skipf("SKIPPED: no Redis at %s (set BRISK_REDIS_URL, or start redis-server): %v", raw, err)
+		testenv.Missing(t, "no Redis at %s (set BRISK_REDIS_URL, or start redis-server): %v", raw, err)
 	}
 	return raw
 }
@@ -89,10 +88,7 @@ func ClusterURL(t testing.TB) string {
 		err = fmt.Errorf("CLUSTER INFO does not say cluster_state:ok")
 	}
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("no Redis Cluster at %s (set BRISK_REDIS_CLUSTER_URL, or run scripts/test.sh, which starts one): %v", raw, err)
-		}
-		t.Skipf("SKIPPED: no Redis Cluster at %s (set BRISK_REDIS_CLUSTER_URL, or run scripts/test.sh, which starts one): %v", raw, err)
+		testenv.Missing(t, "no Redis Cluster at %s (set BRISK_REDIS_CLUSTER_URL, or run scripts/test.sh, which starts one): %v", raw, err)
 	}
 	return raw
 }

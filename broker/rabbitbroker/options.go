@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"sort"
 	"strconv"
 	"time"
 
@@ -159,20 +158,12 @@ func parseURL(u *url.URL) (Options, error) {
 	if u.Host == "" {
 		return bad("no host")
 	}
-	q, err := url.ParseQuery(u.RawQuery)
+	params, err := broker.URLParams(u.RawQuery)
 	if err != nil {
-		return bad("query: %v", err)
+		return bad("%v", err)
 	}
-	names := make([]string, 0, len(q))
-	for name := range q {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		vals := q[name]
-		if len(vals) != 1 {
-			return bad("parameter %s is given %d times", name, len(vals))
-		}
+	for _, param := range params {
+		name, vals := param.Name, param.Values
 		v := vals[0]
 		switch name {
 		case "prefix":

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -135,22 +134,14 @@ func parseURL(u *url.URL) (Options, error) {
 	if u.Scheme != "redis" && u.Scheme != "rediss" {
 		return bad("scheme %q is not redis or rediss", u.Scheme)
 	}
-	q, err := url.ParseQuery(u.RawQuery)
+	params, err := broker.URLParams(u.RawQuery, "addr")
 	if err != nil {
-		return bad("query: %v", err)
+		return bad("%v", err)
 	}
 	cluster := false
-	names := make([]string, 0, len(q))
-	for name := range q {
-		names = append(names, name)
-	}
-	sort.Strings(names)
 	rest := url.Values{}
-	for _, name := range names {
-		vals := q[name]
-		if len(vals) != 1 && name != "addr" {
-			return bad("parameter %s is given %d times", name, len(vals))
-		}
+	for _, param := range params {
+		name, vals := param.Name, param.Values
 		v := vals[0]
 		switch name {
 		case "prefix":

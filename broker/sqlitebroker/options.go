@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -133,20 +132,12 @@ func parseURL(u *url.URL) (string, Options, error) {
 	if path == "" {
 		return bad("no file path (want sqlite://./brisk.db or sqlite:///abs/path.db)")
 	}
-	q, err := url.ParseQuery(u.RawQuery)
+	params, err := broker.URLParams(u.RawQuery)
 	if err != nil {
-		return bad("query: %v", err)
+		return bad("%v", err)
 	}
-	keys := make([]string, 0, len(q))
-	for key := range q {
-		keys = append(keys, key)
-	}
-	sort.Strings(keys)
-	for _, key := range keys {
-		vals := q[key]
-		if len(vals) != 1 {
-			return bad("parameter %s is given %d times", key, len(vals))
-		}
+	for _, param := range params {
+		key, vals := param.Name, param.Values
 		v := vals[0]
 		switch key {
 		case "max_payload":

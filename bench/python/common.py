@@ -9,6 +9,7 @@ import signal
 import subprocess
 import tempfile
 import sys
+import random
 import time
 
 PAYLOAD_SIZE = 100
@@ -124,6 +125,40 @@ def wait_records(path, target, timeout):
             return True
         time.sleep(0.01)
     return len(records(path)) >= target
+
+
+def steady(res, start, out, n, rate, enqueue):
+    """W2 and W3: starts a worker, calls enqueue(seq) n times at rate per second, waits for
+    the records, and adds the pickup figures and whether the worker kept up to res."""
+    proc = start()
+    try:
+        time.sleep(0.3)
+        achieved = produce(n, rate, enqueue)
+        kept = wait_records(out, n, KEPT_UP_WITHIN)
+        if not kept:
+            wait_records(out, n, 30)
+    finally:
+        stop_worker(proc)
+    lats = records(out)
+    res.update(tasks=n, rate=rate, achieved_rate=round(achieved, 1))
+    add_pickups(res, "pickup", lats)
+    res["kept_up"] = kept and achieved >= 0.95 * rate and len(lats) == n
+
+
+def delayed(res, start, out, n, enqueue_delayed):
+    """W5: starts a worker, calls enqueue_delayed(seq, delay) n times with delays uniform
+    in 0-10 s, waits for the records, and adds the lateness figures to res."""
+    proc = start()
+    try:
+        time.sleep(0.3)
+        for i in range(n):
+            enqueue_delayed(i, random.uniform(0, 10))
+        if not wait_records(out, n, 70):
+            raise RuntimeError("only %d of %d delayed tasks ran within 70 s" % (len(records(out)), n))
+    finally:
+        stop_worker(proc)
+    res["tasks"] = n
+    add_pickups(res, "late", records(out))
 
 
 def start_worker(cmd, env, ready):

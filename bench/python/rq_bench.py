@@ -4,7 +4,6 @@ it is the worker: SimpleWorker (jobs in the worker process) or Worker (a fork pe
 
 import argparse
 import os
-import random
 import sys
 import time
 from datetime import timedelta
@@ -71,32 +70,9 @@ def main():
             common.stop_worker(proc)
         res["drain_per_s"] = round(count / secs, 1)
     elif w in ("W2", "W3"):
-        proc = start()
-        try:
-            time.sleep(0.3)
-            achieved = common.produce(a.n, a.rate, lambda seq: q.enqueue(rq_tasks.record, data(rq_tasks.record, seq)))
-            kept = common.wait_records(out, a.n, common.KEPT_UP_WITHIN)
-            if not kept:
-                common.wait_records(out, a.n, 30)
-        finally:
-            common.stop_worker(proc)
-        lats = common.records(out)
-        res.update(tasks=a.n, rate=a.rate, achieved_rate=round(achieved, 1))
-        common.add_pickups(res, "pickup", lats)
-        res["kept_up"] = kept and achieved >= 0.95 * a.rate and len(lats) == a.n
+        common.steady(res, start, out, a.n, a.rate, lambda seq: q.enqueue(rq_tasks.record, data(rq_tasks.record, seq)))
     elif w == "W5":
-        proc = start()
-        try:
-            time.sleep(0.3)
-            for i in range(a.n):
-                d = random.uniform(0, 10)
-                q.enqueue_in(timedelta(seconds=d), rq_tasks.record, data(rq_tasks.record, i, d))
-            if not common.wait_records(out, a.n, 70):
-                raise RuntimeError("only %d of %d delayed tasks ran within 70 s" % (len(common.records(out)), a.n))
-        finally:
-            common.stop_worker(proc)
-        res["tasks"] = a.n
-        common.add_pickups(res, "late", common.records(out))
+        common.delayed(res, start, out, a.n, lambda seq, d: q.enqueue_in(timedelta(seconds=d), rq_tasks.record, data(rq_tasks.record, seq, d)))
     elif w == "MEM":
         for i in range(a.n):
             q.enqueue(rq_tasks.noop, data(rq_tasks.noop, i))

@@ -407,11 +407,3 @@ func nanos(t time.Time) int64 {
 	}
 	return t.UnixNano()
 }
-
-// nullNanos is nanos, or NULL for the zero time.
-func nullNanos(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return nanos(t)
-}

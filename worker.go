@@ -199,10 +199,9 @@ type Worker struct {
 
 	slotFreed chan struct{} // signalled when a slot frees or concurrency grows
 
-	acksMu     sync.RWMutex // senders hold it shared; Stop holds it to close acks
-	acksClosed bool
-	acks       chan broker.Lease
-	ackDone    chan struct{}
+	acks        *ackQueue
+	ackDone     chan struct{}
+	ackReserver broker.AckReserver // b, when it can ack and reserve in one round trip
 
 	fetchCtx    context.Context // cancelled when the worker stops reserving
 	fetchCancel context.CancelFunc
@@ -244,10 +243,11 @@ func NewWorker(b broker.Broker, cfg WorkerConfig) (*Worker, error) {
 		perQueue:  map[string]int{},
 		held:      map[string]*heldTask{},
 		slotFreed: make(chan struct{}, 1),
-		acks:      make(chan broker.Lease, 1024),
+		acks:      newAckQueue(),
 		ackDone:   make(chan struct{}),
 		fetchDone: make(chan struct{}),
 	}
+	w.ackReserver, _ = b.(broker.AckReserver)
 	w.concurrency.Store(int64(cfg.Concurrency))
 	return w, nil
 }
@@ -449,10 +449,7 @@ func (w *Worker) stop() error {
 		}
 	}
 	// Every outcome is now written or queued: flush the acks, then end the loops.
-	w.acksMu.Lock()
-	w.acksClosed = true
-	close(w.acks)
-	w.acksMu.Unlock()
+	w.acks.close()
 	<-w.ackDone
 	w.bgCancel()
 	w.loopsWG.Wait()
@@ -493,20 +490,23 @@ func (w *Worker) signalSlot() {
 // fetchLoop reserves tasks while there are free slots and hands them to handlers.
 func (w *Worker) fetchLoop() {
 	defer close(w.fetchDone)
+	defer w.acks.setIdle()
 	ctx := w.fetchCtx
 	names := w.queueNames()
 	errDelay := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		limit, queues := w.wants()
 		if limit == 0 || len(queues) == 0 {
+			w.acks.setIdle()
 			select {
 			case <-w.slotFreed:
 			case <-ctx.Done():
 			}
 			continue
 		}
-		tasks, err := w.b.Reserve(ctx, broker.ReserveParams{Queues: queues, Limit: limit, Lease: w.cfg.Lease, WorkerID: w.cfg.ID})
+		tasks, err := w.reserve(ctx, broker.ReserveParams{Queues: queues, Limit: limit, Lease: w.cfg.Lease, WorkerID: w.cfg.ID})
 		if err != nil {
+			w.acks.setIdle()
 			if ctx.Err() != nil {
 				break
 			}
@@ -517,6 +517,7 @@ func (w *Worker) fetchLoop() {
 		}
 		errDelay = 50 * time.Millisecond
 		if len(tasks) == 0 {
+			w.acks.setIdle()
 			if err := w.b.Wait(ctx, names, w.cfg.IdleWait); err != nil && ctx.Err() == nil {
 				w.log.Error("wait", "err", err)
 				sleepCtx(ctx, time.Second)
@@ -525,6 +526,26 @@ func (w *Worker) fetchLoop() {
 		}
 		w.dispatch(tasks)
 	}
+}
+
+// reserve reserves tasks; when the broker can, it acks the tasks finished since the last
+// reserve in the same round trip.
+func (w *Worker) reserve(ctx context.Context, p broker.ReserveParams) ([]*broker.Task, error) {
+	if w.ackReserver == nil {
+		return w.b.Reserve(ctx, p)
+	}
+	acks := w.acks.takeForReserve()
+	if len(acks) == 0 {
+		return w.b.Reserve(ctx, p)
+	}
+	tasks, ackErr, err := w.ackReserver.AckReserve(ctx, acks, p)
+	if ackErr == nil || errors.Is(ackErr, broker.ErrLeaseLost) || errors.Is(ackErr, ErrClosed) {
+		w.acked(acks, ackErr, false)
+	} else {
+		// The round trip failed, maybe after the acks took effect: ack them again.
+		w.ackBatch(acks, true)
+	}
+	return tasks, err
 }
 
 // wants returns how many tasks to reserve now and from which queues, in the order to try.
@@ -663,11 +684,7 @@ func (w *Worker) call(ctx context.Context, t *Task) (err error) {
 func (w *Worker) finish(t *broker.Task, err error) {
 	if err == nil {
 		w.processed.Add(1)
-		w.acksMu.RLock()
-		defer w.acksMu.RUnlock()
-		if !w.acksClosed {
-			w.acks <- t.Lease // the ack loop forgets the task
-		}
+		w.acks.push(t.Lease) // whoever acks it forgets the task
 		return
 	}
 	w.failed.Add(1)
@@ -702,30 +719,28 @@ func (w *Worker) forget(t *broker.Task) {
 	w.mu.Unlock()
 }
 
-// ackLoop acks finished tasks in batches: whatever has queued up while the last batch was
-// being written goes in the next one, so batching adds no delay.
+// ackLoop acks finished tasks in batches while the fetch loop does not take them: whatever
+// has queued up while the last batch was being written goes in the next one, so batching
+// adds no delay.
 func (w *Worker) ackLoop() {
 	defer close(w.ackDone)
-	batch := make([]broker.Lease, 0, 256)
-	for l := range w.acks {
-		batch = append(batch[:0], l)
-	drain:
-		for len(batch) < cap(batch) {
-			select {
-			case l, ok := <-w.acks:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, l)
-			default:
-				break drain
+	for range w.acks.wake {
+		for {
+			batch, done := w.acks.next()
+			if done {
+				return
 			}
+			if len(batch) == 0 {
+				break
+			}
+			w.ackBatch(batch, false)
 		}
-		w.ackBatch(batch)
 	}
 }
 
-func (w *Worker) ackBatch(batch []broker.Lease) {
+// ackBatch acks batch, trying again on failure. again tells that a failed round trip may
+// have acked the batch already.
+func (w *Worker) ackBatch(batch []broker.Lease, again bool) {
 	ctx := w.bgCtx
 	var err error
 	for try := 0; try < 5; try++ {
@@ -735,7 +750,16 @@ func (w *Worker) ackBatch(batch []broker.Lease) {
 		}
 		sleepCtx(ctx, time.Duration(50<<try)*time.Millisecond)
 	}
-	if err != nil {
+	w.acked(batch, err, again)
+}
+
+// acked logs the outcome of acking batch and forgets its tasks.
+func (w *Worker) acked(batch []broker.Lease, err error, again bool) {
+	switch {
+	case err == nil:
+	case again && errors.Is(err, broker.ErrLeaseLost):
+		w.log.Warn("ack after a failed round trip: some leases not held (acked by that round trip, or expired)", "err", err, "tasks", len(batch))
+	default:
 		// The leases run out and the tasks are delivered again: at-least-once.
 		w.log.Error("ack", "err", err, "tasks", len(batch))
 	}

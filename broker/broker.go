@@ -254,3 +254,14 @@ type Pauser interface {
 	// It is idempotent.
 	PauseQueue(ctx context.Context, queue string, paused bool) error
 }
+
+// AckReserver is implemented by brokers that can ack finished tasks and reserve new ones in
+// one round trip to their engine. A worker whose handlers finish tasks as fast as it can
+// reserve them (a queue being drained) then pays one round trip per batch instead of two.
+type AckReserver interface {
+	// AckReserve does what Ack(ctx, acks) and then Reserve(ctx, p) do, and returns what
+	// each would have returned: ackErr as Ack's error (nil, or wrapping ErrLeaseLost for
+	// the leases not held, or a failure after which the acks may or may not have taken
+	// effect) and tasks and err as Reserve's. With no acks it is Reserve.
+	AckReserve(ctx context.Context, acks []Lease, p ReserveParams) (tasks []*Task, ackErr, err error)
+}

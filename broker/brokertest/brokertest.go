@@ -17,10 +17,10 @@
 // Run checks, one file per area: enqueue order and atomicity, delayed tasks, reserve
 // priorities and limits, leases, state transitions, statistics and queue latency, Wait,
 // consumers in several processes, bad input, inspection and worker records, pausing queues,
-// and a crash
-// test in which brisk workers in real processes are killed with SIGKILL while they run tasks. Parts of the
-// contract that are optional (broker.Reaper) are skipped with a message when a broker lacks
-// them, never passed silently.
+// acking and reserving in one call, and a crash test in which brisk workers in real
+// processes are killed with SIGKILL while they run tasks. Parts of the contract that are
+// optional (broker.Reaper, broker.Pauser, broker.AckReserver) are skipped with a message
+// when a broker lacks them, never passed silently.
 //
 // The multi-process check re-executes the test binary that called Run, selecting the same
 // test with -test.run and telling the child its role through environment variables; Run
@@ -87,6 +87,7 @@ func Run(t *testing.T, h Harness) {
 		{"Inspect", s.testInspect},
 		{"Workers", s.testWorkers},
 		{"Pause", s.testPause},
+		{"AckReserve", s.testAckReserve},
 	}
 	for _, a := range areas {
 		t.Run(a.name, func(t *testing.T) {

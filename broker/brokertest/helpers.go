@@ -57,6 +57,17 @@ func (s *suite) newEnv(t *testing.T) *env {
 	return e
 }
 
+// optional returns b as the optional interface T, or skips the test out loud, naming what
+// a broker without T does instead.
+func optional[T any](e *env, b broker.Broker, name, without string) T {
+	e.t.Helper()
+	v, ok := b.(T)
+	if !ok {
+		e.t.Skipf("SKIPPED: %T does not implement %s (optional): %s", b, name, without)
+	}
+	return v
+}
+
 // open opens another broker on the test's store, as another process would; it is closed when
 // the test ends.
 func (e *env) open() broker.Broker {

@@ -17,11 +17,7 @@ import (
 func (s *suite) testPause(t *testing.T) {
 	pauser := func(e *env) broker.Pauser {
 		e.t.Helper()
-		p, ok := e.b.(broker.Pauser)
-		if !ok {
-			e.t.Skipf("SKIPPED: %T does not implement broker.Pauser (optional): its queues cannot be paused", e.b)
-		}
-		return p
+		return optional[broker.Pauser](e, e.b, "broker.Pauser", "its queues cannot be paused")
 	}
 	pause := func(e *env, p broker.Pauser, queue string, paused bool) {
 		e.t.Helper()

@@ -239,10 +239,7 @@ func (s *suite) testTransitions(t *testing.T) {
 	})
 
 	s.test(t, "ReaperReleaseWorker", func(e *env) {
-		r, ok := e.b.(broker.Reaper)
-		if !ok {
-			e.t.Skipf("SKIPPED: %T does not implement broker.Reaper (optional): a dead worker's tasks come back only when their leases expire", e.b)
-		}
+		r := optional[broker.Reaper](e, e.b, "broker.Reaper", "a dead worker's tasks come back only when their leases expire")
 		e.enqueue(NewTasks("reap", "t", 4)...)
 		mine := e.reserve(broker.ReserveParams{Queues: queues("reap"), Limit: 2, Lease: longLease, WorkerID: "w-dead"})
 		theirs := e.reserve(broker.ReserveParams{Queues: queues("reap"), Limit: 1, Lease: longLease, WorkerID: "w-alive"})

@@ -18,17 +18,18 @@ import (
 )
 
 var (
-	_ broker.Broker = (*Broker)(nil)
-	_ broker.Reaper = (*Broker)(nil)
-	_ broker.Pauser = (*Broker)(nil)
+	_ broker.Broker      = (*Broker)(nil)
+	_ broker.Reaper      = (*Broker)(nil)
+	_ broker.Pauser      = (*Broker)(nil)
+	_ broker.AckReserver = (*Broker)(nil)
 )
 
 // reclaimBatch bounds how many expired leases one reserve script call reclaims, so that a
 // mass expiry never makes one script long; the rest are reclaimed by the next calls.
 const reclaimBatch = 256
 
-// Broker is a broker.Broker, broker.Reaper and broker.Pauser that keeps tasks in Redis. Create it with Open
-// or OpenOptions; it is safe for concurrent use.
+// Broker is a broker.Broker, broker.Reaper, broker.Pauser and broker.AckReserver that keeps
+// tasks in Redis. Create it with Open or OpenOptions; it is safe for concurrent use.
 type Broker struct {
 	opts Options
 	rdb  redis.UniversalClient
@@ -300,53 +301,83 @@ func (b *Broker) Reserve(ctx context.Context, p broker.ReserveParams) ([]*broker
 		if want <= 0 {
 			break
 		}
-		if ql.Max > 0 {
-			want = min(want, ql.Max)
-		}
-		start := now()
-		until := start.Add(p.Lease)
-		q := ql.Name
-		res, err := reserveScript.Run(ctx, b.rdb,
-			[]string{b.k.ready(q), b.k.running(q), b.k.dead(q), b.k.meta(q)},
-			b.k.taskPrefix(q), b.k.workerTasksPrefix(q), us(start), want, us(until), p.WorkerID, reclaimBatch,
-		).Slice()
+		c := b.newReserveCall(ql, want, p)
+		res, err := reserveScript.Run(ctx, b.rdb, c.keys, c.args...).Slice()
 		if err != nil {
-			if len(out) > 0 {
-				// The tasks already leased must not be lost in memory: hand them back.
-				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-				_ = b.Release(rctx, leasesOf(out))
-				cancel()
-			}
-			return nil, b.fail(ctx, fmt.Sprintf("reserve from queue %q", q), err)
+			return nil, b.reserveFailed(ctx, ql.Name, out, err)
 		}
-		startedAt := time.UnixMicro(start.UnixMicro())
-		leaseUntil := time.UnixMicro(until.UnixMicro())
-		for i := 0; i+11 <= len(res); i += 11 {
-			f := make([]string, 11)
-			for j := range f {
-				f[j] = asString(res[i+j])
-			}
-			t := &broker.Task{
-				ID:          f[0],
-				Queue:       q,
-				Type:        f[3],
-				Payload:     []byte(f[4]),
-				State:       broker.StateRunning,
-				Attempt:     atoi(f[1]),
-				MaxAttempts: atoi(f[5]),
-				Timeout:     time.Duration(atoi64(f[6])),
-				EnqueuedAt:  usTime(f[7]),
-				ReadyAt:     usTime(f[8]),
-				StartedAt:   startedAt,
-				LeaseUntil:  leaseUntil,
-				Lease:       broker.Lease{TaskID: f[0], Queue: q, Token: f[2]},
-				LastError:   f[9],
-				FailedAt:    usTime(f[10]),
-			}
-			out = append(out, t)
-		}
+		out = append(out, c.decode(res)...)
 	}
 	return out, nil
+}
+
+// reserveCall is one call of reserveScript: up to want tasks of one queue.
+type reserveCall struct {
+	queue        string
+	start, until time.Time
+	keys         []string
+	args         []any
+}
+
+func (b *Broker) newReserveCall(ql broker.QueueLimit, want int, p broker.ReserveParams) reserveCall {
+	if ql.Max > 0 {
+		want = min(want, ql.Max)
+	}
+	q := ql.Name
+	start := now()
+	until := start.Add(p.Lease)
+	return reserveCall{
+		queue: q, start: start, until: until,
+		keys: []string{b.k.ready(q), b.k.running(q), b.k.dead(q), b.k.meta(q)},
+		args: []any{b.k.taskPrefix(q), b.k.workerTasksPrefix(q), us(start), want, us(until), p.WorkerID, reclaimBatch},
+	}
+}
+
+// decode turns the script's reply (11 fields per task) into leased tasks.
+func (c reserveCall) decode(res []any) []*broker.Task {
+	startedAt := time.UnixMicro(c.start.UnixMicro())
+	leaseUntil := time.UnixMicro(c.until.UnixMicro())
+	out := make([]*broker.Task, 0, len(res)/11)
+	for i := 0; i+11 <= len(res); i += 11 {
+		var f [11]string
+		for j := range f {
+			f[j] = asString(res[i+j])
+		}
+		out = append(out, &broker.Task{
+			ID:          f[0],
+			Queue:       c.queue,
+			Type:        f[3],
+			Payload:     []byte(f[4]),
+			State:       broker.StateRunning,
+			Attempt:     atoi(f[1]),
+			MaxAttempts: atoi(f[5]),
+			Timeout:     time.Duration(atoi64(f[6])),
+			EnqueuedAt:  usTime(f[7]),
+			ReadyAt:     usTime(f[8]),
+			StartedAt:   startedAt,
+			LeaseUntil:  leaseUntil,
+			Lease:       broker.Lease{TaskID: f[0], Queue: c.queue, Token: f[2]},
+			LastError:   f[9],
+			FailedAt:    usTime(f[10]),
+		})
+	}
+	return out
+}
+
+// reserveFailed hands back the tasks already leased by this Reserve and wraps err.
+func (b *Broker) reserveFailed(ctx context.Context, q string, leased []*broker.Task, err error) error {
+	b.handBack(ctx, leased)
+	return b.fail(ctx, fmt.Sprintf("reserve from queue %q", q), err)
+}
+
+// handBack releases tasks leased by a call that then failed: they must not stay leased to
+// no one until their leases expire.
+func (b *Broker) handBack(ctx context.Context, leased []*broker.Task) {
+	if len(leased) > 0 {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_ = b.Release(rctx, leasesOf(leased))
+		cancel()
+	}
 }
 
 func leasesOf(tasks []*broker.Task) []broker.Lease {
@@ -438,21 +469,31 @@ func (b *Broker) Ack(ctx context.Context, leases []broker.Lease) error {
 		if err := checkLeaseQueue("ack", ls[0]); err != nil {
 			return err
 		}
-		ids, err := ackScript.Run(ctx, b.rdb, []string{b.k.running(q), b.k.meta(q)},
-			leaseArgs([]any{b.k.taskPrefix(q), b.k.workerTasksPrefix(q)}, ls)...).Int64Slice()
+		keys, args := b.ackCall(q, ls)
+		ids, err := ackScript.Run(ctx, b.rdb, keys, args...).Int64Slice()
 		if err != nil {
 			return b.fail(ctx, fmt.Sprintf("ack %d task(s) of queue %q", len(ls), q), err)
 		}
 		lost = append(lost, pick(ls, ids)...)
 	}
-	if len(lost) > 0 {
-		names := make([]string, len(lost))
-		for i, l := range lost {
-			names[i] = l.Queue + "/" + l.TaskID
-		}
-		return fmt.Errorf("brisk: redis: ack: %w: %d of %d task(s) not held: %s", broker.ErrLeaseLost, len(lost), len(leases), strings.Join(names, ", "))
+	return ackLost(lost, len(leases))
+}
+
+// ackCall returns the keys and arguments of ackScript for leases of queue q.
+func (b *Broker) ackCall(q string, ls []broker.Lease) ([]string, []any) {
+	return []string{b.k.running(q), b.k.meta(q)}, leaseArgs([]any{b.k.taskPrefix(q), b.k.workerTasksPrefix(q)}, ls)
+}
+
+// ackLost is Ack's error for the leases of a batch of n that were not held, or nil.
+func ackLost(lost []broker.Lease, n int) error {
+	if len(lost) == 0 {
+		return nil
 	}
-	return nil
+	names := make([]string, len(lost))
+	for i, l := range lost {
+		names[i] = l.Queue + "/" + l.TaskID
+	}
+	return fmt.Errorf("brisk: redis: ack: %w: %d of %d task(s) not held: %s", broker.ErrLeaseLost, len(lost), n, strings.Join(names, ", "))
 }
 
 // Retry ends the attempt under l and schedules the task to be ready at at.

@@ -26,6 +26,18 @@ import "github.com/redis/go-redis/v9"
 // as asynq's scripts do. The one exception is enqueueScript given several queues, which is
 // for one server only: on a cluster the broker calls it once per queue (cluster.go).
 
+// luaChunked defines chunked(cmd, key, list), which calls cmd once per 500 elements of list
+// (after key, unless key is nil) instead of once per element: a redis.call costs about as
+// much as the work of a small command, and Lua's unpack has a bounded stack.
+const luaChunked = `
+local function chunked(cmd, key, list)
+  for i = 1, #list, 500 do
+    local j = math.min(i + 499, #list)
+    if key then redis.call(cmd, key, unpack(list, i, j)) else redis.call(cmd, unpack(list, i, j)) end
+  end
+end
+`
+
 // enqueueScript stores a batch of new tasks, all of them or none.
 //
 //	KEYS[2g-1], KEYS[2g]: the ready ZSET and the meta HASH of the g-th queue of the batch
@@ -93,7 +105,7 @@ return total
 // ReadyAt. Returns a flat array, 11 entries per leased task: id, attempt,
 // token, type, payload, max attempts, timeout ns, enqueued at, ready at, last error,
 // failed at.
-var reserveScript = redis.NewScript(`
+var reserveScript = redis.NewScript(luaChunked + `
 local ready, running, dead, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local tp, wp, now, expiry, worker = ARGV[1], ARGV[2], ARGV[3], ARGV[5], ARGV[6]
 if redis.call('HGET', meta, 'paused') == '1' then return {} end
@@ -118,25 +130,30 @@ for _, m in ipairs(expired) do
 end
 local out = {}
 local ms = redis.call('ZRANGEBYSCORE', ready, '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+if #ms == 0 then return out end
+chunked('ZREM', ready, ms)
+local tok = redis.call('HINCRBY', meta, 'tok', #ms) - #ms
+local leased, ids = {}, {}
 for _, m in ipairs(ms) do
   local id = string.sub(m, 18)
   local t = tp .. id
-  redis.call('ZREM', ready, m)
-  if redis.call('EXISTS', t) == 1 then
-    local at = redis.call('HINCRBY', t, 'at', 1)
-    local tok = tostring(redis.call('HINCRBY', meta, 'tok', 1))
-    redis.call('HSET', t, 's', 'run', 'st', now, 'lu', expiry, 'tk', tok, 'wk', worker)
-    redis.call('ZADD', running, expiry, m)
-    if worker ~= '' then redis.call('SADD', wp .. worker, id) end
-    local f = redis.call('HMGET', t, 'ty', 'pl', 'ma', 'to', 'eq', 'ra', 'le', 'fa')
-    local pl = redis.call('GET', t .. ':p')
-    if pl then f[2] = pl end
+  local f = redis.call('HMGET', t, 'ty', 'pl', 'ma', 'to', 'eq', 'ra', 'le', 'fa', 'at')
+  if f[1] then
+    tok = tok + 1
+    local at = (tonumber(f[9]) or 0) + 1
+    redis.call('HSET', t, 's', 'run', 'st', now, 'lu', expiry, 'tk', tok, 'wk', worker, 'at', at)
+    leased[#leased+1] = expiry
+    leased[#leased+1] = m
+    ids[#ids+1] = id
+    if not f[2] then f[2] = redis.call('GET', t .. ':p') end
     out[#out+1] = id
     out[#out+1] = at
-    out[#out+1] = tok
+    out[#out+1] = tostring(tok)
     for i = 1, 8 do out[#out+1] = f[i] or '' end
   end
 end
+chunked('ZADD', running, leased)
+if worker ~= '' then chunked('SADD', wp .. worker, ids) end
 return out
 `)
 
@@ -146,22 +163,32 @@ return out
 //	ARGV[1] task key prefix, ARGV[2] worker-tasks key prefix, then pairs: id, token
 //
 // Returns the 0-based positions of the pairs whose lease is not held (left alone).
-var ackScript = redis.NewScript(`
-local lost, n = {}, 0
+var ackScript = redis.NewScript(luaChunked + `
+local lost, done, members, keys, byWorker = {}, {}, {}, {}, {}
 for i = 3, #ARGV, 2 do
   local id, tok = ARGV[i], ARGV[i+1]
   local t = ARGV[1] .. id
   local v = redis.call('HMGET', t, 'tk', 's', 'm', 'wk')
-  if v[2] == 'run' and v[1] == tok then
-    redis.call('ZREM', KEYS[1], v[3])
-    if v[4] and v[4] ~= '' then redis.call('SREM', ARGV[2] .. v[4], id) end
-    redis.call('DEL', t, t .. ':p')
-    n = n + 1
+  if v[2] == 'run' and v[1] == tok and not done[id] then
+    done[id] = true
+    members[#members+1] = v[3]
+    keys[#keys+1] = t
+    keys[#keys+1] = t .. ':p'
+    if v[4] and v[4] ~= '' then
+      local w = byWorker[v[4]]
+      if not w then w = {}; byWorker[v[4]] = w end
+      w[#w+1] = id
+    end
   else
     lost[#lost+1] = (i - 3) / 2
   end
 end
-if n > 0 then redis.call('HINCRBY', KEYS[2], 'completed', n) end
+if #members > 0 then
+  chunked('ZREM', KEYS[1], members)
+  chunked('DEL', nil, keys)
+  for w, ids in pairs(byWorker) do chunked('SREM', ARGV[2] .. w, ids) end
+  redis.call('HINCRBY', KEYS[2], 'completed', #members)
+end
 return lost
 `)
 

@@ -164,21 +164,27 @@ func (w *window) least() int {
 //	L(s)     = L + s·(1 − n̄·c/(S·λw))         the latency when a worker asked for now serves
 //	                                           (s = Startup, n̄ the serving workers plus
 //	                                           the starting ones for the part of s they serve)
-//	recover  = λw·(1 + (L(s) − T)/(SLA − T))·S/c  when L(s) > SLA·React: back under T
-//	                                           within SLA − T
+//	recover  = λw·S/(c·u)                      when SLA·React < L(s) ≤ SLA: the new workers
+//	                                           only keep up with the surge (no breach is
+//	                                           predicted; the latency stops growing)
+//	         = λw·(1 + (L(s) − T)/(SLA − T))·S/c  when L(s) > SLA: the breach has begun;
+//	                                           back under T within SLA − T
 //	want     = max(ceil(steady − 0.2), ceil(drain − 0.2), ceil(insure), ceil(recover))
 //
 // The 0.2 of a worker left uncovered is what the latency budget absorbs (a 30 s SLA
 // tolerates a short backlog; the recover term catches a deficit that grows). The first
 // three terms raise the count only when every recommendation over the last Startup agrees
 // (a worker asked for later than that would serve after a short peak is over; the recover
-// term covers the SLA meanwhile); the steady term raises it only when L(s) > T. The count
-// is lowered only when every recommendation of the stabilisation window agrees, by at
-// most half the gap per interval; but the drain term's recommendations stay in the window
-// only while their backlog lasts: once ceil(drain − 0.2) is within what steady and insure
-// ask for and L ≤ T/2, they leave it and the count falls at once to what the window's
-// other recommendations hold. The recover term is held only for Startup + Interval, long
-// enough for the workers it asked for to serve.
+// term covers the SLA meanwhile); the steady and drain terms raise it only when
+// L(s + Interval) > SLA·React, i.e. when waiting one more interval would let the latency
+// pass the reaction level before the workers asked for then serve. The count is lowered
+// only when every recommendation of the stabilisation window agrees, by at most half the
+// gap per interval; but the recommendations made while a backlog waits (drain's, and
+// steady's, whose λ̄ is catching up with the surge) stay in the window only while it
+// lasts: once ceil(drain − 0.2) is within what steady and insure ask for and L ≤ T/2, they
+// leave it and the count falls at once to what the window's other recommendations hold.
+// The recover term is held only for Startup + Interval, long enough for the workers it
+// asked for to serve.
 type SLA struct {
 	Bounds
 	// Target is the latency target; 0 uses the sample's SLA, else 30 s.
@@ -295,36 +301,47 @@ func (p *SLA) Decide(now time.Time, s Sample, current int) Decision {
 	if L >= min(1, p.Interval.Seconds()) && s.Pending >= 2 {
 		lamW = max(lam, float64(s.Pending)/L)
 	}
-	Lh := L
-	if lamW > 0 {
-		// Over the start-up of a worker asked for now, the starting ones serve for the part
-		// of it that is left after their own start-up.
-		sec := p.Startup.Seconds()
+	// predict returns the latency h seconds from now with the present workers (the
+	// starting ones serve for the part of h left after their own start-up), the queue
+	// head advancing through tasks that arrived at λw.
+	predict := func(h float64) float64 {
+		if lamW <= 0 || h <= 0 {
+			return L
+		}
 		serving := float64(s.Serving)
 		if s.Serving <= 0 || s.Serving > current {
 			serving = float64(current)
 		}
-		starting := (float64(current) - serving) * max(0, sec-s.StartupLeft.Seconds()) / sec
-		Lh = max(0, L+sec*(1-(serving+starting)*c/(S*lamW)))
+		starting := (float64(current) - serving) * max(0, h-s.StartupLeft.Seconds()) / h
+		return max(0, L+h*(1-(serving+starting)*c/(S*lamW)))
 	}
-	// The steady term adds workers only when the latency predicted for when a worker asked
-	// for now would serve is above the plan T: below it the present workers keep the queue
-	// within plan, and a surge that outlasts them is seen again at the next sample. (A
-	// backlog that the present workers cannot serve within T raises the count through the
-	// drain term whatever the prediction: it outlasts the start-up.)
+	// Lh: when a worker asked for now would serve; Lnext: when one asked for at the next
+	// sample would.
+	Lh, Lnext := predict(p.Startup.Seconds()), predict(h)
+	// The steady, drain and insure terms raise the count only when waiting one more
+	// interval would let the latency pass the reaction level before the workers asked for
+	// then serve (the last sample at which a raise is still in time): until then the
+	// present workers keep the queue within the SLA with the margin the reaction level
+	// leaves, and a surge that outlasts them is seen again at the next sample. Insure
+	// raises it without condition.
 	rise := max(b, bd)
-	if Lh <= T && bd <= b && rise > current {
+	if Lnext <= sla.Seconds()*p.React && rise > current {
 		rise = max(current, ins)
 	}
 	p.up.add(now, rise)
-	held := p.down.add(now, b)
 	// Recommendations made for a backlog hold only while it lasts: once the count the load
 	// needs serves what waits within T and the latency is within half the plan, they leave
 	// the window and the count falls at once to the largest steady or insure
-	// recommendation of the last Stabilise.
+	// recommendation of the last Stabilise made while no backlog waited. The steady
+	// recommendations made during the backlog (λ̄ catching up with the surge) belong to it:
+	// a repeat of the surge is what insure covers.
 	served := bd <= b && L <= T/2
+	var held int
 	if served {
 		p.backlog.want, p.backlog.at = p.backlog.want[:0], p.backlog.at[:0]
+		held = p.down.add(now, b)
+	} else {
+		held = max(p.down.add(now, ins), p.backlog.add(now, b))
 	}
 	held = max(held, p.backlog.add(now, bd))
 	want := current
@@ -344,7 +361,15 @@ func (p *SLA) Decide(now time.Time, s Sample, current int) Decision {
 		if rate == 0 && L > 0 {
 			rate = float64(s.Pending) / L
 		}
-		r = int(math.Ceil(rate * (1 + (Lh-T)/(sla.Seconds()-T)) * S / c))
+		// Workers that will find the latency within the SLA need only keep up with the
+		// surge: the steady count at its rate (the latency then stops growing and the
+		// backlog drains with the utilisation's slack). Beyond the SLA, the breach has
+		// begun: bring the latency back under T within SLA − T.
+		f := 1 / p.Utilisation
+		if Lh > sla.Seconds() {
+			f = max(f, 1+(Lh-T)/(sla.Seconds()-T))
+		}
+		r = int(math.Ceil(rate * f * S / c))
 	}
 	// Workers asked for to recover are kept until they have served for an interval:
 	// cancelling them while they start would only delay the next ones.
@@ -352,8 +377,8 @@ func (p *SLA) Decide(now time.Time, s Sample, current int) Decision {
 		want, why = r, "recover"
 	}
 	return decision(p, p.Bounds, now, s, current, want,
-		"%s: λ=%.1f/s (avg %.1f, peak %.1f) S=%.0fms steady=%.2f pending=%d drain=%.2f insure=%.2f latency=%s predicted=%.1fs held=%d",
-		why, lam, p.rate, peak, 1000*S, steady, s.Pending, drain, insure, s.Latency.Round(time.Second/10), Lh, held)
+		"%s: λ=%.1f/s (avg %.1f, peak %.1f) S=%.0fms steady=%.2f pending=%d drain=%.2f insure=%.2f latency=%s predicted=%.1fs next=%.1fs held=%d",
+		why, lam, p.rate, peak, 1000*S, steady, s.Pending, drain, insure, s.Latency.Round(time.Second/10), Lh, Lnext, held)
 }
 
 // Threshold is the Judoscale-style rule: add Step workers while the latency is above

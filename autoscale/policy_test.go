@@ -214,9 +214,80 @@ func TestSLAWaitingRate(t *testing.T) {
 	s := quiet
 	s.ArrivalRate, s.Pending, s.Latency = 188, 1500, 5*time.Second
 	d := p.Decide(at(40), s, current)
-	// λw = 300/s: L(30 s) = 5 + 30·(1 − 10/(0.2·300)) = 30 s; recover = 300·(1 + 15/15)·0.02 = 12.
-	if d.Desired < 11 || d.Desired > 13 || !strings.HasPrefix(d.Reason, "recover") {
-		t.Errorf("desired %d, want about 12 from recover (%s)", d.Desired, d.Reason)
+	// λw = 300/s: L(30 s) = 5 + 30·(1 − 10/(0.2·300)) = 30 s, within the SLA: recover asks
+	// only for the steady count at 300/s, ⌈300·0.2/(10·0.95)⌉ = 7 (it asked for 12 before,
+	// to bring the latency back to T within SLA − T).
+	if d.Desired != 7 || !strings.HasPrefix(d.Reason, "recover") {
+		t.Errorf("desired %d, want 7 from recover (%s)", d.Desired, d.Reason)
+	}
+	// Had the surge begun a second earlier, the latency would be 31 s when new workers
+	// serve: the breach has begun, and recover brings it back under T within SLA − T:
+	// 300·(1 + 16/15)·0.02 = 12.4.
+	p = &SLA{}
+	for i := range 4 {
+		p.Decide(at(10*i), quiet, 1)
+	}
+	s.Pending, s.Latency = 1800, 6*time.Second
+	if d := p.Decide(at(40), s, 1); d.Desired != 13 || !strings.HasPrefix(d.Reason, "recover") {
+		t.Errorf("breach predicted: desired %d, want 13 from recover (%s)", d.Desired, d.Reason)
+	}
+}
+
+// TestSLARaisesJustInTime: a latency above the plan T is not by itself a reason to add a
+// worker; the count rises when waiting one more interval would let the latency pass the
+// reaction level before the workers asked for then serve.
+func TestSLARaisesJustInTime(t *testing.T) {
+	t.Parallel()
+	p := &SLA{}
+	// 50/s on one worker of 10 slots (exactly full): the queue does a random walk; here it
+	// stands at 20 s with 1,000 tasks waiting. In 40 s it is still about 20 s (no drift),
+	// below the reaction level (24 s): hold.
+	s := Sample{SLA: 30 * time.Second, HandlerTime: 200 * time.Millisecond, Slots: 10, ArrivalRate: 50,
+		Pending: 1000, Latency: 20 * time.Second, Serving: 1}
+	current := 1
+	for i := range 10 {
+		d := p.Decide(at(10*i), s, current)
+		if d.Desired != 1 {
+			t.Fatalf("t=%d: desired %d, want 1: the latency stays within the SLA (%s)", 10*i, d.Desired, d.Reason)
+		}
+	}
+	// The same queue at 60/s: in 40 s the latency is 20 + 40·(1 − 50/60) = 26.7 s, past the
+	// reaction level, and once that has held over a start-up delay the count rises.
+	s.ArrivalRate = 60
+	for i := 10; i < 14; i++ {
+		current = p.Decide(at(10*i), s, current).Desired
+	}
+	if current < 2 {
+		t.Errorf("60/s on a worker that serves 50/s: %d workers, want more than 1", current)
+	}
+}
+
+// TestSLASurgeRecommendationsLeaveWithBacklog: the steady recommendations made while a
+// backlog waited (the smoothed rate catching up with a surge) go with the backlog; the
+// count falls at once to what insure keeps against a repeat.
+func TestSLASurgeRecommendationsLeaveWithBacklog(t *testing.T) {
+	t.Parallel()
+	p := &SLA{}
+	quiet := Sample{SLA: 30 * time.Second, HandlerTime: 200 * time.Millisecond, Slots: 10, ArrivalRate: 30, Serving: 1}
+	current := 1
+	for i := range 4 {
+		current = p.Decide(at(10*i), quiet, current).Desired
+	}
+	// A minute at 300/s with a growing backlog, then the backlog is served.
+	surge := quiet
+	surge.ArrivalRate, surge.Pending, surge.Latency = 300, 6000, 20*time.Second
+	for i := 4; i < 10; i++ {
+		surge.Serving = current
+		current = p.Decide(at(10*i), surge, current).Desired
+	}
+	if current < 7 {
+		t.Fatalf("surge of 300/s: %d workers", current)
+	}
+	quiet.Serving = current
+	d := p.Decide(at(100), quiet, current)
+	// insure: 300·(1 − 15/50)·0.2/10 = 4.2 → 5; the steady term at 30/s asks for 1.
+	if d.Desired != 5 {
+		t.Errorf("backlog served: desired %d, want 5 (insure) at once (%s)", d.Desired, d.Reason)
 	}
 }
 

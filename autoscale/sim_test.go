@@ -161,14 +161,7 @@ func TestAcceptance(t *testing.T) {
 		}
 		t.Logf("%s: default sla within %.4f, %.0f worker-s; %s", name, def.WithinSLA, def.WorkerSeconds, time.Since(start))
 		if len(beaten) > 0 {
-			// Known: on spiky, fixed n=5 (a count picked knowing the whole trace) is about
-			// 1.6% cheaper at the same 100% within SLA (the cost of learning about the first
-			// spike); see docs/autoscaling.md.
-			if name == "spiky" && len(beaten) == 1 && strings.HasPrefix(beaten[0], "fixed n=5 ") {
-				t.Logf("%s: KNOWN SHORTFALL, beaten by %v", name, beaten)
-			} else {
-				t.Errorf("%s: the default sla policy (%.4f, %.0f) is beaten on both figures by %v", name, def.WithinSLA, def.WorkerSeconds, beaten)
-			}
+			t.Errorf("%s: the default sla policy (%.4f, %.0f) is beaten on both figures by %v", name, def.WithinSLA, def.WorkerSeconds, beaten)
 		}
 		if name == "burst" && cheapestThreshold > 0 && def.WorkerSeconds > 0.8*cheapestThreshold {
 			t.Errorf("burst: sla %.0f worker-s, more than 80%% of the cheapest threshold as often within SLA (%.0f)", def.WorkerSeconds, cheapestThreshold)

@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"sort"
 	"sync"
@@ -525,6 +526,10 @@ func (w *Worker) fetchLoop() {
 			continue
 		}
 		w.dispatch(tasks)
+		// Let the handlers just started run before counting free slots again: a new
+		// goroutine waits for this one to block, and handlers that finish at once free
+		// their slots for the next reserve, which then takes a full batch.
+		runtime.Gosched()
 	}
 }
 

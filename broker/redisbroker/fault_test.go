@@ -144,9 +144,12 @@ func freePort(t *testing.T) int {
 }
 
 // startRedis starts a redis-server of the test's own on port and waits until it answers.
-func startRedis(t *testing.T, bin string, port int) *exec.Cmd {
+// Without args it keeps nothing on disk; args are more options (they override).
+func startRedis(t *testing.T, bin string, port int, args ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
+	dir := t.TempDir()
+	args = append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir}, args...)
+	cmd := exec.Command(bin, args...)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", bin, err)
 	}

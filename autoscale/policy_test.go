@@ -192,10 +192,10 @@ func TestSLAStepsDownSlowly(t *testing.T) {
 			t.Errorf("flapped up while quiet: %v", seen)
 		}
 	}
-	// The insurance against a repeat of the 400/s peak holds 6 workers while it is
-	// remembered (10 min), then the count falls to what 20/s needs.
-	if seen[30] != 6 || seen[len(seen)-1] != 1 {
-		t.Errorf("after the burst: %v, want 6 while the peak is remembered, then 1", seen)
+	// The insurance against a repeat of the 400/s peak holds ⌈400·(1 − 24/50)·0.02⌉ = 5
+	// workers while it is remembered (10 min), then the count falls to what 20/s needs.
+	if seen[30] != 5 || seen[len(seen)-1] != 1 {
+		t.Errorf("after the burst: %v, want 5 while the peak is remembered, then 1", seen)
 	}
 }
 
@@ -285,9 +285,46 @@ func TestSLASurgeRecommendationsLeaveWithBacklog(t *testing.T) {
 	}
 	quiet.Serving = current
 	d := p.Decide(at(100), quiet, current)
-	// insure: 300·(1 − 15/50)·0.2/10 = 4.2 → 5; the steady term at 30/s asks for 1.
-	if d.Desired != 5 {
-		t.Errorf("backlog served: desired %d, want 5 (insure) at once (%s)", d.Desired, d.Reason)
+	// insure: 300·(1 − 24/50)·0.2/10 = 3.12 → 4; the steady term at 30/s asks for 1.
+	if d.Desired != 4 {
+		t.Errorf("backlog served: desired %d, want 4 (insure) at once (%s)", d.Desired, d.Reason)
+	}
+}
+
+// TestSLAInsuresToReactionLevel: the insurance against a repeat of the recent peak keeps
+// its latency under the reaction level (SLA·React), not under the plan T, until workers
+// asked for when it is seen (up to two samples late) serve; recover answers from there.
+func TestSLAInsuresToReactionLevel(t *testing.T) {
+	t.Parallel()
+	quiet := Sample{SLA: 30 * time.Second, HandlerTime: 200 * time.Millisecond, Slots: 10, ArrivalRate: 30, Serving: 1}
+	// The latency a repeat of 300/s reaches on n workers before new ones serve (50 s).
+	grown := func(n int) float64 { return 50 * (1 - float64(n)*10/(0.2*300)) }
+	for _, tc := range []struct {
+		react float64
+		want  int
+	}{
+		// Reaction level 24 s: 4 workers let a repeat grow to 16.7 s, 3 to 25 s.
+		{0.8, 4},
+		// Reaction level 15 s (= T): 5 workers (8.3 s); 4 would let it reach 16.7 s.
+		{0.5, 5},
+	} {
+		p := &SLA{React: tc.react}
+		current := 1
+		for i := range 3 {
+			current = p.Decide(at(10*i), quiet, current).Desired
+		}
+		peak := quiet
+		peak.ArrivalRate = 300
+		p.Decide(at(30), peak, current)
+		var d Decision
+		for i := 4; i < 10; i++ {
+			d = p.Decide(at(10*i), quiet, current)
+		}
+		level := 30 * tc.react
+		if d.Desired != tc.want || grown(d.Desired) > level || grown(d.Desired-1) <= level {
+			t.Errorf("react %v: desired %d after a 300/s peak, want %d (a repeat reaches %.1f s, level %.0f s; %s)",
+				tc.react, d.Desired, tc.want, grown(d.Desired), level, d.Reason)
+		}
 	}
 }
 

@@ -179,7 +179,8 @@ func (w *window) least() int {
 // (a worker asked for later than that would serve after a short peak is over; the recover
 // term covers the SLA meanwhile); the steady and drain terms raise it only when
 // L(s + Interval) > SLA·React, i.e. when waiting one more interval would let the latency
-// pass the reaction level before the workers asked for then serve. The count is lowered
+// pass the reaction level before the workers asked for then serve, or when the serving
+// workers need longer than SLA·React to serve what waits (P·S/(n·c)). The count is lowered
 // only when every recommendation of the stabilisation window agrees, by at most half the
 // gap per interval; but the recommendations made while a backlog waits (drain's, and
 // steady's, whose λ̄ is catching up with the surge) stay in the window only while it
@@ -310,13 +311,13 @@ func (p *SLA) Decide(now time.Time, s Sample, current int) Decision {
 	// predict returns the latency h seconds from now with the present workers (the
 	// starting ones serve for the part of h left after their own start-up), the queue
 	// head advancing through tasks that arrived at λw.
+	serving := float64(s.Serving)
+	if s.Serving <= 0 || s.Serving > current {
+		serving = float64(current)
+	}
 	predict := func(h float64) float64 {
 		if lamW <= 0 || h <= 0 {
 			return L
-		}
-		serving := float64(s.Serving)
-		if s.Serving <= 0 || s.Serving > current {
-			serving = float64(current)
 		}
 		starting := (float64(current) - serving) * max(0, h-s.StartupLeft.Seconds()) / h
 		return max(0, L+h*(1-(serving+starting)*c/(S*lamW)))
@@ -324,14 +325,22 @@ func (p *SLA) Decide(now time.Time, s Sample, current int) Decision {
 	// Lh: when a worker asked for now would serve; Lnext: when one asked for at the next
 	// sample would.
 	Lh, Lnext := predict(p.Startup.Seconds()), predict(h)
-	// The steady, drain and insure terms raise the count only when waiting one more
-	// interval would let the latency pass the reaction level before the workers asked for
-	// then serve (the last sample at which a raise is still in time): until then the
-	// present workers keep the queue within the SLA with the margin the reaction level
-	// leaves, and a surge that outlasts them is seen again at the next sample. Insure
-	// raises it without condition.
+	// Lback: how long the serving workers take to serve what waits now, the wait of the
+	// newest pending task if nothing more arrived. The prediction follows the queue's head;
+	// a batch enqueued at once has a young head but may take longer than the SLA to serve.
+	Lback := math.Inf(1)
+	if serving > 0 {
+		Lback = float64(s.Pending) * S / (serving * c)
+	}
+	// The steady and drain terms raise the count only when waiting one more interval would
+	// let the latency pass the reaction level before the workers asked for then serve (the
+	// last sample at which a raise is still in time), or when what waits takes the
+	// serving workers longer than that: until then the present workers keep the queue
+	// within the SLA with the margin the reaction level leaves, and a surge that outlasts
+	// them is seen again at the next sample. Insure raises it without condition.
+	react := sla.Seconds() * p.React
 	rise := max(b, bd)
-	if Lnext <= sla.Seconds()*p.React && rise > current {
+	if Lnext <= react && Lback <= react && rise > current {
 		rise = max(current, ins)
 	}
 	p.up.add(now, rise)

@@ -262,6 +262,23 @@ func TestSLARaisesJustInTime(t *testing.T) {
 	}
 }
 
+// TestSLABatchRaisesAtOnce: a batch enqueued at once has a young head, so the latency
+// predicted for when a new worker serves stays low, but the serving workers need longer
+// than the SLA to serve it: the drain term raises the count at the first sample (the
+// live test's burst, which once waited 2.4 s for the head to age past the reaction level
+// and breached its 4 s SLA).
+func TestSLABatchRaisesAtOnce(t *testing.T) {
+	t.Parallel()
+	p := &SLA{Bounds: Bounds{Min: 1, Max: 4}, Interval: 200 * time.Millisecond, Startup: time.Second,
+		Stabilise: 2 * time.Second, Memory: 3 * time.Second}
+	s := Sample{SLA: 4 * time.Second, HandlerTime: 50 * time.Millisecond, Slots: 2,
+		Pending: 393, Latency: 200 * time.Millisecond, Serving: 1}
+	d := p.Decide(t0.Add(200*time.Millisecond), s, 1)
+	if d.Desired != 4 {
+		t.Errorf("393 tasks enqueued 0.2 s ago, one worker of 2 slots at 50 ms (9.8 s of work, SLA 4 s): desired %d, want 4 at once (%s)", d.Desired, d.Reason)
+	}
+}
+
 // TestSLASurgeRecommendationsLeaveWithBacklog: the steady recommendations made while a
 // backlog waited (the smoothed rate catching up with a surge) go with the backlog; the
 // count falls at once to what insure keeps against a repeat.

@@ -7,7 +7,9 @@
 //	h, err := dashboard.New(b, dashboard.Options{Prefix: "/brisk", Token: secret})
 //	mux.Handle("/brisk/", http.StripPrefix("/brisk", h))
 //
-// Pausing and resuming a queue is not offered: the broker contract has no such operation.
+// It also serves every queue's statistics for Prometheus at /metrics (read from the broker
+// at each scrape; the same authentication applies). Pausing and resuming a queue is
+// offered for brokers that implement broker.Pauser.
 package dashboard
 
 import (
@@ -163,6 +165,8 @@ func (h *handler) routes() {
 	m.HandleFunc("POST /queues/{queue}/pause", h.formPause(true))
 	m.HandleFunc("POST /queues/{queue}/resume", h.formPause(false))
 	m.Handle("GET /static/", http.StripPrefix("/static/", staticHandler()))
+	// Prometheus.
+	m.Handle("GET /metrics", metricsHandler(h.in, h.log))
 }
 
 // ServeHTTP applies the security checks every request goes through, then routes it.

@@ -42,7 +42,14 @@ same way. The autoscaler starts --min workers (at least 1) at once.
 changes (e.g. "heroku ps:scale worker={{count}}", "docker compose up -d --scale
 worker={{count}}"); a hook that fails or runs past --hook-timeout is reported and tried
 again at the next change. The hook does not run at start: the platform is assumed to run
---min workers until the first change.
+--min workers (with --state, the count last applied) until the first change.
+
+--state FILE keeps, after every decision, the count applied and each queue's policy
+memory (for sla: its windows of recommendations, the recent peak it insures against, its
+smoothed rates) in FILE, and reads them back at start, so that a restarted autoscaler
+goes on where it stopped. A FILE that is not such a file is refused, not overwritten;
+state saved by another policy is not used (and is replaced). Policies other than sla
+start afresh.
 
 Policies: sla (default; sizes on the queue's SLA; parameters target, utilisation, margin,
 react, stabilise, memory in seconds or fractions), threshold (upper, lower, step,
@@ -88,6 +95,7 @@ func runAutoscale(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 	hookTimeout := fs.Duration("hook-timeout", time.Minute, "longest run of the --hook command (`D`)")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics and decisions at /decisions")
 	jsonLog := fs.Bool("json-log", false, "log decisions and events as JSON lines on stdout")
+	statePath := fs.String("state", "", "keep the policy's memory and the applied count in `FILE` across restarts")
 	pos, err := e.parse(fs, args)
 	if err != nil {
 		return err
@@ -149,6 +157,27 @@ func runAutoscale(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 			return usagef("%s", strings.TrimSuffix(strings.TrimPrefix(err.Error(), "autoscale: "), ": "+brisk.ErrInvalid.Error()))
 		}
 	}
+	var (
+		state    *stateFile
+		saved    *autoscaleState
+		restored int
+	)
+	if *statePath != "" {
+		if state, saved, err = loadStateFile(*statePath, *policyName); err != nil {
+			return err
+		}
+		for i, q := range queues {
+			data, found := state.st.Queues[q]
+			snap, remembers := policies[i].(autoscale.Snapshotter)
+			if !found || !remembers {
+				continue
+			}
+			if err := snap.Restore(data); err != nil {
+				return fmt.Errorf("--state %s: queue %s: %w", *statePath, q, err)
+			}
+			restored++
+		}
+	}
 	var logger *slog.Logger
 	out, errOut := &lockedWriter{w: e.stdout}, &lockedWriter{w: e.stderr}
 	if *jsonLog {
@@ -159,6 +188,10 @@ func runAutoscale(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 
 	// The actuator.
 	initial := max(*minN, 1)
+	if *hook != "" && saved != nil && saved.Workers > 0 {
+		// The platform still runs what the hook last asked for.
+		initial = min(max(saved.Workers, *minN), *maxN)
+	}
 	var (
 		act     autoscale.Actuator
 		current func() int
@@ -222,8 +255,14 @@ func runAutoscale(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 	if cpu != nil {
 		src = autoscale.WithCPU(src, cpu)
 	}
+	if state != nil {
+		if err := state.save("", nil, initial); err != nil {
+			return fmt.Errorf("--state %s: cannot write it: %w", *statePath, err)
+		}
+	}
 	ctls := make([]*autoscale.Controller, len(queues))
 	for i, q := range queues {
+		snap, remembers := policies[i].(autoscale.Snapshotter)
 		cfg := autoscale.ControllerConfig{
 			Queue: q, Policy: policies[i], Source: src, Actuator: pool.For(q),
 			Interval: *interval, Initial: initial, Slots: *slots,
@@ -234,6 +273,15 @@ func runAutoscale(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 				}
 				if !*jsonLog {
 					fmt.Fprintln(out, decisionLine(q, d))
+				}
+				if state != nil { // in the controller's goroutine, after Decide: no race
+					var data []byte
+					if remembers {
+						data, _ = snap.Snapshot()
+					}
+					if err := state.save(q, data, current()); err != nil {
+						logger.Warn("autoscale: --state not written", "file", *statePath, "err", err)
+					}
 				}
 			},
 		}
@@ -259,6 +307,17 @@ func runAutoscale(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 	}
 	fmt.Fprintf(out, "autoscaling %s with policy %s, %d to %d workers, every %s, %s (Ctrl-C to stop)\n",
 		strings.Join(queues, ", "), *policyName, *minN, *maxN, humanize.Duration(*interval), what)
+	if saved != nil {
+		msg := fmt.Sprintf("state from %s, saved %s ago: the policy's memory of %d queue(s) restored",
+			*statePath, humanize.Duration(time.Since(saved.SavedAt).Round(time.Second)), restored)
+		if saved.Policy != *policyName {
+			msg = fmt.Sprintf("state from %s was saved by policy %s: its memory is not used", *statePath, saved.Policy)
+		}
+		if *hook != "" {
+			msg += fmt.Sprintf("; the platform is assumed to run %d worker(s)", initial)
+		}
+		fmt.Fprintln(out, msg)
+	}
 	for _, ctl := range ctls {
 		if err := ctl.Start(ctx); err != nil {
 			return err

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -175,5 +176,60 @@ func TestAutoscaleCPU(t *testing.T) {
 	waitOutput(t, "a decision that measured the CPU", stdout, regexp.MustCompile(`workers 1 -> [23]: cpu [1-9][0-9]*% target 5%`))
 	if code := stop(); code != exitInterrupted {
 		t.Errorf("exit %d, want %d; stderr %q", code, exitInterrupted, stderr.String())
+	}
+}
+
+// TestAutoscaleState: --state keeps the sla policy's memory and the count the hook applied,
+// a restart reads them back and says so, state of another policy is not used, and a file
+// that is not a state file is refused and left as it was.
+func TestAutoscaleState(t *testing.T) {
+	t.Parallel()
+	url := setup(t)
+	for range 3 {
+		ok(t, "enqueue", "--broker", url, "--queue", "emails", "send", `{}`)
+	}
+	dir := t.TempDir()
+	state := filepath.Join(dir, "autoscale.json")
+	counts := filepath.Join(dir, "counts")
+	args := []string{"autoscale", "--broker", url, "--queue", "emails", "--min", "2", "--max", "4",
+		"--interval", "50ms", "--hook", "sh -c 'echo {{count}} >> " + counts + "'", "--state", state}
+
+	stdout, stderr, stop := runBackground(t, args...)
+	waitOutput(t, "two decisions", stdout, regexp.MustCompile(`(?s)workers \d -> \d.*workers \d -> \d`))
+	if code := stop(); code != exitInterrupted {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+	if strings.Contains(stdout.String(), "state from") {
+		t.Errorf("first run reports a state it cannot have read:\n%s", stdout.String())
+	}
+	var st autoscaleState
+	b, err := os.ReadFile(state)
+	if err != nil || json.Unmarshal(b, &st) != nil || st.Policy != "sla" || st.Workers < 2 || len(st.Queues["emails"]) == 0 || st.SavedAt.IsZero() {
+		t.Fatalf("state file after the first run: %s (%v)", b, err)
+	}
+
+	stdout, stderr, stop = runBackground(t, args...)
+	waitOutput(t, "the restored state", stdout, regexp.MustCompile(
+		`state from \S+autoscale.json, saved \S+ ago: the policy's memory of 1 queue\(s\) restored; the platform is assumed to run `+strconv.Itoa(st.Workers)+` worker\(s\)`))
+	waitOutput(t, "a decision", stdout, regexp.MustCompile(`workers `+strconv.Itoa(st.Workers)+` -> \d`))
+	if code := stop(); code != exitInterrupted {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+
+	other := append(append([]string(nil), args...), "--policy", "fixed", "--param", "n=3")
+	stdout, _, stop = runBackground(t, other...)
+	waitOutput(t, "the other policy's state", stdout, regexp.MustCompile(`state from \S+ was saved by policy sla: its memory is not used`))
+	stop()
+
+	bad := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(bad, []byte("my notes\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	badArgs := append(append([]string(nil), args[:len(args)-1]...), bad)
+	if msg := fails(t, 1, badArgs...); !strings.Contains(msg, "is not a brisk autoscale state file") {
+		t.Errorf("--state of a file that is not one: %q", msg)
+	}
+	if b, _ := os.ReadFile(bad); string(b) != "my notes\n" {
+		t.Errorf("the refused file was changed: %q", b)
 	}
 }

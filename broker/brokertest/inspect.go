@@ -3,6 +3,7 @@ package brokertest
 import (
 	"bytes"
 	"crypto/rand"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -11,8 +12,20 @@ import (
 )
 
 // testInspect checks the read side used by dashboards and the CLI: Task returns every field
-// as stored, and Tasks lists one queue's tasks of one state in order, with paging.
+// as stored, Tasks lists one queue's tasks of one state in order, with paging, and two
+// stores that the harness made apart (two files, two key prefixes) see nothing of each other.
 func (s *suite) testInspect(t *testing.T) {
+	s.test(t, "StoresAreIsolated", func(e *env) {
+		other := s.newEnv(e.t)
+		task := NewTask("iso", "t", nil)
+		e.enqueue(task)
+		if _, err := other.b.Task(e.ctx, task.ID); !errors.Is(err, broker.ErrNotFound) {
+			e.t.Errorf("a task of one store is visible in another: %v", err)
+		}
+		if st, err := other.b.Stats(e.ctx); err != nil || len(st) != 0 {
+			e.t.Errorf("Stats of an empty store = %v, %v; want none", st, err)
+		}
+	})
 	s.test(t, "TaskFields", func(e *env) {
 		payload := make([]byte, 0, 260)
 		for i := range 256 {

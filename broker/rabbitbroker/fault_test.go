@@ -58,31 +58,6 @@ func TestOpenBadURL(t *testing.T) {
 	}
 }
 
-func TestPrefixesAreIsolated(t *testing.T) {
-	t.Parallel()
-	ctx := t.Context()
-	a, err := rabbitbroker.Open(ctx, newURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := rabbitbroker.Open(ctx, newURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	task := brokertest.NewTask("iso", "t", nil)
-	if err := a.Enqueue(ctx, []*broker.Task{task}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Task(ctx, task.ID); !errors.Is(err, broker.ErrNotFound) {
-		t.Errorf("a task of one prefix is visible under another: %v", err)
-	}
-	if st, err := b.Stats(ctx); err != nil || len(st) != 0 {
-		t.Errorf("Stats of an empty prefix = %v, %v; want none", st, err)
-	}
-}
-
 // TestReopenKeepsState checks that a broker opened later rebuilds the store from the
 // journal: tasks in every state, counters, settings and worker records.
 func TestReopenKeepsState(t *testing.T) {

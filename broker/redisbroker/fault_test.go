@@ -47,31 +47,6 @@ func TestOpenBadURL(t *testing.T) {
 	}
 }
 
-func TestPrefixesAreIsolated(t *testing.T) {
-	t.Parallel()
-	ctx := t.Context()
-	a, err := redisbroker.Open(ctx, newURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := redisbroker.Open(ctx, newURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	task := brokertest.NewTask("iso", "t", nil)
-	if err := a.Enqueue(ctx, []*broker.Task{task}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Task(ctx, task.ID); !errors.Is(err, broker.ErrNotFound) {
-		t.Errorf("a task of one prefix is visible under another: %v", err)
-	}
-	if st, err := b.Stats(ctx); err != nil || len(st) != 0 {
-		t.Errorf("Stats of an empty prefix = %v, %v; want none", st, err)
-	}
-}
-
 // TestCrossBrokerPickup measures how long a task enqueued by one broker value takes to reach
 // a worker loop (Wait, then Reserve) on another: the wake-up path across processes.
 func TestCrossBrokerPickup(t *testing.T) {

@@ -59,3 +59,20 @@ func Open(ctx context.Context, rawURL string) (Broker, error) {
 	}
 	return open(ctx, u)
 }
+
+// URLOpener makes the OpenFunc of a broker package whose URL becomes an options value:
+// parse turns the URL into options and open (the package's OpenOptions) opens them. A
+// failed open gives a nil Broker, never a nil pointer inside the interface.
+func URLOpener[O any, B Broker](parse func(*url.URL) (O, error), open func(context.Context, O) (B, error)) OpenFunc {
+	return func(ctx context.Context, u *url.URL) (Broker, error) {
+		opts, err := parse(u)
+		if err != nil {
+			return nil, err
+		}
+		b, err := open(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+}

@@ -116,19 +116,7 @@ func (o Options) withDefaults() (Options, error) {
 }
 
 func init() {
-	broker.Register(openURL, "amqp", "amqps")
-}
-
-func openURL(ctx context.Context, u *url.URL) (broker.Broker, error) {
-	opts, err := parseURL(u)
-	if err != nil {
-		return nil, err
-	}
-	b, err := OpenOptions(ctx, opts)
-	if err != nil {
-		return nil, err // not a typed nil inside the interface
-	}
-	return b, nil
+	broker.Register(broker.URLOpener(parseURL, OpenOptions), "amqp", "amqps")
 }
 
 // Open opens a broker on the RabbitMQ that rawURL names (see the package documentation).

@@ -23,6 +23,7 @@ import (
 	"github.com/briskq/brisk/dashboard"
 	"github.com/briskq/brisk/internal/cli"
 	"github.com/briskq/brisk/internal/redistest"
+	"github.com/briskq/brisk/internal/testenv"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -48,7 +49,7 @@ func setupRedis(t testing.TB, opts dashboard.Options) *env {
 	t.Helper()
 	raw := redistest.URL(t)
 	prefix := redistest.NewPrefix(t, raw, "brisktest-dash")
-	return serve(t, redistest.WithPrefix(t, raw, prefix), opts)
+	return serve(t, testenv.WithPrefix(t, raw, prefix), opts)
 }
 
 // serve opens the broker at brokerURL and serves its dashboard on httptest.

@@ -10,6 +10,7 @@ import (
 	"github.com/briskq/brisk/broker/brokertest"
 	"github.com/briskq/brisk/broker/rabbitbroker"
 	"github.com/briskq/brisk/internal/rabbittest"
+	"github.com/briskq/brisk/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -21,7 +22,7 @@ func newURL(t testing.TB) string {
 	raw := rabbittest.URL(t)
 	prefix := rabbittest.NewPrefix(t, raw, "brisktest")
 	t.Cleanup(func() { rabbitbroker.CleanGenerations(t, raw, prefix) })
-	return rabbittest.WithPrefix(t, raw, prefix)
+	return testenv.WithPrefix(t, raw, prefix)
 }
 
 func TestConformance(t *testing.T) {

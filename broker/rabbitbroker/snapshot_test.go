@@ -14,6 +14,7 @@ import (
 	"github.com/briskq/brisk/broker"
 	"github.com/briskq/brisk/broker/brokertest"
 	"github.com/briskq/brisk/internal/rabbittest"
+	"github.com/briskq/brisk/internal/testenv"
 )
 
 // CleanGenerations deletes the journal streams of later generations of a test store (the
@@ -62,7 +63,7 @@ func rolloverURL(t *testing.T, every int, grace time.Duration) string {
 	raw := rabbittest.URL(t)
 	prefix := rabbittest.NewPrefix(t, raw, "brisktest")
 	t.Cleanup(func() { CleanGenerations(t, raw, prefix) })
-	return rabbittest.WithPrefix(t, raw, prefix) + fmt.Sprintf("&snapshot_every=%d&rollover_grace=%s", every, grace)
+	return testenv.WithPrefix(t, raw, prefix) + fmt.Sprintf("&snapshot_every=%d&rollover_grace=%s", every, grace)
 }
 
 // stateOf returns b's state encoded, after a read barrier, with the fields that depend on

@@ -12,6 +12,7 @@ import (
 	"github.com/briskq/brisk/broker/brokertest"
 	"github.com/briskq/brisk/broker/redisbroker"
 	"github.com/briskq/brisk/internal/redistest"
+	"github.com/briskq/brisk/internal/testenv"
 )
 
 // TestMultiQueueBatch checks that a batch spanning queues is all or nothing (a duplicate in
@@ -22,7 +23,7 @@ func TestMultiQueueBatch(t *testing.T) {
 	t.Run("Server", func(t *testing.T) { testMultiQueueBatch(t, newURL(t)) })
 	t.Run("Cluster", func(t *testing.T) {
 		raw := redistest.ClusterURL(t)
-		testMultiQueueBatch(t, redistest.WithPrefix(t, raw, redistest.NewPrefix(t, raw, "brisktest")))
+		testMultiQueueBatch(t, testenv.WithPrefix(t, raw, redistest.NewPrefix(t, raw, "brisktest")))
 	})
 }
 
@@ -89,7 +90,7 @@ func TestPayloadOutsideHash(t *testing.T) {
 	ctx := t.Context()
 	raw := redistest.URL(t)
 	prefix := redistest.NewPrefix(t, raw, "brisktest")
-	b, err := redisbroker.Open(ctx, redistest.WithPrefix(t, raw, prefix))
+	b, err := redisbroker.Open(ctx, testenv.WithPrefix(t, raw, prefix))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/briskq/brisk/broker/brokertest"
 	_ "github.com/briskq/brisk/broker/redisbroker"
 	"github.com/briskq/brisk/internal/redistest"
+	"github.com/briskq/brisk/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -19,7 +20,7 @@ func TestMain(m *testing.M) {
 // newURL returns the URL of a fresh namespace on the test Redis.
 func newURL(t testing.TB) string {
 	raw := redistest.URL(t)
-	return redistest.WithPrefix(t, raw, redistest.NewPrefix(t, raw, "brisktest"))
+	return testenv.WithPrefix(t, raw, redistest.NewPrefix(t, raw, "brisktest"))
 }
 
 func TestConformance(t *testing.T) {
@@ -49,7 +50,7 @@ func TestClusterConformance(t *testing.T) {
 				return ""
 			}
 			raw := redistest.ClusterURL(t)
-			return redistest.WithPrefix(t, raw, redistest.NewPrefix(t, raw, "brisktest"))
+			return testenv.WithPrefix(t, raw, redistest.NewPrefix(t, raw, "brisktest"))
 		},
 		Open: broker.Open,
 	})

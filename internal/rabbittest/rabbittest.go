@@ -3,8 +3,6 @@
 package rabbittest
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"net/url"
 	"os"
 	"testing"
@@ -36,24 +34,7 @@ func URL(t testing.TB) string {
 // and snapshot queue are deleted when t ends.
 func NewPrefix(t testing.TB, raw, name string) string {
 	t.Helper()
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	prefix := name + "-" + hex.EncodeToString(b[:])
-	t.Cleanup(func() { Clean(t, raw, prefix) })
-	return prefix
-}
-
-// WithPrefix returns raw with its prefix query parameter set.
-func WithPrefix(t testing.TB, raw, prefix string) string {
-	t.Helper()
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("prefix", prefix)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return testenv.NewPrefix(t, name, func(prefix string) { Clean(t, raw, prefix) })
 }
 
 // Clean deletes the queues of a prefix (its journal stream and its snapshot queue).

@@ -4,8 +4,6 @@ package redistest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net/url"
 	"os"
@@ -45,24 +43,7 @@ func URL(t testing.TB) string {
 // when t ends.
 func NewPrefix(t testing.TB, raw, name string) string {
 	t.Helper()
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	prefix := name + "-" + hex.EncodeToString(b[:])
-	t.Cleanup(func() { Clean(t, raw, prefix) })
-	return prefix
-}
-
-// WithPrefix returns raw with its prefix query parameter set.
-func WithPrefix(t testing.TB, raw, prefix string) string {
-	t.Helper()
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("prefix", prefix)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return testenv.NewPrefix(t, name, func(prefix string) { Clean(t, raw, prefix) })
 }
 
 // ClusterURL returns the URL of the Redis Cluster tests use: $BRISK_REDIS_CLUSTER_URL,

@@ -64,11 +64,7 @@ func TestReopenKeepsState(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	url := newURL(t)
-	a, err := rabbitbroker.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openBroker(t, url)
 	if err := a.DeclareQueue(ctx, broker.QueueConfig{Name: "q", SLA: 5 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
@@ -91,11 +87,7 @@ func TestReopenKeepsState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := rabbitbroker.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := openBroker(t, url)
 	st, err := b.Stats(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -138,11 +130,7 @@ func TestRabbitRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	other, err := rabbitbroker.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := openBroker(t, url)
 	before := brokertest.NewTasks("q", "t", 3)
 	if err := b.Enqueue(ctx, before); err != nil {
 		t.Fatal(err)
@@ -267,16 +255,8 @@ func TestConnectionsClosed(t *testing.T) {
 	}
 	ctx := t.Context()
 	url := newURL(t)
-	producer, err := rabbitbroker.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer producer.Close()
-	consumer, err := rabbitbroker.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer consumer.Close()
+	producer := openBroker(t, url)
+	consumer := openBroker(t, url)
 
 	const n = 300
 	tasks := brokertest.NewTasks("q", "t", n)
@@ -380,4 +360,16 @@ func TestConnectionsClosed(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// openBroker opens a broker value on url, closed when the test ends (Close is idempotent,
+// so a test may close it before).
+func openBroker(t *testing.T, url string) *rabbitbroker.Broker {
+	t.Helper()
+	b, err := rabbitbroker.Open(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
 }

@@ -137,11 +137,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	url := rolloverURL(t, 40, 200*time.Millisecond)
-	a, err := Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openBroker(t, url)
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -181,11 +177,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		}
 	}
 
-	b, err := Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := openBroker(t, url)
 	b.mu.Lock()
 	loaded, bgen := b.loadedBase, b.gen
 	b.mu.Unlock()
@@ -304,17 +296,9 @@ func checkSame(t *testing.T, a, b *Broker, completed int64) {
 // the streams of old generations are deleted.
 func TestRollover(t *testing.T) {
 	t.Parallel()
-	ctx := t.Context()
 	url := rolloverURL(t, 25, 300*time.Millisecond)
-	a, err := Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	c, err := Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := openBroker(t, url)
+	c := openBroker(t, url)
 	done := 0
 	// Each round works until the store has rolled over at least twice: how many changes
 	// one journal entry carries (group commit) depends on the machine's speed.
@@ -340,20 +324,12 @@ func TestRollover(t *testing.T) {
 	gen2 := round(a, []*Broker{a}, []*Broker{a})
 	// Let the generation c was reading be deleted before it opens again.
 	waitDropped(t, a, 5*time.Second)
-	c, err = Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c = openBroker(t, url)
 	gen3 := round(c, []*Broker{a, c}, []*Broker{c, a})
 	t.Logf("generations: %d after the first round, %d after the second, %d at the end (%d tasks)", gen1, gen2, gen3, done)
 	checkSame(t, a, c, int64(done))
 	// A broker value opened now starts from the newest base and agrees too.
-	d, err := Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := openBroker(t, url)
 	checkSame(t, a, d, int64(done))
 	d.mu.Lock()
 	t.Logf("the broker value opened last loaded a base of generation %d (loaded: %v; messages read before the base and applied after it: %d)", d.gen, d.loadedBase, d.earlyApplied)
@@ -371,16 +347,8 @@ func TestRolloverWhileAway(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	url := rolloverURL(t, 25, 200*time.Millisecond)
-	a, err := Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	c, err := Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	a := openBroker(t, url)
+	c := openBroker(t, url)
 	work(t, 40, []*Broker{a, c}, []*Broker{a, c})
 	away, _ := genOf(c)
 
@@ -486,4 +454,16 @@ func TestBaseAfterEntries(t *testing.T) {
 	if !b.needBase {
 		t.Error("a base of generation 7 was loaded into generation 4")
 	}
+}
+
+// openBroker opens a broker value on url, closed when the test ends (Close is idempotent,
+// so a test may close it before).
+func openBroker(t *testing.T, url string) *Broker {
+	t.Helper()
+	b, err := Open(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
 }

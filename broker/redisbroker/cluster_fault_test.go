@@ -18,7 +18,6 @@ import (
 
 	"github.com/briskq/brisk/broker"
 	"github.com/briskq/brisk/broker/brokertest"
-	"github.com/briskq/brisk/broker/redisbroker"
 	"github.com/briskq/brisk/internal/testenv"
 )
 
@@ -181,16 +180,8 @@ func TestClusterNodeRestart(t *testing.T) {
 	c := startTestCluster(t)
 	ctx := t.Context()
 	url := c.url("restart")
-	b, err := redisbroker.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	other, err := redisbroker.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	b := openBroker(t, url)
+	other := openBroker(t, url)
 
 	held, pending := brokertest.NewTask("q", "t", []byte("held")), brokertest.NewTask("q", "t", []byte("pending"))
 	if err := b.Enqueue(ctx, []*broker.Task{held}); err != nil {

@@ -52,16 +52,8 @@ func TestOpenBadURL(t *testing.T) {
 func TestCrossBrokerPickup(t *testing.T) {
 	ctx := t.Context()
 	url := newURL(t)
-	producer, err := redisbroker.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer producer.Close()
-	consumer, err := redisbroker.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer consumer.Close()
+	producer := openBroker(t, url)
+	consumer := openBroker(t, url)
 	// The first Wait opens the subscription.
 	_ = consumer.Wait(ctx, []string{"pick"}, 200*time.Millisecond)
 	const n = 50
@@ -160,16 +152,8 @@ func TestRedisRestart(t *testing.T) {
 	}()
 	ctx := t.Context()
 	url := fmt.Sprintf("redis://127.0.0.1:%d/0?prefix=restart", port)
-	b, err := redisbroker.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	other, err := redisbroker.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	b := openBroker(t, url)
+	other := openBroker(t, url)
 	if err := b.Enqueue(ctx, []*broker.Task{brokertest.NewTask("q", "t", nil)}); err != nil {
 		t.Fatal(err)
 	}
@@ -265,4 +249,16 @@ func checkWakeUp(t *testing.T, b, other *redisbroker.Broker, within time.Duratio
 			t.Fatalf("the wake-up subscription did not come back within %s of the restart", within)
 		}
 	}
+}
+
+// openBroker opens a broker value on url, closed when the test ends (Close is idempotent,
+// so a test may close it before).
+func openBroker(t *testing.T, url string) *redisbroker.Broker {
+	t.Helper()
+	b, err := redisbroker.Open(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/briskq/brisk/broker"
 	"github.com/briskq/brisk/broker/brokertest"
-	"github.com/briskq/brisk/broker/redisbroker"
 	"github.com/briskq/brisk/internal/redistest"
 	"github.com/briskq/brisk/internal/testenv"
 )
@@ -30,18 +29,14 @@ func TestMultiQueueBatch(t *testing.T) {
 func testMultiQueueBatch(t *testing.T, url string) {
 	t.Parallel()
 	ctx := t.Context()
-	b, err := redisbroker.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := openBroker(t, url)
 	old := brokertest.NewTask("b", "t", nil)
 	if err := b.Enqueue(ctx, []*broker.Task{old}); err != nil {
 		t.Fatal(err)
 	}
 	a1, b1 := brokertest.NewTask("a", "t", nil), brokertest.NewTask("b", "t", nil)
 	dup := *old
-	err = b.Enqueue(ctx, []*broker.Task{a1, b1, &dup})
+	err := b.Enqueue(ctx, []*broker.Task{a1, b1, &dup})
 	if !errors.Is(err, broker.ErrDuplicate) {
 		t.Fatalf("Enqueue of a two-queue batch holding a stored id = %v, want ErrDuplicate", err)
 	}
@@ -90,11 +85,7 @@ func TestPayloadOutsideHash(t *testing.T) {
 	ctx := t.Context()
 	raw := redistest.URL(t)
 	prefix := redistest.NewPrefix(t, raw, "brisktest")
-	b, err := redisbroker.Open(ctx, testenv.WithPrefix(t, raw, prefix))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := openBroker(t, testenv.WithPrefix(t, raw, prefix))
 	opts, err := redis.ParseURL(raw)
 	if err != nil {
 		t.Fatal(err)

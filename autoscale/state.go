@@ -3,7 +3,6 @@ package autoscale
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"slices"
 	"time"
 )
@@ -31,14 +30,6 @@ type windowState struct {
 
 func (w *window) state() windowState {
 	return windowState{At: slices.Clone(w.at), Want: slices.Clone(w.want)}
-}
-
-func (w *window) restore(s windowState) error {
-	if len(s.At) != len(s.Want) {
-		return fmt.Errorf("a window with %d times and %d counts", len(s.At), len(s.Want))
-	}
-	w.at, w.want = s.At, s.Want
-	return nil
 }
 
 // slaState is the memory of the sla policy.
@@ -73,20 +64,18 @@ func (p *SLA) Restore(data []byte) error {
 	if s.Rate < 0 || s.HandlerTime < 0 {
 		return invalidf("sla: restore: negative rate %g or handler time %g", s.Rate, s.HandlerTime)
 	}
-	var up, down, backlog, peak, rescue window
-	for _, r := range []struct {
+	pairs := []struct {
 		w *window
 		s windowState
-	}{{&up, s.Up}, {&down, s.Down}, {&backlog, s.Backlog}, {&peak, s.Peak}, {&rescue, s.Rescue}} {
-		if err := r.w.restore(r.s); err != nil {
-			return invalidf("sla: restore: %v", err)
+	}{{&p.up, s.Up}, {&p.down, s.Down}, {&p.backlog, s.Backlog}, {&p.peak, s.Peak}, {&p.rescue, s.Rescue}}
+	for _, r := range pairs { // check them all before changing any
+		if len(r.s.At) != len(r.s.Want) {
+			return invalidf("sla: restore: a window with %d times and %d counts", len(r.s.At), len(r.s.Want))
 		}
 	}
-	p.up.at, p.up.want = up.at, up.want
-	p.down.at, p.down.want = down.at, down.want
-	p.backlog.at, p.backlog.want = backlog.at, backlog.want
-	p.peak.at, p.peak.want = peak.at, peak.want
-	p.rescue.at, p.rescue.want = rescue.at, rescue.want
+	for _, r := range pairs {
+		r.w.at, r.w.want = r.s.At, r.s.Want
+	}
 	p.rate, p.ht, p.last = s.Rate, s.HandlerTime, s.Last
 	return nil
 }

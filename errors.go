@@ -27,7 +27,7 @@ var (
 
 	// ErrUnsupported: the broker lacks an optional capability (such as pausing queues).
 	// Such errors also wrap ErrInvalid: the request cannot be served by this broker.
-	ErrUnsupported = errors.New("not supported by this broker")
+	ErrUnsupported = broker.ErrUnsupported
 
 	// ErrSkipRetry, returned by a handler (wrapped or as is), makes the task dead at once
 	// instead of retrying it.

@@ -232,6 +232,10 @@ type Broker interface {
 	// Workers lists worker records whose last heartbeat is newer than since.
 	Workers(ctx context.Context, since time.Time) ([]WorkerInfo, error)
 
+	// Capabilities declares which optional behaviours of the contract the broker keeps.
+	// It is constant for the life of the value and needs no round trip.
+	Capabilities() Capabilities
+
 	// Close releases the broker's resources. It is idempotent. Tasks stay stored.
 	Close() error
 }

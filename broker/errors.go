@@ -21,4 +21,7 @@ var (
 	ErrUnknownScheme = errors.New("unknown broker url scheme")
 	// ErrUnavailable: the broker's engine cannot be reached or opened.
 	ErrUnavailable = errors.New("broker unavailable")
+	// ErrUnsupported: the broker does not declare the capability that a call needs (see
+	// Capabilities and the optional interfaces); the error names the broker.
+	ErrUnsupported = errors.New("not supported by this broker")
 )

@@ -68,6 +68,15 @@ func optional[T any](e *env, b broker.Broker, name, without string) T {
 	return v
 }
 
+// requires skips the test out loud unless the broker declares the capability that pick
+// selects from its Capabilities, naming it and what a broker without it does instead.
+func (e *env) requires(pick func(broker.Capabilities) bool, name, without string) {
+	e.t.Helper()
+	if !pick(e.b.Capabilities()) {
+		e.t.Skipf("SKIPPED: %T does not declare capability %s: %s", e.b, name, without)
+	}
+}
+
 // open opens another broker on the test's store, as another process would; it is closed when
 // the test ends.
 func (e *env) open() broker.Broker {

@@ -110,6 +110,10 @@ func (b *Broker) isClosed() bool {
 	}
 }
 
+// Capabilities declares every optional behaviour: the whole task state machine lives in
+// the store.
+func (b *Broker) Capabilities() broker.Capabilities { return broker.AllCapabilities() }
+
 // Close closes the connection. It is idempotent. Tasks stay stored; tasks this broker value
 // reserved stay running until their leases expire.
 func (b *Broker) Close() error {

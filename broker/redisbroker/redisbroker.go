@@ -140,6 +140,10 @@ func (b *Broker) openError(ctx context.Context, what string, err error) error {
 	return fmt.Errorf("brisk: redis: open %s: %s: %w: %w", b.addr, what, broker.ErrUnavailable, err)
 }
 
+// Capabilities declares every optional behaviour: the whole task state machine lives in
+// the store.
+func (b *Broker) Capabilities() broker.Capabilities { return broker.AllCapabilities() }
+
 // Close closes the connections. It is idempotent; tasks stay stored.
 func (b *Broker) Close() error {
 	var err error

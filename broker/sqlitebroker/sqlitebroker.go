@@ -251,6 +251,10 @@ func unwrapPathError(err error) error {
 	return err
 }
 
+// Capabilities declares every optional behaviour: the whole task state machine lives in
+// the store.
+func (b *Broker) Capabilities() broker.Capabilities { return broker.AllCapabilities() }
+
 // Close releases the broker's connections and wakes its Wait calls, which return an error
 // wrapping broker.ErrClosed, as every later call does. It is idempotent. Tasks stay stored.
 func (b *Broker) Close() error {

@@ -42,30 +42,44 @@ func (c *Client) Enqueue(ctx context.Context, t *Task, opts ...Option) (string, 
 // EnqueueBatch stores tasks atomically, in one round trip or transaction: all of them, or
 // none with an error. It returns their IDs in order.
 func (c *Client) EnqueueBatch(ctx context.Context, tasks []*Task) ([]string, error) {
+	stored, ids, err := toBrokerBatch(tasks)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.b.Enqueue(ctx, stored); err != nil {
+		return nil, enqueueError(tasks, err)
+	}
+	return ids, nil
+}
+
+// toBrokerBatch converts a batch for the broker and returns the tasks' IDs in order.
+func toBrokerBatch(tasks []*Task) ([]*broker.Task, []string, error) {
 	if len(tasks) == 0 {
-		return nil, fmt.Errorf("%w: empty batch", ErrInvalid)
+		return nil, nil, fmt.Errorf("%w: empty batch", ErrInvalid)
 	}
 	now := time.Now()
 	stored := make([]*broker.Task, len(tasks))
 	ids := make([]string, len(tasks))
 	for i, t := range tasks {
 		if t == nil {
-			return nil, fmt.Errorf("%w: task %d of the batch is nil", ErrInvalid, i)
+			return nil, nil, fmt.Errorf("%w: task %d of the batch is nil", ErrInvalid, i)
 		}
 		bt, err := toBroker(t, now)
 		if err != nil {
-			return nil, fmt.Errorf("brisk: enqueue %s: %w", t.Type, err)
+			return nil, nil, fmt.Errorf("brisk: enqueue %s: %w", t.Type, err)
 		}
 		stored[i] = bt
 		ids[i] = bt.ID
 	}
-	if err := c.b.Enqueue(ctx, stored); err != nil {
-		if len(tasks) == 1 {
-			return nil, fmt.Errorf("brisk: enqueue %s: %w", tasks[0].Type, err)
-		}
-		return nil, fmt.Errorf("brisk: enqueue batch of %d: %w", len(tasks), err)
+	return stored, ids, nil
+}
+
+// enqueueError wraps the broker's error for a batch.
+func enqueueError(tasks []*Task, err error) error {
+	if len(tasks) == 1 {
+		return fmt.Errorf("brisk: enqueue %s: %w", tasks[0].Type, err)
 	}
-	return ids, nil
+	return fmt.Errorf("brisk: enqueue batch of %d: %w", len(tasks), err)
 }
 
 func toBroker(t *Task, now time.Time) (*broker.Task, error) {

@@ -60,7 +60,6 @@ func beginTx(t testing.TB, url string) []brokertest.AppTx {
 	}
 }
 
-
 func TestConformance(t *testing.T) {
 	brokertest.Run(t, harness(t))
 }

@@ -5,6 +5,7 @@ package main
 import (
 	"os"
 
+	_ "github.com/briskq/brisk/broker/pgbroker"     // postgres:// and postgresql://
 	_ "github.com/briskq/brisk/broker/rabbitbroker" // amqp:// and amqps://
 	_ "github.com/briskq/brisk/broker/redisbroker"  // redis:// and rediss://
 	"github.com/briskq/brisk/internal/cli"

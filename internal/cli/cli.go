@@ -46,7 +46,7 @@ var commands []*command
 
 func init() {
 	commands = []*command{
-		enqueueCmd, queuesCmd, tasksCmd, retryCmd, deleteCmd, pauseCmd, resumeCmd, benchCmd, simulateCmd, autoscaleCmd, dashboardCmd, demoCmd,
+		enqueueCmd, queuesCmd, tasksCmd, retryCmd, deleteCmd, pauseCmd, resumeCmd, benchCmd, simulateCmd, autoscaleCmd, dashboardCmd, demoCmd, migrateCmd,
 		versionCmd, helpCmd, benchWorkerCmd,
 	}
 }

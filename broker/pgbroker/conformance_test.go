@@ -48,7 +48,10 @@ func beginTx(t testing.TB, url string) []brokertest.AppTx {
 	}
 	db := stdlib.OpenDB(*opts.Pool.ConnConfig)
 	t.Cleanup(func() { db.Close() })
-	stx, err := db.BeginTx(ctx, nil)
+	// Ending the context at the end of the test ends a *sql.Tx that a test left open.
+	sctx, cancel := context.WithCancel(ctx)
+	t.Cleanup(cancel)
+	stx, err := db.BeginTx(sctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

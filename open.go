@@ -9,6 +9,12 @@ import (
 	_ "github.com/briskq/brisk/broker/sqlitebroker" // the embedded default
 )
 
+// Broker is a store of tasks: the embedded SQLite file, Redis, or another engine, opened by
+// Open or by a broker package's own Open. Pass it to NewClient, NewWorker and NewInspector,
+// and Close it when done. Its methods are the contract between brisk and its brokers
+// (package broker); applications use the Client, Worker and Inspector instead.
+type Broker = broker.Broker
+
 // DefaultBrokerURL is the broker used when none is named: a SQLite file in the current
 // directory.
 const DefaultBrokerURL = "sqlite://./brisk.db"
@@ -28,7 +34,7 @@ func BrokerURL(url string) string {
 // Open opens the broker that url names (see BrokerURL for the default). SQLite is built
 // in; other brokers register their schemes when their package is imported, for example
 // _ "github.com/briskq/brisk/broker/redisbroker".
-func Open(ctx context.Context, url string) (broker.Broker, error) {
+func Open(ctx context.Context, url string) (Broker, error) {
 	url = BrokerURL(url)
 	b, err := broker.Open(ctx, url)
 	if err != nil {

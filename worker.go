@@ -226,7 +226,7 @@ type heldTask struct {
 }
 
 // NewWorker returns a worker on broker b. It returns an error naming the bad field of cfg.
-func NewWorker(b broker.Broker, cfg WorkerConfig) (*Worker, error) {
+func NewWorker(b Broker, cfg WorkerConfig) (*Worker, error) {
 	if b == nil {
 		return nil, fmt.Errorf("%w: NewWorker needs a broker", ErrInvalid)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/briskq/brisk"
 	"github.com/briskq/brisk/broker"
+	_ "github.com/briskq/brisk/broker/sqlitebroker" // sqlite://
 )
 
 func TestMain(m *testing.M) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/briskq/brisk"
 	"github.com/briskq/brisk/broker"
+	"github.com/briskq/brisk/broker/brokertest"
 	"github.com/briskq/brisk/internal/pgtest"
 	"github.com/briskq/brisk/internal/testenv"
 )
@@ -140,7 +141,7 @@ func TestRestart(t *testing.T) {
 
 	// Meanwhile: a clear error, at once.
 	start := time.Now()
-	err = b.Enqueue(ctx, []*broker.Task{{ID: "outage", Queue: "restart", Type: "work", MaxAttempts: 1, EnqueuedAt: start, ReadyAt: start}})
+	err = b.Enqueue(ctx, []*broker.Task{brokertest.NewTask("restart", "work", nil)})
 	if !errors.Is(err, broker.ErrUnavailable) {
 		t.Errorf("Enqueue while the server is stopped: %v, want an error wrapping ErrUnavailable", err)
 	}

@@ -18,6 +18,7 @@ import (
 func Example_enqueueTx() {
 	ctx := context.Background()
 	dbURL := exampleDB() // postgres://postgres@127.0.0.1:5432/test, or $BRISK_POSTGRES_URL
+	defer dropExample(dbURL)
 
 	db, err := pgxpool.New(ctx, dbURL) // the application's own pool
 	if err != nil {
@@ -73,12 +74,18 @@ func Example_enqueueTx() {
 	// Output: confirming order 2 to grace@example.com
 }
 
-// exampleDB returns the URL of the example's database with no schema brisk_example in it.
+// exampleDB returns the URL of the example's database, without what an earlier run left.
 func exampleDB() string {
 	url := os.Getenv("BRISK_POSTGRES_URL")
 	if url == "" {
 		url = pgtest.DefaultURL
 	}
+	dropExample(url)
+	return url
+}
+
+// dropExample drops the example's schema and table.
+func dropExample(url string) {
 	db, err := pgxpool.New(context.Background(), url)
 	if err != nil {
 		panic(err)
@@ -86,5 +93,4 @@ func exampleDB() string {
 	defer db.Close()
 	db.Exec(context.Background(), `DROP SCHEMA IF EXISTS brisk_example CASCADE`)
 	db.Exec(context.Background(), `DROP TABLE IF EXISTS shop_orders`)
-	return url
 }

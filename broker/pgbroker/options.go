@@ -47,6 +47,13 @@ type Options struct {
 	// 100 ms. Default 1s.
 	PollInterval time.Duration
 
+	// SyncWorkerCommits makes the statements of workers (reserve, extend, ack, retry,
+	// kill, release) wait for the WAL flush at commit like every other statement. By
+	// default they commit with synchronous_commit off: a server crash may then lose the
+	// last fraction of a second of them, which makes tasks run again (at-least-once
+	// delivery allows it) and never loses one; enqueues always wait for the flush.
+	SyncWorkerCommits bool
+
 	// NoMigrate keeps Open from applying migrations: it fails instead when the schema is
 	// not at the version this brisk needs, for teams that apply them with brisk migrate or
 	// their own tool.
@@ -148,7 +155,8 @@ func Open(ctx context.Context, rawURL string) (*Broker, error) {
 }
 
 // ParseURL turns a postgres:// or postgresql:// URL into Options: brisk's own parameters
-// (schema, max_payload, statement_timeout, acquire_timeout, poll, migrate) are taken out,
+// (schema, max_payload, statement_timeout, acquire_timeout, poll, migrate,
+// sync_worker_commits) are taken out,
 // the rest is pgx's (pgxpool.ParseConfig: pool_max_conns, sslmode, connect_timeout, …).
 func ParseURL(rawURL string) (Options, error) {
 	u, err := url.Parse(rawURL)
@@ -159,7 +167,7 @@ func ParseURL(rawURL string) (Options, error) {
 }
 
 // briskParams are the query parameters brisk reads itself; the others go to pgx.
-var briskParams = []string{"acquire_timeout", "max_payload", "migrate", "poll", "schema", "statement_timeout"}
+var briskParams = []string{"acquire_timeout", "max_payload", "migrate", "poll", "schema", "statement_timeout", "sync_worker_commits"}
 
 func parseURL(u *url.URL) (Options, error) {
 	var opts Options
@@ -203,6 +211,14 @@ func parseURL(u *url.URL) (Options, error) {
 			err = duration(name, v, &opts.AcquireTimeout)
 		case "poll":
 			err = duration(name, v, &opts.PollInterval)
+		case "sync_worker_commits":
+			switch v {
+			case "true", "yes", "1":
+				opts.SyncWorkerCommits = true
+			case "false", "no", "0":
+			default:
+				err = fmt.Errorf("parameter sync_worker_commits=%q: want true or false", v)
+			}
 		case "migrate":
 			switch v {
 			case "true", "yes", "1":

@@ -113,7 +113,11 @@ func OpenOptions(ctx context.Context, opts Options) (*Broker, error) {
 		hub:      wake.New(),
 		closedCh: make(chan struct{}),
 	}
-	r := strings.NewReplacer("{{schema}}", opts.Schema)
+	async := asyncCommit
+	if opts.SyncWorkerCommits {
+		async = "true"
+	}
+	r := strings.NewReplacer("{{schema}}", opts.Schema, "{{async}}", async)
 	for _, q := range statements {
 		b.sql[q] = r.Replace(q)
 	}
@@ -235,6 +239,9 @@ func (b *Broker) acquire(ctx context.Context) (*pgxpool.Conn, error) {
 	}
 	return nil, err
 }
+
+// asyncCommit is what {{async}} becomes in the statements of workers (see write.go).
+const asyncCommit = `set_config('synchronous_commit', 'off', true) IS NOT NULL`
 
 // q returns the statement template t with the schema filled in.
 func (b *Broker) q(t string) string {

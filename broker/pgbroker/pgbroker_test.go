@@ -19,7 +19,7 @@ import (
 // setup returns a fresh schema's broker URL and a broker opened on it, closed at the end.
 func setup(t *testing.T) (string, *pgbroker.Broker) {
 	t.Helper()
-	_, u := pgtest.NewSchema(t, pgtest.URL(t), "pg")
+	_, u := pgtest.NewSchema(t, pgtest.URL(t), "brisk")
 	return u, open(t, u)
 }
 

@@ -27,7 +27,13 @@ const (
 )
 
 // The statements. {{schema}} is filled in at Open; every statement is one round trip and,
-// outside EnqueueTx, one transaction of its own.
+// outside EnqueueTx, one transaction of its own. {{async}} marks the statements of workers
+// (reserve, extend, ack, retry, kill, release): it is a condition that is always true and
+// makes the statement's transaction commit without waiting for the WAL flush
+// (synchronous_commit off), unless Options.SyncWorkerCommits. Such a statement only moves
+// a task that is durably stored already between states, so a server crash that loses the
+// last of them (a fraction of a second) can only make a task run again, which at-least-once
+// delivery allows; enqueues and the calls of people and tools stay synchronous.
 const (
 	qEnsureQueues = `INSERT INTO {{schema}}.queues (name) SELECT unnest($1::text[]) ON CONFLICT (name) DO NOTHING`
 	qDeclare      = `INSERT INTO {{schema}}.queues (name, sla_ns) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET sla_ns = excluded.sla_ns`
@@ -59,7 +65,7 @@ const (
 	// lease on the final attempt is moved to dead instead. SKIP LOCKED lets concurrent
 	// reservers take different tasks instead of waiting for each other.
 	qReserve = `WITH open AS (
-			SELECT NOT EXISTS (SELECT 1 FROM {{schema}}.queues WHERE name = $1 AND paused) AS ok
+			SELECT {{async}} AND NOT EXISTS (SELECT 1 FROM {{schema}}.queues WHERE name = $1 AND paused) AS ok
 		), killed AS (
 			UPDATE {{schema}}.tasks SET state = 'dead', last_error = '` + msgLeaseExpired + `', failed_at = $2,
 				lease_until = NULL, lease_token = NULL, worker_id = NULL
@@ -89,11 +95,11 @@ const (
 	// Fenced by id, lease token and state. $1 ids, $2 tokens.
 	qExtend = `UPDATE {{schema}}.tasks t SET lease_until = $3
 		FROM unnest($1::text[], $2::text[]) AS l(id, token)
-		WHERE t.id = l.id AND t.lease_token = l.token AND t.state = 'running'
+		WHERE t.id = l.id AND t.lease_token = l.token AND t.state = 'running' AND (SELECT {{async}})
 		RETURNING t.id, l.token`
 	qAck = `WITH done AS (
 			DELETE FROM {{schema}}.tasks t USING unnest($1::text[], $2::text[]) AS l(id, token)
-			WHERE t.id = l.id AND t.lease_token = l.token AND t.state = 'running'
+			WHERE t.id = l.id AND t.lease_token = l.token AND t.state = 'running' AND (SELECT {{async}})
 			RETURNING t.id, l.token, t.queue
 		), counted AS (
 			INSERT INTO {{schema}}.counts (queue, completed) SELECT queue, count(*) FROM done GROUP BY queue
@@ -102,12 +108,12 @@ const (
 	qRelease = `UPDATE {{schema}}.tasks t SET state = 'pending', attempt = greatest(t.attempt - 1, 0),
 			lease_until = NULL, lease_token = NULL, worker_id = NULL
 		FROM unnest($1::text[], $2::text[]) AS l(id, token)
-		WHERE t.id = l.id AND t.lease_token = l.token AND t.state = 'running'`
+		WHERE t.id = l.id AND t.lease_token = l.token AND t.state = 'running' AND (SELECT {{async}})`
 	// $1 id, $2 token, $3 ready at, $4 error, $5 now.
 	qRetry = `WITH r AS (
 			UPDATE {{schema}}.tasks SET state = 'pending', ready_at = $3, last_error = $4, failed_at = $5,
 				lease_until = NULL, lease_token = NULL, worker_id = NULL
-			WHERE id = $1 AND lease_token = $2 AND state = 'running'
+			WHERE id = $1 AND lease_token = $2 AND state = 'running' AND (SELECT {{async}})
 			RETURNING queue
 		), f AS (INSERT INTO {{schema}}.counts (queue, failed) SELECT queue, 1 FROM r)
 		SELECT count(*) FROM r`
@@ -115,7 +121,7 @@ const (
 	qKill = `WITH r AS (
 			UPDATE {{schema}}.tasks SET state = 'dead', last_error = $3, failed_at = $4,
 				lease_until = NULL, lease_token = NULL, worker_id = NULL
-			WHERE id = $1 AND lease_token = $2 AND state = 'running'
+			WHERE id = $1 AND lease_token = $2 AND state = 'running' AND (SELECT {{async}})
 			RETURNING queue
 		), f AS (INSERT INTO {{schema}}.counts (queue, failed) SELECT queue, 1 FROM r)
 		SELECT count(*) FROM r`

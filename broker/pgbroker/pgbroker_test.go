@@ -71,6 +71,8 @@ func TestParseURL(t *testing.T) {
 			}},
 		{"postgres://u@h/db?pool_max_conns=3&sslmode=disable", "", func(o pgbroker.Options) bool { return o.Pool.MaxConns == 3 }},
 		{"postgres://u@h/db?migrate=false", "", func(o pgbroker.Options) bool { return o.NoMigrate }},
+		{"postgres://u@h/db?sync_worker_commits=true", "", func(o pgbroker.Options) bool { return o.SyncWorkerCommits }},
+		{"postgres://u@h/db?search_path=x", "", func(o pgbroker.Options) bool { return o.Pool.ConnConfig.RuntimeParams["search_path"] == "x" }},
 	}
 	for _, c := range good {
 		o, err := pgbroker.ParseURL(c.url)
@@ -90,6 +92,7 @@ func TestParseURL(t *testing.T) {
 		{"postgres://u@h/db?statement_timeout=soon", "statement_timeout"},
 		{"postgres://u@h/db?max_payload=-1", "max_payload"},
 		{"postgres://u@h/db?migrate=maybe", "migrate"},
+		{"postgres://u@h/db?sync_worker_commits=sometimes", "sync_worker_commits"},
 		{"postgres://u@h/db?schema=a&schema=b", "schema"},
 		{"postgres://u@h/db?pool_max_conns=lots", "pool_max_conns"},
 	}

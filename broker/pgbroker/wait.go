@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/briskq/brisk/broker"
+	"github.com/briskq/brisk/internal/wake"
 )
 
 // Wake-up. The triggers of schema version 2 notify the channel <schema>.wake with a
@@ -20,11 +21,9 @@ import (
 // between a worker's empty Reserve and its Wait is never missed; it sleeps until that time
 // at most, and at most PollInterval in case a notification was lost. When the connection
 // drops, every waiter is woken (a spurious return, which the contract allows) and Waits
-// look every notListeningPoll until it is back.
+// look every wake.DownPoll until it is back.
 
 const (
-	// notListeningPoll caps a Wait while the notification connection is down.
-	notListeningPoll = 100 * time.Millisecond
 	// pingEvery is how long the listener waits for a notification before it checks the
 	// connection with a ping.
 	pingEvery  = 15 * time.Second
@@ -117,41 +116,18 @@ func (b *Broker) Wait(ctx context.Context, queues []string, max time.Duration) e
 		return nil
 	}
 	b.startListener()
-	ch, remove := b.hub.Add(queues)
-	defer remove()
-
-	due, err := b.nextDue(ctx, queues)
+	err := b.hub.Wait(ctx, queues, min(max, b.opts.PollInterval), b.closedCh, func(ctx context.Context) (time.Time, error) {
+		return b.nextDue(ctx, queues)
+	})
 	switch {
-	case b.closed.Load():
+	case errors.Is(err, wake.ErrClosed) || b.closed.Load():
 		return errClosed("wait")
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case err != nil:
 		return b.fail(ctx, "wait", err)
 	}
-	now := b.now()
-	d := min(max, b.opts.PollInterval)
-	if !due.IsZero() {
-		if !due.After(now) {
-			return nil
-		}
-		d = min(d, due.Sub(now))
-	}
-	if !b.hub.Up() {
-		d = min(d, notListeningPoll)
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ch:
-		return nil
-	case <-timer.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-b.closedCh:
-		return errClosed("wait")
-	}
+	return nil
 }
 
 // qNextDue is the earliest ready_at of a pending task or lease expiry of a running one in

@@ -20,12 +20,6 @@ import (
 const taskCols = `seq, id, queue, type, payload, state, attempt, max_attempts, timeout_ns,
 	enqueued_at, ready_at, started_at, lease_until, lease_token, last_error, failed_at`
 
-// Lease messages stored as last_error when the broker, not the handler, ends an attempt.
-const (
-	msgLeaseExpired = "lease expired on the final attempt (worker lost)"
-	msgWorkerLost   = "worker lost on the final attempt"
-)
-
 // The statements. {{schema}} is filled in at Open; every statement is one round trip and,
 // outside EnqueueTx, one transaction of its own. {{async}} marks the statements of workers
 // (reserve, extend, ack, retry, kill, release): it is a condition that is always true and
@@ -67,7 +61,7 @@ const (
 	qReserve = `WITH open AS (
 			SELECT {{async}} AND NOT EXISTS (SELECT 1 FROM {{schema}}.queues WHERE name = $1 AND paused) AS ok
 		), killed AS (
-			UPDATE {{schema}}.tasks SET state = 'dead', last_error = '` + msgLeaseExpired + `', failed_at = $2,
+			UPDATE {{schema}}.tasks SET state = 'dead', last_error = '` + broker.MsgLeaseExpired + `', failed_at = $2,
 				lease_until = NULL, lease_token = NULL, worker_id = NULL
 			WHERE state = 'running' AND queue = $1 AND lease_until <= $2 AND attempt >= max_attempts AND (SELECT ok FROM open)
 			RETURNING 1
@@ -129,7 +123,7 @@ const (
 	qReleaseWorker = `WITH r AS (
 			UPDATE {{schema}}.tasks SET
 				state = CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'pending' END,
-				last_error = CASE WHEN attempt >= max_attempts THEN '` + msgWorkerLost + `' ELSE last_error END,
+				last_error = CASE WHEN attempt >= max_attempts THEN '` + broker.MsgWorkerLost + `' ELSE last_error END,
 				failed_at = CASE WHEN attempt >= max_attempts THEN $2 ELSE failed_at END,
 				lease_until = NULL, lease_token = NULL, worker_id = NULL
 			WHERE state = 'running' AND worker_id = $1
@@ -448,16 +442,10 @@ func (b *Broker) AckReserve(ctx context.Context, acks []broker.Lease, p broker.R
 		return nil, err, err
 	}
 	ackErr := lostError("ack", acks, acked)
-	if len(out) < p.Limit && len(p.Queues) > 1 {
-		rest := p
-		rest.Queues = p.Queues[1:]
-		rest.Limit = p.Limit - len(out)
-		more, err := b.Reserve(ctx, rest)
-		if err != nil {
-			b.handBack(ctx, out)
-			return nil, ackErr, err
-		}
-		out = append(out, more...)
+	out, err = broker.ReserveRest(ctx, b, p, out)
+	if err != nil {
+		b.handBack(ctx, out)
+		return nil, ackErr, err
 	}
 	return out, ackErr, nil
 }
@@ -509,23 +497,7 @@ func lostError(op string, leases, done []broker.Lease) error {
 	for i, l := range lost {
 		ids[i] = l.TaskID
 	}
-	return fmt.Errorf("brisk: postgres: %s: %s: %w", op, idList(ids), broker.ErrLeaseLost)
-}
-
-// idList formats ids for an error message: id="a", id="b", … (at most 10 shown).
-func idList(ids []string) string {
-	var sb strings.Builder
-	for i, id := range ids {
-		if i == 10 {
-			fmt.Fprintf(&sb, " and %d more", len(ids)-i)
-			break
-		}
-		if i > 0 {
-			sb.WriteString(", ")
-		}
-		fmt.Fprintf(&sb, "id=%q", id)
-	}
-	return sb.String()
+	return fmt.Errorf("brisk: postgres: %s: %s: %w", op, broker.IDList(ids), broker.ErrLeaseLost)
 }
 
 // leases runs a fenced statement that returns the leases it changed.

@@ -4,10 +4,9 @@ package pgtest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"net/url"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,10 +44,9 @@ func URL(t testing.TB) string {
 // everything in it when t ends, and the broker URL raw with its schema parameter set to it.
 func NewSchema(t testing.TB, raw, name string) (schema, brokerURL string) {
 	t.Helper()
-	var buf [6]byte
-	_, _ = rand.Read(buf[:])
-	schema = name + "_" + hex.EncodeToString(buf[:])
-	t.Cleanup(func() { Drop(t, raw, schema) })
+	// A schema name has "_" where a store prefix has "-".
+	ident := func(prefix string) string { return strings.ReplaceAll(prefix, "-", "_") }
+	schema = ident(testenv.NewPrefix(t, name, func(prefix string) { Drop(t, raw, ident(prefix)) }))
 	u, err := url.Parse(raw)
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,12 @@
 // PostgreSQL LISTEN) out to the Wait calls of its workers, queue by queue.
 package wake
 
-import "sync"
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
 
 // Hub holds the waiters of one broker value. The zero value is not ready; use New.
 type Hub struct {
@@ -80,4 +85,61 @@ func (h *Hub) Up() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.up
+}
+
+// DownPoll caps a Wait while the subscription is down.
+const DownPoll = 100 * time.Millisecond
+
+// ErrClosed is returned by Wait when its closed channel is closed.
+var ErrClosed = errors.New("closed")
+
+// Wait is the body of a broker's Wait: it registers a waiter for queues, asks nextDue for
+// the earliest time a task of theirs falls due (zero: none), and sleeps until then, max, a
+// wake-up, the end of ctx or the closing of closed, whichever is first; while the
+// subscription is down, at most DownPoll. It returns nil at once when something is due
+// already, ctx's error when ctx ends, ErrClosed when closed is closed, and nextDue's error
+// as it is. Registering before asking means that a wake-up sent after the store was looked
+// at is never missed.
+func (h *Hub) Wait(ctx context.Context, queues []string, max time.Duration, closed <-chan struct{},
+	nextDue func(context.Context) (time.Time, error)) error {
+	ch, remove := h.Add(queues)
+	defer remove()
+	due, err := nextDue(ctx)
+	select {
+	case <-closed:
+		return ErrClosed
+	default:
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err != nil {
+		return err
+	}
+	d := max
+	if !due.IsZero() {
+		until := time.Until(due)
+		if until <= 0 {
+			return nil
+		}
+		d = min(d, until)
+	}
+	if !h.Up() {
+		d = min(d, DownPoll)
+	}
+	if d <= 0 {
+		return nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ch:
+		return nil
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-closed:
+		return ErrClosed
+	}
 }

@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/briskq/brisk"
+	"github.com/briskq/brisk/bench/internal/benchflag"
 	"github.com/briskq/brisk/broker/pgbroker"
 	"github.com/briskq/brisk/internal/workload"
 )
@@ -30,16 +30,17 @@ import (
 var stderr io.Writer = os.Stderr
 
 type config struct {
-	url                 string
-	systems, workloads  []string
-	n, w3Tasks, w4Tasks int
-	w5Tasks             int
-	w2Rates             []float64
-	w2Seconds           int
-	growthRate          float64
-	growthMinutes       int
-	growthProducers     int
-	jsonOut             string
+	url                string
+	systems, workloads []string
+	n, nRiverDefault   int
+	w3Tasks, w4Tasks   int
+	w5Tasks            int
+	w2Rates            []float64
+	w2Seconds          int
+	growthRate         float64
+	growthMinutes      int
+	growthProducers    int
+	jsonOut            string
 }
 
 var allSystems = []string{"brisk", "river-1ms", "river-default"}
@@ -58,6 +59,7 @@ func main() {
 	systems := flag.String("systems", strings.Join(allSystems, ","), "comma-separated `list` of: "+strings.Join(allSystems, ", "))
 	workloads := flag.String("workloads", "W1,W2,W3,W4,W5", "comma-separated `list` of: "+strings.Join(allWorkloads, ", ")+" (W4 and GROWTH run brisk only)")
 	flag.IntVar(&cfg.n, "n", workload.W1Tasks, "W1: tasks enqueued one call each, and as many again in batches (drain 2n)")
+	flag.IntVar(&cfg.nRiverDefault, "n-river-default", 2000, "W1: n for river-default (it drains about 80 tasks/s)")
 	w2 := flag.String("w2-rates", "500,2000", "W2: producer `rates` per second")
 	flag.IntVar(&cfg.w2Seconds, "w2-seconds", workload.W2Seconds, "W2: seconds of producing per rate")
 	flag.IntVar(&cfg.w3Tasks, "w3-tasks", workload.W3Tasks, "W3: tasks, one per 200 ms")
@@ -68,40 +70,21 @@ func main() {
 	flag.IntVar(&cfg.growthProducers, "growth-producers", 4, "GROWTH: producer goroutines sharing the rate (one durable commit per enqueue each)")
 	flag.StringVar(&cfg.jsonOut, "json", "", "also write every figure to `file` as JSON")
 	flag.Parse()
-	cfg.systems = splitList(*systems)
-	cfg.workloads = splitList(strings.ToUpper(*workloads))
-	for _, s := range cfg.systems {
-		if !slices.Contains(allSystems, s) {
-			fatalf("unknown system %q (want %s)", s, strings.Join(allSystems, ", "))
-		}
+	var err error
+	if cfg.systems, err = benchflag.OneOf(*systems, "system", allSystems); err != nil {
+		fatalf("%v", err)
 	}
-	for _, w := range cfg.workloads {
-		if !slices.Contains(allWorkloads, w) {
-			fatalf("unknown workload %q (want %s)", w, strings.Join(allWorkloads, ", "))
-		}
+	if cfg.workloads, err = benchflag.OneOf(strings.ToUpper(*workloads), "workload", allWorkloads); err != nil {
+		fatalf("%v", err)
 	}
-	for _, f := range splitList(*w2) {
-		v, err := strconv.ParseFloat(f, 64)
-		if err != nil || v <= 0 {
-			fatalf("-w2-rates: bad rate %q", f)
-		}
-		cfg.w2Rates = append(cfg.w2Rates, v)
+	if cfg.w2Rates, err = benchflag.Rates(*w2); err != nil {
+		fatalf("-w2-rates: %v", err)
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	if err := run(ctx, cfg); err != nil {
 		fatalf("%v", err)
 	}
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
 }
 
 func fatalf(format string, a ...any) {
@@ -207,7 +190,14 @@ func runOne(ctx context.Context, cfg *config, key string, s system) (map[string]
 	)
 	switch {
 	case key == "W1":
-		r, err = ru.W1(ctx, cfg.n)
+		n := cfg.n
+		if _, ok := s.(*riverSystem); ok && s.(*riverSystem).cooldown == 0 {
+			n = cfg.nRiverDefault
+		}
+		r, err = ru.W1(ctx, n)
+		if err == nil {
+			r.Add("tasks", "tasks drained", 2*n, "")
+		}
 		if err == nil {
 			table, index, serr := s.sizes(ctx)
 			if serr != nil {

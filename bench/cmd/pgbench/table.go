@@ -12,6 +12,7 @@ type row struct{ key, field, label string }
 
 func rows(res results) []row {
 	out := []row{
+		{"W1", "tasks", "W1 tasks drained"},
 		{"W1", "enqueue_per_s", "W1 enqueue, one call each (/s)"},
 		{"W1", "enqueue_batch_per_s", "W1 enqueue, batches of 1,000 (/s)"},
 		{"W1", "drain_per_s", "W1 drain, 1 worker of 8 (/s)"},

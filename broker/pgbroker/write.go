@@ -66,19 +66,19 @@ const (
 			WHERE state = 'running' AND queue = $1 AND lease_until <= $2 AND attempt >= max_attempts AND (SELECT ok FROM open)
 			RETURNING 1
 		), expired AS (
-			SELECT seq, ready_at, true AS lost FROM {{schema}}.tasks
+			SELECT ctid, seq, ready_at, true AS lost FROM {{schema}}.tasks
 			WHERE state = 'running' AND queue = $1 AND lease_until <= $2 AND attempt < max_attempts AND (SELECT ok FROM open)
 			ORDER BY lease_until LIMIT $3 FOR UPDATE SKIP LOCKED
 		), ready AS (
-			SELECT seq, ready_at, false AS lost FROM {{schema}}.tasks
+			SELECT ctid, seq, ready_at, false AS lost FROM {{schema}}.tasks
 			WHERE state = 'pending' AND queue = $1 AND ready_at <= $2 AND (SELECT ok FROM open)
 			ORDER BY ready_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED
 		), pick AS (
-			SELECT seq, lost FROM (SELECT * FROM expired UNION ALL SELECT * FROM ready) c ORDER BY ready_at, seq LIMIT $3
+			SELECT ctid, lost FROM (SELECT * FROM expired UNION ALL SELECT * FROM ready) c ORDER BY ready_at, seq LIMIT $3
 		), taken AS (
 			UPDATE {{schema}}.tasks t SET state = 'running', attempt = t.attempt + 1, started_at = $2,
 				lease_until = $4, lease_token = $5, worker_id = $6
-			FROM pick WHERE t.seq = pick.seq
+			FROM pick WHERE t.ctid = pick.ctid
 			RETURNING t.*, pick.lost
 		), failed AS (
 			INSERT INTO {{schema}}.counts (queue, failed)
@@ -252,7 +252,7 @@ func (b *Broker) enqueueResult(ctx context.Context, n int, scan func(dest ...any
 	)
 	if err := scan(&dup, &stored); err != nil {
 		var pe *pgconn.PgError
-		if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "tasks_id_key" {
+		if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "tasks_pkey" {
 			return fmt.Errorf("brisk: postgres: enqueue: %s (stored by a concurrent transaction): %w", pe.Detail, broker.ErrDuplicate)
 		}
 		return b.fail(ctx, fmt.Sprintf("enqueue %d tasks", n), err)

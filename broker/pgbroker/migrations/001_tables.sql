@@ -11,8 +11,8 @@ CREATE TABLE {{schema}}.queues (
 );
 
 CREATE TABLE {{schema}}.tasks (
-    seq          bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY, -- enqueue order, the FIFO tie-break
-    id           text        NOT NULL UNIQUE,
+    id           text        PRIMARY KEY,
+    seq          bigint      NOT NULL GENERATED ALWAYS AS IDENTITY, -- enqueue order, the FIFO tie-break
     queue        text        NOT NULL,
     type         text        NOT NULL,
     payload      bytea       NOT NULL,
@@ -30,13 +30,17 @@ CREATE TABLE {{schema}}.tasks (
     failed_at    timestamptz
 );
 
+-- Every update of a task changes its state, which the partial indexes below depend on, so
+-- none is a HOT update: each one adds an entry to every index whose predicate the new row
+-- meets. The table therefore has as few indexes as the questions need: no index on seq
+-- (statements find the rows they locked by ctid) and none on worker_id (ReleaseWorker
+-- reads the running tasks, which are few).
+--
 -- Reserve, queue latency, Wait and the pending/scheduled listings: the oldest ready task
 -- of a queue is the first entry of its range.
 CREATE INDEX tasks_pending ON {{schema}}.tasks (queue, ready_at, seq) WHERE state = 'pending';
--- Reclaiming expired leases and the next lease expiry for Wait.
+-- Reclaiming expired leases, the next lease expiry for Wait, ReleaseWorker.
 CREATE INDEX tasks_running ON {{schema}}.tasks (queue, lease_until) WHERE state = 'running';
--- ReleaseWorker.
-CREATE INDEX tasks_worker ON {{schema}}.tasks (worker_id) WHERE state = 'running';
 -- The dead listing, RetryDead and Delete of dead tasks.
 CREATE INDEX tasks_dead ON {{schema}}.tasks (queue, ready_at, seq) WHERE state = 'dead';
 
@@ -45,7 +49,8 @@ CREATE INDEX tasks_dead ON {{schema}}.tasks (queue, ready_at, seq) WHERE state =
 -- Stats adds them up. Appending takes no lock that another transaction waits for, so an
 -- enqueue inside an application's long transaction never blocks other writers of the
 -- queue, as one counter row per queue would. The broker folds the rows of a queue into
--- one now and then. waiting = pending + scheduled.
+-- one now and then (so no index: every reader reads them all). waiting = pending +
+-- scheduled.
 CREATE TABLE {{schema}}.counts (
     queue     text   NOT NULL,
     waiting   bigint NOT NULL DEFAULT 0,
@@ -54,7 +59,6 @@ CREATE TABLE {{schema}}.counts (
     completed bigint NOT NULL DEFAULT 0,
     failed    bigint NOT NULL DEFAULT 0
 );
-CREATE INDEX counts_queue ON {{schema}}.counts (queue);
 
 CREATE FUNCTION {{schema}}.count_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -24,3 +24,7 @@ func MigrateTo(ctx context.Context, rawURL string, v int) error {
 	_, err = migrate(ctx, conn, opts.Schema, v)
 	return err
 }
+
+// Vacuum runs the broker's vacuum of its churning tables now, with the dead-row threshold
+// over.
+func (b *Broker) Vacuum(ctx context.Context, over int64) error { return b.vacuum(ctx, over) }

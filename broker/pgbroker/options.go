@@ -47,6 +47,12 @@ type Options struct {
 	// 100 ms. Default 1s.
 	PollInterval time.Duration
 
+	// VacuumInterval is how often the broker checks the server's statistics and runs VACUUM
+	// on its tasks and counts tables when one has more than 10,000 dead rows, so that a
+	// long run does not slow down where autovacuum is off or too slow for a queue's churn.
+	// Negative: never (leave it to autovacuum). Default 10s.
+	VacuumInterval time.Duration
+
 	// SyncWorkerCommits makes the statements of workers (reserve, extend, ack, retry,
 	// kill, release) wait for the WAL flush at commit like every other statement. By
 	// default they commit with synchronous_commit off: a server crash may then lose the
@@ -69,6 +75,7 @@ const (
 	defaultStatementTimeout = 10 * time.Second
 	defaultAcquireTimeout   = 5 * time.Second
 	defaultPollInterval     = time.Second
+	defaultVacuumInterval   = 10 * time.Second
 	maxSchemaLen            = 48
 	// maxPayloadLimit keeps a payload, base64-encoded inside the enqueue statement's JSON,
 	// below PostgreSQL's 1 GB limit of one value.
@@ -113,6 +120,9 @@ func (o Options) withDefaults() (Options, error) {
 			*d.v = d.def
 		}
 	}
+	if o.VacuumInterval == 0 {
+		o.VacuumInterval = defaultVacuumInterval
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -156,7 +166,7 @@ func Open(ctx context.Context, rawURL string) (*Broker, error) {
 
 // ParseURL turns a postgres:// or postgresql:// URL into Options: brisk's own parameters
 // (schema, max_payload, statement_timeout, acquire_timeout, poll, migrate,
-// sync_worker_commits) are taken out,
+// sync_worker_commits, vacuum) are taken out,
 // the rest is pgx's (pgxpool.ParseConfig: pool_max_conns, sslmode, connect_timeout, …).
 func ParseURL(rawURL string) (Options, error) {
 	u, err := url.Parse(rawURL)
@@ -167,7 +177,7 @@ func ParseURL(rawURL string) (Options, error) {
 }
 
 // briskParams are the query parameters brisk reads itself; the others go to pgx.
-var briskParams = []string{"acquire_timeout", "max_payload", "migrate", "poll", "schema", "statement_timeout", "sync_worker_commits"}
+var briskParams = []string{"acquire_timeout", "max_payload", "migrate", "poll", "schema", "statement_timeout", "sync_worker_commits", "vacuum"}
 
 func parseURL(u *url.URL) (Options, error) {
 	var opts Options
@@ -211,6 +221,12 @@ func parseURL(u *url.URL) (Options, error) {
 			err = duration(name, v, &opts.AcquireTimeout)
 		case "poll":
 			err = duration(name, v, &opts.PollInterval)
+		case "vacuum":
+			if v == "off" {
+				opts.VacuumInterval = -1
+			} else {
+				err = duration(name, v, &opts.VacuumInterval)
+			}
 		case "sync_worker_commits":
 			switch v {
 			case "true", "yes", "1":

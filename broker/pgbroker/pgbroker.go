@@ -304,12 +304,17 @@ func newToken() string {
 // compactEvery is how often a broker folds the delta rows of the counts table.
 const compactEvery = 2 * time.Second
 
+// vacuumOver is how many dead rows tasks or counts may have before a broker vacuums it.
+const vacuumOver = 10000
+
 // compactLoop folds the delta rows of counts into one row per queue every compactEvery,
-// when there are enough of them to be worth it, until Close.
+// when there are enough of them to be worth it, and vacuums the tables that churn every
+// Options.VacuumInterval, until Close.
 func (b *Broker) compactLoop() {
 	defer b.bg.Done()
 	t := time.NewTicker(compactEvery)
 	defer t.Stop()
+	lastVacuum := time.Now()
 	for {
 		select {
 		case <-b.bgCtx.Done():
@@ -319,7 +324,39 @@ func (b *Broker) compactLoop() {
 		if err := b.compact(b.bgCtx, 200); err != nil && b.bgCtx.Err() == nil {
 			b.log.Debug("brisk: postgres: folding the counters failed; will try again", "schema", b.schema, "err", err)
 		}
+		if b.opts.VacuumInterval > 0 && time.Since(lastVacuum) >= b.opts.VacuumInterval {
+			lastVacuum = time.Now()
+			if err := b.vacuum(b.bgCtx, vacuumOver); err != nil && b.bgCtx.Err() == nil {
+				b.log.Warn("brisk: postgres: vacuum failed; will try again", "schema", b.schema, "err", err)
+			}
+		}
 	}
+}
+
+// vacuum runs VACUUM on tasks and counts when one of them has more than over dead rows
+// (the server's statistics). Every task row is inserted, updated a few times and deleted
+// within seconds, so dead rows pile up at the head of the pending index, which every
+// reserve walks, unless something reclaims them: autovacuum where it runs (it is off on
+// some servers, and wakes once a minute where it is on), and this. SKIP_LOCKED: when
+// another broker (or autovacuum) is vacuuming the table, this one does not wait.
+func (b *Broker) vacuum(ctx context.Context, over int64) error {
+	var tables []string
+	err := b.query(ctx, qDeadRows, []any{b.schema, over}, func(r pgx.Rows) error {
+		var name string
+		err := r.Scan(&name)
+		tables = append(tables, b.schema+"."+name)
+		return err
+	})
+	if err != nil || len(tables) == 0 {
+		return err
+	}
+	c, err := b.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Release()
+	_, err = c.Exec(ctx, `VACUUM (SKIP_LOCKED) `+strings.Join(tables, ", "))
+	return err
 }
 
 // compact folds the delta rows of counts when there are more than over of them. Brokers
@@ -336,6 +373,10 @@ func (b *Broker) compact(ctx context.Context, over int) error {
 	_, err := b.exec(ctx, qCompact)
 	return err
 }
+
+// qDeadRows names the tables of schema $1 that churn and have more than $2 dead rows.
+const qDeadRows = `SELECT relname FROM pg_stat_user_tables
+	WHERE schemaname = $1 AND relname IN ('tasks', 'counts') AND n_dead_tup > $2 ORDER BY relname`
 
 const (
 	qCountRows = `SELECT count(*) FROM (SELECT 1 FROM {{schema}}.counts LIMIT $1) c`

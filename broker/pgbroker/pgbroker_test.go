@@ -72,6 +72,8 @@ func TestParseURL(t *testing.T) {
 		{"postgres://u@h/db?pool_max_conns=3&sslmode=disable", "", func(o pgbroker.Options) bool { return o.Pool.MaxConns == 3 }},
 		{"postgres://u@h/db?migrate=false", "", func(o pgbroker.Options) bool { return o.NoMigrate }},
 		{"postgres://u@h/db?sync_worker_commits=true", "", func(o pgbroker.Options) bool { return o.SyncWorkerCommits }},
+		{"postgres://u@h/db?vacuum=off", "", func(o pgbroker.Options) bool { return o.VacuumInterval < 0 }},
+		{"postgres://u@h/db?vacuum=1m", "", func(o pgbroker.Options) bool { return o.VacuumInterval == time.Minute }},
 		{"postgres://u@h/db?search_path=x", "", func(o pgbroker.Options) bool { return o.Pool.ConnConfig.RuntimeParams["search_path"] == "x" }},
 	}
 	for _, c := range good {
@@ -93,6 +95,7 @@ func TestParseURL(t *testing.T) {
 		{"postgres://u@h/db?max_payload=-1", "max_payload"},
 		{"postgres://u@h/db?migrate=maybe", "migrate"},
 		{"postgres://u@h/db?sync_worker_commits=sometimes", "sync_worker_commits"},
+		{"postgres://u@h/db?vacuum=sometimes", "vacuum"},
 		{"postgres://u@h/db?schema=a&schema=b", "schema"},
 		{"postgres://u@h/db?pool_max_conns=lots", "pool_max_conns"},
 	}
@@ -263,4 +266,55 @@ func TestStatementTimeoutAndPoolExhaustion(t *testing.T) {
 	if _, err := b.Stats(t.Context()); err != nil {
 		t.Errorf("Stats after the lock is gone: %v", err)
 	}
+}
+
+// TestVacuum: the broker vacuums its churning tables itself once they have dead rows (the
+// server's autovacuum may be off, as on this project's machines).
+func TestVacuum(t *testing.T) {
+	t.Parallel()
+	schema, url := pgtest.NewSchema(t, pgtest.URL(t), "vac")
+	b := open(t, url+"&vacuum=off")
+	ctx := t.Context()
+	if err := b.Enqueue(ctx, brokertest.NewTasks("q", "t", 200)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		got, err := b.Reserve(ctx, broker.ReserveParams{Queues: []broker.QueueLimit{{Name: "q"}}, Limit: 50, Lease: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 0 {
+			break
+		}
+		if err := b.Ack(ctx, leasesOf(got)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn := connect(t, url)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		// The statistics that tell dead rows reach the server within a second or so.
+		if err := b.Vacuum(ctx, 0); err != nil {
+			t.Fatalf("vacuum: %v", err)
+		}
+		var vacuums int64
+		if err := conn.QueryRow(ctx, `SELECT vacuum_count FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'tasks'`, schema).Scan(&vacuums); err != nil {
+			t.Fatal(err)
+		}
+		if vacuums > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the broker did not vacuum tasks after 200 tasks were reserved and acked")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func leasesOf(tasks []*broker.Task) []broker.Lease {
+	out := make([]broker.Lease, len(tasks))
+	for i, t := range tasks {
+		out[i] = t.Lease
+	}
+	return out
 }

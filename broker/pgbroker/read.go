@@ -15,7 +15,7 @@ import (
 var statements = func() []string {
 	s := []string{
 		qEnsureQueues, qDeclare, qPause, qNotify, qEnqueue, qReserve, qExtend, qAck, qRelease, qRetry, qKill,
-		qReleaseWorker, qRetryDead, qCountRows, qCompact, qStats, qTask, qHeartbeat, qDeregister, qWorkers, qNextDue,
+		qReleaseWorker, qRetryDead, qCountRows, qCompact, qDeadRows, qStats, qTask, qHeartbeat, qDeregister, qWorkers, qNextDue,
 	}
 	for _, m := range []map[broker.State]string{deleteQueries, listQueries} {
 		for _, q := range m {

@@ -42,7 +42,7 @@ const (
 			SELECT e->>'id' AS id, e->>'queue' AS queue, e->>'type' AS type, decode(e->>'payload', 'base64') AS payload,
 				(e->>'max_attempts')::integer AS max_attempts, (e->>'timeout_ns')::bigint AS timeout_ns,
 				(e->>'enqueued_at')::timestamptz AS enqueued_at, (e->>'ready_at')::timestamptz AS ready_at, n
-			FROM json_array_elements($1::json) WITH ORDINALITY AS a(e, n)
+			FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS a(e, n)
 		), dup AS (
 			SELECT t.id FROM {{schema}}.tasks t WHERE t.id IN (SELECT id FROM input) LIMIT 1
 		), ins AS (

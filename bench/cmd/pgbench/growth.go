@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -72,18 +73,30 @@ func runGrowth(ctx context.Context, s *briskSystem, rate float64, minutes, produ
 				m+1, out[m].TableMiB, out[m].IndexMiB, out[m].DeadTuples, left, buckets[m].Count())
 		}
 	}()
-	g, gctx := errgroup.WithContext(ctx)
+	// The producers stop when the minutes are over, whether or not they sent every task:
+	// a producer that cannot keep the rate must not stretch the run.
+	pctx, stopProducing := context.WithDeadline(ctx, start.Add(time.Duration(minutes)*time.Minute))
+	defer stopProducing()
+	g, gctx := errgroup.WithContext(pctx)
 	per := n / producers
+	var sent atomic.Int64
 	for p := range producers {
 		g.Go(func() error {
 			_, err := workload.Produce(gctx, per, rate/float64(producers), func(seq int) error {
-				return s.Enqueue(gctx, p*per+seq, 0)
+				if err := s.Enqueue(gctx, p*per+seq, 0); err != nil {
+					return err
+				}
+				sent.Add(1)
+				return nil
 			})
+			if pctx.Err() != nil && ctx.Err() == nil {
+				return nil // the minutes are over
+			}
 			return err
 		})
 	}
 	err = g.Wait()
-	achieved := float64(per*producers) / time.Since(start).Seconds()
+	achieved := float64(sent.Load()) / time.Since(start).Seconds()
 	if err == nil {
 		count := func() int {
 			c := 0
@@ -92,8 +105,8 @@ func runGrowth(ctx context.Context, s *briskSystem, rate float64, minutes, produ
 			}
 			return c
 		}
-		if !workload.WaitFor(ctx, count, per*producers, 10*time.Millisecond, time.Minute) {
-			err = fmt.Errorf("only %d of %d tasks picked up a minute after the producers ended", count(), per*producers)
+		if !workload.WaitFor(ctx, count, int(sent.Load()), 10*time.Millisecond, time.Minute) {
+			err = fmt.Errorf("only %d of %d tasks picked up a minute after the producers ended", count(), sent.Load())
 		}
 	}
 	cancel()

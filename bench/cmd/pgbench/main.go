@@ -168,7 +168,9 @@ func run(ctx context.Context, cfg *config) error {
 			}
 		}
 	}
-	printTable(os.Stdout, cfg, res)
+	if len(res) > 0 {
+		printTable(os.Stdout, cfg, res)
+	}
 	if len(growth) > 0 {
 		printGrowth(os.Stdout, cfg, growth)
 	}

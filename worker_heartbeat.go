@@ -17,23 +17,17 @@ type heartbeater struct {
 }
 
 // Start starts the heartbeat loop.
-func (h *heartbeater) Start(ctx context.Context) error { return h.StartLoop(ctx, h.loop) }
+func (h *heartbeater) Start(ctx context.Context) error {
+	return h.StartLoop(ctx, func(ctx context.Context) { service.Every(ctx, h.w.cfg.HeartbeatInterval, h.beat) })
+}
 
-func (h *heartbeater) loop(ctx context.Context) {
+// beat records the worker and reaps dead workers of its host once.
+func (h *heartbeater) beat(ctx context.Context) {
 	w := h.w
-	tick := time.NewTicker(w.cfg.HeartbeatInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		if err := w.b.Heartbeat(ctx, w.info()); err != nil && ctx.Err() == nil {
-			h.Logger.WarnContext(ctx, "heartbeat", "err", err)
-		}
-		w.reapDeadWorkers(ctx)
+	if err := w.b.Heartbeat(ctx, w.info()); err != nil && ctx.Err() == nil {
+		h.Logger.WarnContext(ctx, "heartbeat", "err", err)
 	}
+	w.reapDeadWorkers(ctx)
 }
 
 // reapDeadWorkers hands back the tasks of workers on this host whose process is gone, so

@@ -91,6 +91,20 @@ func (b *Base) Done() <-chan struct{} {
 	return b.done
 }
 
+// Every calls tick every d until ctx is done (the first call after d).
+func Every(ctx context.Context, d time.Duration, tick func(ctx context.Context)) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			tick(ctx)
+		}
+	}
+}
+
 // Sleep waits for d or until ctx is done, and reports whether the whole d passed.
 func Sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)

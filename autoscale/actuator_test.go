@@ -53,6 +53,7 @@ func child(role string) int {
 		return 0
 	case "burn": // keeps one core busy until SIGTERM
 		logf("start %d", os.Getpid())
+		//lint:ignore SA5002 the child burns a core on purpose, for the CPU policy's tests
 		for {
 		}
 	case "crash":

@@ -128,6 +128,7 @@ func (s *suite) testInspect(t *testing.T) {
 	})
 
 	s.test(t, "TasksPaging", func(e *env) {
+		e.requires(func(c broker.Capabilities) bool { return c.ListAll }, "ListAll", "it lists what its documentation says, without offsets")
 		tasks := NewTasks("page", "t", 120)
 		e.enqueue(tasks...)
 		all := payloads(tasks)

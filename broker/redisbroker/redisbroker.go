@@ -143,8 +143,12 @@ func (b *Broker) openError(ctx context.Context, what string, err error) error {
 }
 
 // Capabilities declares every optional behaviour: the whole task state machine lives in
-// the store.
-func (b *Broker) Capabilities() broker.Capabilities { return broker.AllCapabilities() }
+// the store, and Enqueue keeps uniqueness locks.
+func (b *Broker) Capabilities() broker.Capabilities {
+	c := broker.AllCapabilities()
+	c.Unique = true
+	return c
+}
 
 // Close closes the connections. It is idempotent; tasks stay stored.
 func (b *Broker) Close() error {

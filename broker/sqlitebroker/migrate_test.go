@@ -46,8 +46,8 @@ func TestOpenMigratesVersion1(t *testing.T) {
 	b := open(t, path)
 	db = raw(t, path)
 	var version int
-	if err := db.QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != 2 {
-		t.Fatalf("user_version after Open = %d (%v), want 2", version, err)
+	if err := db.QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != 3 {
+		t.Fatalf("user_version after Open = %d (%v), want 3", version, err)
 	}
 	if err := db.QueryRow("SELECT count(*) FROM pragma_table_info('queues') WHERE name = 'paused'").Scan(&cols); err != nil || cols != 1 {
 		t.Fatalf("queues.paused after migration: %d columns (%v), want 1", cols, err)

@@ -104,3 +104,21 @@ type WorkerInfo struct {
 	LastSeen    time.Time
 	Version     string
 }
+
+// Limit caps how fast and how many tasks of a queue (Type "") or of one task type within
+// a queue are reserved, by every worker and process together. The broker keeps it and
+// applies it when workers reserve tasks.
+type Limit struct {
+	Queue string
+	// Type is a task type of Queue, or "" for the whole queue. A type's limit applies
+	// within its queue only.
+	Type string
+	// Rate tasks per Per may start (a token bucket refilled continuously), at most Burst
+	// at once after an idle time; Rate 0 means no rate limit. Burst 0 means Rate.
+	Rate  int
+	Per   time.Duration
+	Burst int
+	// MaxRunning caps the tasks running at once (under unexpired leases) across every
+	// worker and process; 0 means no cap.
+	MaxRunning int
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/briskq/brisk/brisktype"
 )
 
 // Limiter is implemented by brokers that keep rate and concurrency limits and apply them
@@ -28,21 +30,8 @@ type Limiter interface {
 }
 
 // Limit caps how fast and how many tasks of a queue (Type "") or of one task type within
-// a queue are reserved.
-type Limit struct {
-	Queue string
-	// Type is a task type of Queue, or "" for the whole queue.
-	Type string
-	// Rate tasks per Per may be reserved (a token bucket refilled continuously), with
-	// at most Burst at once after an idle time; Rate 0 means no rate limit. Burst 0 means
-	// Rate.
-	Rate  int
-	Per   time.Duration
-	Burst int
-	// MaxRunning caps the tasks running at once (reserved under unexpired leases) in
-	// every process together; 0 means no cap.
-	MaxRunning int
-}
+// a queue are reserved (brisktype.Limit).
+type Limit = brisktype.Limit
 
 // Limits beyond which a limit is surely a mistake.
 const (
@@ -97,10 +86,10 @@ func (tb TokenBucket) Refill(l Limit, now time.Time) TokenBucket {
 	if tb.At.IsZero() {
 		return TokenBucket{Tokens: float64(l.Burst), At: now}
 	}
-	if d := now.Sub(tb.At); d > 0 {
+	if d := now.Sub(tb.At); d > 0 { // a clock behind the last writer's adds nothing
 		tb.Tokens = min(float64(l.Burst), tb.Tokens+float64(d)*float64(l.Rate)/float64(l.Per))
+		tb.At = now
 	}
-	tb.At = now
 	return tb
 }
 

@@ -5,11 +5,10 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"sort"
-	"sync"
 	"time"
 
 	"github.com/briskq/brisk/broker"
+	"github.com/briskq/brisk/internal/limithint"
 )
 
 // Uniqueness locks, taken in the enqueue transaction.
@@ -52,56 +51,6 @@ func (b *Broker) lockUnique(ctx context.Context, tx *sql.Tx, tasks []*broker.Tas
 		}
 	}
 	return nil, nil
-}
-
-// hints remembers, per queue, why the last Reserve left ready tasks behind because of a
-// limit: until when no token is due (a rate limit), or that every slot is taken (a
-// concurrency limit). Wait sleeps until then instead of returning at once for tasks that
-// Reserve would not take, and Ack wakes the waiters of a queue whose slots were full.
-type hints struct {
-	mu sync.Mutex
-	m  map[string]hint
-}
-
-type hint struct {
-	until time.Time // nothing of the queue's ready tasks can be taken before
-	slot  bool      // a concurrency limit: a slot freeing (an ack) may end it sooner
-}
-
-// slotPoll bounds the wait of a queue held back by a concurrency limit, for slots freed
-// in another process while no commit wakes the waiter.
-const slotPoll = 250 * time.Millisecond
-
-func (h *hints) set(queue string, v hint) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.m == nil {
-		h.m = map[string]hint{}
-	}
-	h.m[queue] = v
-}
-
-func (h *hints) clear(queue string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	delete(h.m, queue)
-}
-
-// get returns the hint of queue if it still holds at now.
-func (h *hints) get(queue string, now time.Time) (hint, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	v, ok := h.m[queue]
-	if !ok || !v.until.After(now) {
-		return hint{}, false
-	}
-	return v, true
-}
-
-func (h *hints) slotBlocked(queue string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.m[queue].slot
 }
 
 // limitRow is a stored limit with its bucket.
@@ -163,24 +112,24 @@ func (b *Broker) queueLimits(ctx context.Context, tx *sql.Tx, queue string) (map
 
 // allowance returns how many tasks r lets Reserve take now (counting running ones
 // through count), and when it lets none, the hint of when that may change.
-func (r *limitRow) allowance(now time.Time, count func() (int, error)) (int, hint, error) {
+func (r *limitRow) allowance(now time.Time, count func() (int, error)) (int, limithint.Hint, error) {
 	allow := int(^uint(0) >> 1)
-	var h hint
+	var h limithint.Hint
 	if r.l.MaxRunning > 0 {
 		running, err := count()
 		if err != nil {
 			return 0, h, err
 		}
 		if allow = r.l.MaxRunning - running; allow <= 0 {
-			h = hint{until: now.Add(slotPoll), slot: true}
+			h = limithint.Hint{Until: now.Add(limithint.SlotPoll), Slot: true}
 		}
 	}
 	if r.l.Rate > 0 {
 		r.bucket = r.bucket.Refill(r.l, now)
 		if k := int(r.bucket.Tokens); k < allow {
 			allow = k
-			if k <= 0 && !h.slot {
-				h = hint{until: r.bucket.NextToken(r.l)}
+			if k <= 0 && !h.Slot {
+				h = limithint.Hint{Until: r.bucket.NextToken(r.l)}
 			}
 		}
 	}
@@ -200,12 +149,12 @@ func (b *Broker) takeLimited(ctx context.Context, tx *sql.Tx, queue string, n in
 			return c, err
 		}
 	}
-	var blocked hint
-	block := func(h hint) {
-		if h.until.IsZero() {
+	var blocked limithint.Hint
+	block := func(h limithint.Hint) {
+		if h.Until.IsZero() {
 			return
 		}
-		if blocked.until.IsZero() || h.until.Before(blocked.until) {
+		if blocked.Until.IsZero() || h.Until.Before(blocked.Until) {
 			blocked = h
 		}
 	}
@@ -253,7 +202,7 @@ func (b *Broker) takeLimited(ctx context.Context, tx *sql.Tx, queue string, n in
 			}
 			a, seen := left[c.typ]
 			if !seen {
-				var h hint
+				var h limithint.Hint
 				if a, h, err = r.allowance(now, count(qRunningOfType, queue, c.typ)); err != nil {
 					return nil, err
 				}
@@ -288,10 +237,10 @@ func (b *Broker) takeLimited(ctx context.Context, tx *sql.Tx, queue string, n in
 			return nil, err
 		}
 	}
-	if len(got) == 0 && !blocked.until.IsZero() {
-		b.hints.set(queue, blocked)
+	if len(got) == 0 && !blocked.Until.IsZero() {
+		b.hints.Set(queue, blocked)
 	} else {
-		b.hints.clear(queue)
+		b.hints.Clear(queue)
 	}
 	return got, nil
 }
@@ -319,7 +268,7 @@ func (b *Broker) SetLimit(ctx context.Context, l broker.Limit) error {
 	if err != nil {
 		return b.fail(ctx, fmt.Sprintf("set limit of queue %q", l.Queue), err)
 	}
-	b.hints.clear(l.Queue)
+	b.hints.Clear(l.Queue)
 	b.hub.notify() // a raised limit may let waiting workers take tasks
 	return nil
 }
@@ -347,7 +296,7 @@ func (b *Broker) DeleteLimit(ctx context.Context, queue, typ string) error {
 	if n == 0 {
 		return fmt.Errorf("brisk: sqlite: delete limit: %w", limitNotFound(queue, typ))
 	}
-	b.hints.clear(queue)
+	b.hints.Clear(queue)
 	b.hub.notify()
 	return nil
 }
@@ -385,7 +334,6 @@ func (b *Broker) Limits(ctx context.Context) ([]broker.Limit, error) {
 	if err := rows.Err(); err != nil {
 		return nil, b.fail(ctx, "limits", err)
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Queue < out[j].Queue })
 	return out, nil
 }
 
@@ -394,8 +342,8 @@ func (b *Broker) Limits(ctx context.Context) ([]broker.Limit, error) {
 // processes see the commit through PRAGMA data_version.)
 func (b *Broker) slotsFreed(queues ...string) {
 	for _, q := range queues {
-		if b.hints.slotBlocked(q) {
-			b.hints.clear(q)
+		if b.hints.SlotBlocked(q) {
+			b.hints.Clear(q)
 			b.hub.notify()
 			return
 		}

@@ -21,6 +21,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/briskq/brisk/broker"
+	"github.com/briskq/brisk/internal/limithint"
 )
 
 var (
@@ -83,7 +84,7 @@ type Broker struct {
 	rstmts map[string]*sql.Stmt
 
 	hub       *hub
-	hints     hints // why limits left ready tasks behind, per queue
+	hints     limithint.Hints // why limits left ready tasks behind, per queue
 	closed    chan struct{}
 	closeOnce sync.Once
 	closeErr  error

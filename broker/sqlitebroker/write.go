@@ -251,7 +251,7 @@ func (b *Broker) Reserve(ctx context.Context, p broker.ReserveParams) ([]*broker
 			}
 			var got []*broker.Task
 			if len(lims) == 0 {
-				b.hints.clear(q.Name)
+				b.hints.Clear(q.Name)
 				got, err = b.take(ctx, tx, q.Name, n, nowNs, until, worker)
 			} else {
 				got, err = b.takeLimited(ctx, tx, q.Name, n, now, until, worker, lims)
@@ -287,7 +287,7 @@ func (b *Broker) anyReady(ctx context.Context, queues []broker.QueueLimit, now t
 		return false, err
 	}
 	for _, ql := range queues {
-		if h, ok := b.hints.get(ql.Name, now); ok && !h.slot {
+		if h, ok := b.hints.Get(ql.Name, now); ok && !h.Slot {
 			continue // a rate limit has no token for it before h.until
 		}
 		var ok bool

@@ -97,7 +97,9 @@ func NewScheduler(b Broker, cfg SchedulerConfig) (*Scheduler, error) {
 }
 
 // Register stores the schedule p in the broker (see Client.SetPeriodic).
-func (s *Scheduler) Register(ctx context.Context, p Periodic) error { return s.client.SetPeriodic(ctx, p) }
+func (s *Scheduler) Register(ctx context.Context, p Periodic) error {
+	return s.client.SetPeriodic(ctx, p)
+}
 
 // ID returns the scheduler's name in the leadership.
 func (s *Scheduler) ID() string { return s.cfg.ID }

@@ -49,6 +49,7 @@ func init() {
 		enqueueCmd, queuesCmd, tasksCmd, retryCmd, deleteCmd, pauseCmd, resumeCmd, benchCmd, simulateCmd, autoscaleCmd, dashboardCmd, demoCmd,
 		versionCmd, helpCmd, benchWorkerCmd,
 	}
+	commands = append(commands, schedCommands...)
 }
 
 // newFlagSet returns an empty flag set for cmd that reports errors to its caller instead of

@@ -16,8 +16,8 @@ var tasksCmd = &command{
 	synopsis: "--queue Q [--state STATE] [--limit N] [--offset N] [--json] | --id ID [--json]",
 	summary:  "list the tasks of a queue in one state, or show one task",
 	detail: `
-With --queue it lists the tasks of that queue in --state (pending, scheduled, running or
-dead), oldest ready time first, --limit at a time from --offset. With --id it shows every
+With --queue it lists the tasks of that queue in --state (pending, scheduled, running,
+dead or cancelled), oldest ready time first, --limit at a time from --offset. With --id it shows every
 field of one task.
 
 --json prints task objects with the keys id, queue, type, state, attempt, max_attempts,
@@ -36,7 +36,7 @@ func toTaskJSON(t *brisk.TaskInfo) taskJSON { return apiv1.FromTask(t) }
 func runTasks(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	brokerURL := brokerFlag(fs)
 	queue := fs.String("queue", "", "list the tasks of queue `Q`")
-	state := fs.String("state", string(brisk.StatePending), "list the tasks in `STATE`: pending, scheduled, running or dead")
+	state := fs.String("state", string(brisk.StatePending), "list the tasks in `STATE`: pending, scheduled, running, dead or cancelled")
 	limit := fs.Int("limit", 100, "list at most `N` tasks")
 	offset := fs.Int("offset", 0, "skip the first `N` tasks of the listing")
 	id := fs.String("id", "", "show the task with id `ID` instead of a listing")
@@ -53,7 +53,7 @@ func runTasks(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	case *id == "" && *queue == "":
 		return usagef("tasks needs --queue Q (to list) or --id ID (to show one task)")
 	case !st.Valid():
-		return usagef("--state %q is not one of pending, scheduled, running, dead", *state)
+		return usagef("--state %q is not one of pending, scheduled, running, dead, cancelled", *state)
 	case *limit < 1:
 		return usagef("--limit %d must be at least 1", *limit)
 	case *offset < 0:

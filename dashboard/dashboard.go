@@ -9,7 +9,9 @@
 //
 // It also serves every queue's statistics for Prometheus at /metrics (read from the broker
 // at each scrape; the same authentication applies). Pausing and resuming a queue is
-// offered for brokers that can pause queues.
+// offered for brokers that can pause queues; cancelling tasks, periodic schedules (with
+// their last and next runs and the scheduler's leader) and rate and concurrency limits for
+// brokers that keep them.
 package dashboard
 
 import (
@@ -151,6 +153,7 @@ func (h *handler) routes() {
 	m.HandleFunc("POST /api/v1/queues/{queue}/resume", h.apiPause(false))
 	m.HandleFunc("GET /api/v1/tasks/{id}", h.apiTask)
 	m.HandleFunc("GET /api/v1/workers", h.apiWorkers)
+	h.schedRoutes(m)
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no route "+r.Method+" "+r.URL.Path)
 	})

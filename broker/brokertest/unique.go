@@ -52,7 +52,7 @@ func (s *suite) testUnique(t *testing.T) {
 	need := func(e *env) {
 		e.t.Helper()
 		e.requires(func(c broker.Capabilities) bool { return c.Unique }, "Unique",
-			"its Enqueue refuses a task with a uniqueness key (ErrUnsupported)")
+			"it keeps no uniqueness locks; brisk.Client refuses unique tasks for it (ErrUnsupported)")
 	}
 
 	s.test(t, "SecondRefusedWithHolder", func(e *env) {

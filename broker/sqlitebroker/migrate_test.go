@@ -1,6 +1,7 @@
 package sqlitebroker_test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,8 +12,8 @@ import (
 
 // TestOpenMigratesVersion1 creates a file with the schema of version 1 (as brisk before
 // pause/resume wrote it, testdata/schema_v1.sql) holding a task, opens it, and checks that
-// it is migrated to version 2: the queues table gains paused, the task and counters stay,
-// and pausing works.
+// it is migrated to version 2 and on to the current version: the queues table gains
+// paused, the task and counters stay, and pausing works.
 func TestOpenMigratesVersion1(t *testing.T) {
 	t.Parallel()
 	schema, err := os.ReadFile(filepath.Join("testdata", "schema_v1.sql"))
@@ -46,8 +47,8 @@ func TestOpenMigratesVersion1(t *testing.T) {
 	b := open(t, path)
 	db = raw(t, path)
 	var version int
-	if err := db.QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != 2 {
-		t.Fatalf("user_version after Open = %d (%v), want 2", version, err)
+	if err := db.QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != 3 {
+		t.Fatalf("user_version after Open = %d (%v), want 3", version, err)
 	}
 	if err := db.QueryRow("SELECT count(*) FROM pragma_table_info('queues') WHERE name = 'paused'").Scan(&cols); err != nil || cols != 1 {
 		t.Fatalf("queues.paused after migration: %d columns (%v), want 1", cols, err)
@@ -72,6 +73,73 @@ func TestOpenMigratesVersion1(t *testing.T) {
 	got, err = b.Reserve(t.Context(), broker.ReserveParams{Queues: []broker.QueueLimit{{Name: "old"}}, Limit: 1, Lease: time.Minute})
 	if err != nil || len(got) != 1 || got[0].ID != "t1" {
 		t.Fatalf("Reserve after resume = %v, %v; want task t1", got, err)
+	}
+	// A second Open of the migrated file does nothing more.
+	b.Close()
+	open(t, path)
+}
+
+// TestOpenMigratesVersion2 creates a file with the schema of version 2 (as brisk before
+// the store of dashboard samples wrote it, testdata/schema_v2.sql) holding a paused queue
+// with a task, opens it, and checks that it is migrated to version 3: the samples table
+// exists and takes samples, the queue keeps its task, SLA and pause, and DeleteQueue works.
+func TestOpenMigratesVersion2(t *testing.T) {
+	t.Parallel()
+	schema, err := os.ReadFile(filepath.Join("testdata", "schema_v2.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "v2.db")
+	db := raw(t, path)
+	now := time.Now()
+	for _, q := range []string{
+		"PRAGMA journal_mode = WAL",
+		string(schema),
+		"PRAGMA application_id = 1651667819", // 0x6272736b, "brsk"
+		"PRAGMA user_version = 2",
+		"INSERT INTO queues (name, sla_ns, paused) VALUES ('old', 5000000000, 1)",
+		"INSERT INTO queues (name) VALUES ('empty')",
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%.60s: %v", q, err)
+		}
+	}
+	if _, err := db.Exec(`INSERT INTO tasks (id, queue, type, payload, state, attempt, max_attempts, enqueued_at, ready_at)
+		VALUES ('t1', 'old', 'x', x'7b7d', 'pending', 0, 3, ?, ?)`, now.UnixNano(), now.UnixNano()); err != nil {
+		t.Fatal(err)
+	}
+	var tables int
+	if err := db.QueryRow("SELECT count(*) FROM sqlite_schema WHERE name = 'samples'").Scan(&tables); err != nil || tables != 0 {
+		t.Fatalf("the version 2 file already has a samples table (%d, %v)", tables, err)
+	}
+	db.Close()
+
+	b := open(t, path)
+	db = raw(t, path)
+	var version int
+	if err := db.QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != 3 {
+		t.Fatalf("user_version after Open = %d (%v), want 3", version, err)
+	}
+	st, err := b.Stats(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) != 2 || st[1].Name != "old" || st[1].Pending != 1 || st[1].SLA != 5*time.Second || !st[1].Paused {
+		t.Fatalf("Stats after migration = %+v, want queue old with 1 pending, SLA 5s, paused", st)
+	}
+	at := now.Truncate(time.Millisecond)
+	if err := b.AddSamples(t.Context(), []broker.QueueSample{{Queue: "old", At: at, Latency: time.Second, Completed: 3}}); err != nil {
+		t.Fatalf("AddSamples after migration: %v", err)
+	}
+	got, err := b.Samples(t.Context(), at.Add(-time.Minute))
+	if err != nil || len(got) != 1 || !got[0].At.Equal(at) || got[0].Completed != 3 {
+		t.Fatalf("Samples after migration = %v, %v", got, err)
+	}
+	if err := b.DeleteQueue(t.Context(), "old"); !errors.Is(err, broker.ErrQueueNotEmpty) {
+		t.Errorf("DeleteQueue of the migrated queue with a task = %v, want ErrQueueNotEmpty", err)
+	}
+	if err := b.DeleteQueue(t.Context(), "empty"); err != nil {
+		t.Errorf("DeleteQueue of the migrated empty queue: %v", err)
 	}
 	// A second Open of the migrated file does nothing more.
 	b.Close()

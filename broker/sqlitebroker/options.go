@@ -32,8 +32,15 @@ type Options struct {
 	// the file. Wake-ups within one process do not wait for it. Default 10ms.
 	PollInterval time.Duration
 
+	// NoCreate makes Open refuse a path where no store exists yet, a missing file or an
+	// empty one, instead of creating a store there (URL parameter mode=rw; the default,
+	// mode=rwc, creates it). Programs that only read a store use it, so that a mistyped
+	// path is an error and not an empty store.
+	NoCreate bool
+
 	// Logger receives the few events the broker cannot return as errors (a corrupt row it
-	// skipped). Default: discard.
+	// skipped, a store created in an empty file). Default: discard, or for a URL opened
+	// through broker.Open, the logger of broker.WithLogger.
 	Logger *slog.Logger
 }
 
@@ -92,6 +99,7 @@ func openURL(ctx context.Context, u *url.URL) (broker.Broker, error) {
 	if err != nil {
 		return nil, err
 	}
+	opts.Logger = broker.LoggerFrom(ctx)
 	b, err := Open(ctx, path, opts)
 	if err != nil {
 		return nil, err // not a typed nil inside the interface
@@ -159,6 +167,14 @@ func parseURL(u *url.URL) (string, Options, error) {
 				return bad("parameter busy_timeout=%q: want a positive duration such as 5s", v)
 			}
 			opts.BusyTimeout = d
+		case "mode":
+			switch v {
+			case "rw":
+				opts.NoCreate = true
+			case "rwc":
+			default:
+				return bad("parameter mode=%q: want rw (the store must exist) or rwc (create it if missing, the default)", v)
+			}
 		case "poll":
 			d, err := time.ParseDuration(v)
 			if err != nil || d <= 0 {
@@ -166,7 +182,7 @@ func parseURL(u *url.URL) (string, Options, error) {
 			}
 			opts.PollInterval = d
 		default:
-			return bad("unknown parameter %q (known: max_payload, synchronous, busy_timeout, poll)", key)
+			return bad("unknown parameter %q (known: max_payload, synchronous, busy_timeout, poll, mode)", key)
 		}
 	}
 	if _, err := opts.withDefaults(); err != nil {

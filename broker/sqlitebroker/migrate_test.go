@@ -1,7 +1,9 @@
 package sqlitebroker_test
 
 import (
+	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -16,28 +18,7 @@ import (
 // paused, the task and counters stay, and pausing works.
 func TestOpenMigratesVersion1(t *testing.T) {
 	t.Parallel()
-	schema, err := os.ReadFile(filepath.Join("testdata", "schema_v1.sql"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "v1.db")
-	db := raw(t, path)
-	now := time.Now().UnixNano()
-	for _, q := range []string{
-		"PRAGMA journal_mode = WAL",
-		string(schema),
-		"PRAGMA application_id = 1651667819", // 0x6272736b, "brsk"
-		"PRAGMA user_version = 1",
-		"INSERT INTO queues (name, sla_ns) VALUES ('old', 5000000000)",
-	} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatalf("%.60s: %v", q, err)
-		}
-	}
-	if _, err := db.Exec(`INSERT INTO tasks (id, queue, type, payload, state, attempt, max_attempts, enqueued_at, ready_at)
-		VALUES ('t1', 'old', 'x', x'7b7d', 'pending', 0, 3, ?, ?)`, now, now); err != nil {
-		t.Fatal(err)
-	}
+	path, db := oldStore(t, 1, "INSERT INTO queues (name, sla_ns) VALUES ('old', 5000000000)")
 	var cols int
 	if err := db.QueryRow("SELECT count(*) FROM pragma_table_info('queues') WHERE name = 'paused'").Scan(&cols); err != nil || cols != 0 {
 		t.Fatalf("the version 1 file already has queues.paused (%d, %v)", cols, err)
@@ -45,11 +26,8 @@ func TestOpenMigratesVersion1(t *testing.T) {
 	db.Close()
 
 	b := open(t, path)
+	wantVersion(t, path, 3)
 	db = raw(t, path)
-	var version int
-	if err := db.QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != 3 {
-		t.Fatalf("user_version after Open = %d (%v), want 3", version, err)
-	}
 	if err := db.QueryRow("SELECT count(*) FROM pragma_table_info('queues') WHERE name = 'paused'").Scan(&cols); err != nil || cols != 1 {
 		t.Fatalf("queues.paused after migration: %d columns (%v), want 1", cols, err)
 	}
@@ -85,29 +63,8 @@ func TestOpenMigratesVersion1(t *testing.T) {
 // exists and takes samples, the queue keeps its task, SLA and pause, and DeleteQueue works.
 func TestOpenMigratesVersion2(t *testing.T) {
 	t.Parallel()
-	schema, err := os.ReadFile(filepath.Join("testdata", "schema_v2.sql"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "v2.db")
-	db := raw(t, path)
-	now := time.Now()
-	for _, q := range []string{
-		"PRAGMA journal_mode = WAL",
-		string(schema),
-		"PRAGMA application_id = 1651667819", // 0x6272736b, "brsk"
-		"PRAGMA user_version = 2",
-		"INSERT INTO queues (name, sla_ns, paused) VALUES ('old', 5000000000, 1)",
-		"INSERT INTO queues (name) VALUES ('empty')",
-	} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatalf("%.60s: %v", q, err)
-		}
-	}
-	if _, err := db.Exec(`INSERT INTO tasks (id, queue, type, payload, state, attempt, max_attempts, enqueued_at, ready_at)
-		VALUES ('t1', 'old', 'x', x'7b7d', 'pending', 0, 3, ?, ?)`, now.UnixNano(), now.UnixNano()); err != nil {
-		t.Fatal(err)
-	}
+	path, db := oldStore(t, 2, "INSERT INTO queues (name, sla_ns, paused) VALUES ('old', 5000000000, 1)",
+		"INSERT INTO queues (name) VALUES ('empty')")
 	var tables int
 	if err := db.QueryRow("SELECT count(*) FROM sqlite_schema WHERE name = 'samples'").Scan(&tables); err != nil || tables != 0 {
 		t.Fatalf("the version 2 file already has a samples table (%d, %v)", tables, err)
@@ -115,11 +72,7 @@ func TestOpenMigratesVersion2(t *testing.T) {
 	db.Close()
 
 	b := open(t, path)
-	db = raw(t, path)
-	var version int
-	if err := db.QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != 3 {
-		t.Fatalf("user_version after Open = %d (%v), want 3", version, err)
-	}
+	wantVersion(t, path, 3)
 	st, err := b.Stats(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -127,7 +80,7 @@ func TestOpenMigratesVersion2(t *testing.T) {
 	if len(st) != 2 || st[1].Name != "old" || st[1].Pending != 1 || st[1].SLA != 5*time.Second || !st[1].Paused {
 		t.Fatalf("Stats after migration = %+v, want queue old with 1 pending, SLA 5s, paused", st)
 	}
-	at := now.Truncate(time.Millisecond)
+	at := time.Now().Truncate(time.Millisecond)
 	if err := b.AddSamples(t.Context(), []broker.QueueSample{{Queue: "old", At: at, Latency: time.Second, Completed: 3}}); err != nil {
 		t.Fatalf("AddSamples after migration: %v", err)
 	}
@@ -144,4 +97,42 @@ func TestOpenMigratesVersion2(t *testing.T) {
 	// A second Open of the migrated file does nothing more.
 	b.Close()
 	open(t, path)
+}
+
+// oldStore writes a store of an older schema version: testdata/schema_v<version>.sql,
+// brisk's application id, the version, then the statements given, and a pending task t1
+// in queue old. It returns the file's path and the raw connection, still open.
+func oldStore(t *testing.T, version int, stmts ...string) (string, *sql.DB) {
+	t.Helper()
+	schema, err := os.ReadFile(filepath.Join("testdata", fmt.Sprintf("schema_v%d.sql", version)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), fmt.Sprintf("v%d.db", version))
+	db := raw(t, path)
+	now := time.Now().UnixNano()
+	for _, q := range append([]string{
+		"PRAGMA journal_mode = WAL",
+		string(schema),
+		"PRAGMA application_id = 1651667819", // 0x6272736b, "brsk"
+		fmt.Sprintf("PRAGMA user_version = %d", version),
+	}, stmts...) {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%.60s: %v", q, err)
+		}
+	}
+	if _, err := db.Exec(`INSERT INTO tasks (id, queue, type, payload, state, attempt, max_attempts, enqueued_at, ready_at)
+		VALUES ('t1', 'old', 'x', x'7b7d', 'pending', 0, 3, ?, ?)`, now, now); err != nil {
+		t.Fatal(err)
+	}
+	return path, db
+}
+
+// wantVersion checks the schema version of the file at path.
+func wantVersion(t *testing.T, path string, want int) {
+	t.Helper()
+	var version int
+	if err := raw(t, path).QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != want {
+		t.Fatalf("user_version after Open = %d (%v), want %d", version, err, want)
+	}
 }

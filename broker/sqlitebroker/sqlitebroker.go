@@ -25,8 +25,8 @@ import (
 )
 
 var (
-	_ broker.Broker = (*Broker)(nil)
-	_ broker.Reaper = (*Broker)(nil)
+	_ broker.Broker       = (*Broker)(nil)
+	_ broker.Reaper       = (*Broker)(nil)
 	_ broker.Pauser       = (*Broker)(nil)
 	_ broker.QueueDeleter = (*Broker)(nil)
 	_ broker.SampleStore  = (*Broker)(nil)

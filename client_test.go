@@ -92,10 +92,10 @@ func TestOneErrorPrefix(t *testing.T) {
 	for what, c := range map[string]struct {
 		err, target error
 	}{
-		"Enqueue to an invalid queue":  {err, brisk.ErrInvalid},
-		"Task of an unknown id":        {err2, brisk.ErrNotFound},
+		"Enqueue to an invalid queue":   {err, brisk.ErrInvalid},
+		"Task of an unknown id":         {err2, brisk.ErrNotFound},
 		"DeleteQueue of an unknown one": {err3, brisk.ErrQueueNotFound},
-		"Open of sqlite://":            {err4, brisk.ErrInvalid},
+		"Open of sqlite://":             {err4, brisk.ErrInvalid},
 	} {
 		if !errors.Is(c.err, c.target) {
 			t.Errorf("%s: %v, want an error wrapping %v", what, c.err, c.target)

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/briskq/brisk"
 )
 
@@ -25,7 +27,7 @@ func TestMain(m *testing.M) {
 	if role := os.Getenv("BRISK_TEST_CHILD"); role != "" {
 		os.Exit(child(role))
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 func child(role string) int {

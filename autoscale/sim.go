@@ -74,7 +74,7 @@ type Trace struct {
 // TraceNames lists the built-in traces.
 var TraceNames = []string{"steady", "burst", "diurnal", "spiky"}
 
-// BuiltinTrace returns the trace called name as ../shared/BRIEF.md defines it. The spiky
+// BuiltinTrace returns the trace called name as docs/workloads.md defines it. The spiky
 // trace's spike times come from seed.
 func BuiltinTrace(name string, seed uint64) (*Trace, error) {
 	mk := func(secs int, f func(t int) float64) *Trace {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 )
 
@@ -61,7 +62,7 @@ func TestReadyAhead(t *testing.T) {
 	t.Parallel()
 	now := time.Now()
 	task := func(ahead time.Duration) *broker.Task {
-		return &broker.Task{ID: "x", Queue: "q", Type: "t", MaxAttempts: 1, EnqueuedAt: now, ReadyAt: now.Add(ahead)}
+		return &broker.Task{TaskInfo: brisktype.TaskInfo{ID: "x", Queue: "q", Type: "t", MaxAttempts: 1, EnqueuedAt: now, ReadyAt: now.Add(ahead)}}
 	}
 	if err := broker.ValidateTasks([]*broker.Task{task(broker.MaxReadyAhead)}, 0); err != nil {
 		t.Errorf("a task ready exactly MaxReadyAhead ahead: %v", err)

@@ -1,6 +1,8 @@
 package rabbitbroker
 
 import (
+	"github.com/briskq/brisk/brisktype"
+
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -402,7 +404,7 @@ func TestBaseAfterEntries(t *testing.T) {
 	}
 	enqueue := func(offset int64, id string) amqp.Delivery {
 		t.Helper()
-		body, err := json.Marshal(&event{Op: opEnqueue, ID: "e" + id, Now: time.Now(), Tasks: []*broker.Task{{ID: id, Queue: "q", Type: "t", MaxAttempts: 1}}})
+		body, err := json.Marshal(&event{Op: opEnqueue, ID: "e" + id, Now: time.Now(), Tasks: []*broker.Task{{TaskInfo: brisktype.TaskInfo{ID: id, Queue: "q", Type: "t", MaxAttempts: 1}}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -410,7 +412,7 @@ func TestBaseAfterEntries(t *testing.T) {
 	}
 	// The base includes offset 0 (task A) of generation 3.
 	base := newState()
-	base.apply(&event{Op: opEnqueue, ID: "eA", Tasks: []*broker.Task{{ID: "A", Queue: "q", Type: "t", MaxAttempts: 1}}})
+	base.apply(&event{Op: opEnqueue, ID: "eA", Tasks: []*broker.Task{{TaskInfo: brisktype.TaskInfo{ID: "A", Queue: "q", Type: "t", MaxAttempts: 1}}}})
 	body, err := base.encode(3, 0)
 	if err != nil {
 		t.Fatal(err)

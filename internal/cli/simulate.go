@@ -46,7 +46,7 @@ Example:
 }
 
 // simulateJSON is one element of "brisk simulate --json": part of the scripting contract
-// (BRIEF.md), so keys are only ever added.
+// (docs/workloads.md), so keys are only ever added.
 type simulateJSON struct {
 	Policy        string             `json:"policy"`
 	Params        map[string]float64 `json:"params"`

@@ -62,9 +62,17 @@ type Options struct {
 	// its GET /decisions at every sample (with a short timeout; a failure is logged once
 	// and ignored) and the queue pages draw the last hour's decisions on the latency chart.
 	AutoscalerURL string
-	// Context bounds the sampler goroutine: it stops when Context is done. Default
-	// context.Background() (the life of the process).
+	// Context bounds the sampler goroutine: it stops when Context is done, or at Close,
+	// whichever comes first. Default context.Background() (until Close).
 	Context context.Context
+	// Hosts lists the names the dashboard is reached by, besides loopback ones: "host"
+	// (any port) or "host:port". A request whose Host header is not loopback on the
+	// listening port or one of these gets 421 (Misdirected Request), which defeats DNS
+	// rebinding: a page of another site whose name is made to point at 127.0.0.1 sends
+	// its own name as Host. Without Token or basic authentication only loopback names
+	// and these are served; with them and no Hosts, any name is (the credentials are
+	// the defence, since a rebound page cannot send them).
+	Hosts []string
 }
 
 // handler is the dashboard.
@@ -81,10 +89,30 @@ type handler struct {
 	basePath string
 }
 
-// New returns the dashboard and API of broker b as an http.Handler, and starts the
-// sampler that keeps the last hour of queue latency and counters in memory (until
-// opts.Context is done).
-func New(b brisk.Broker, opts Options) (http.Handler, error) {
+// Dashboard is the web dashboard and JSON API of one broker, an http.Handler. Its sampler
+// runs from New until Close (or until Options.Context is done).
+type Dashboard struct {
+	h      *handler
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// ServeHTTP serves the pages, the API, the static files and /metrics.
+func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) { d.h.ServeHTTP(w, r) }
+
+// Close stops the sampler and waits for it to return. It is idempotent. The handler still
+// serves afterwards, without new samples.
+func (d *Dashboard) Close() error {
+	d.cancel()
+	<-d.done
+	return nil
+}
+
+// New returns the dashboard and API of broker b, and starts the sampler that records every
+// queue's latency and counters for the charts and rates: in the broker when it keeps
+// samples (see Inspector.AddSamples), so that every dashboard on the store shows the same
+// last hour, else in memory. Close stops it.
+func New(b brisk.Broker, opts Options) (*Dashboard, error) {
 	if b == nil {
 		return nil, fmt.Errorf("%w: dashboard: nil broker", brisk.ErrInvalid)
 	}
@@ -105,6 +133,11 @@ func New(b brisk.Broker, opts Options) (http.Handler, error) {
 	}
 	if opts.Prefix != "" && (!strings.HasPrefix(opts.Prefix, "/") || strings.HasSuffix(opts.Prefix, "/")) {
 		return nil, fmt.Errorf("%w: dashboard: Options.Prefix %q must start with / and not end with one", brisk.ErrInvalid, opts.Prefix)
+	}
+	for _, h := range opts.Hosts {
+		if err := validHost(h); err != nil {
+			return nil, fmt.Errorf("%w: dashboard: Options.Hosts: %q %v", brisk.ErrInvalid, h, err)
+		}
 	}
 	if opts.AutoscalerURL != "" {
 		u, err := url.Parse(opts.AutoscalerURL)
@@ -134,9 +167,14 @@ func New(b brisk.Broker, opts Options) (http.Handler, error) {
 	if opts.AutoscalerURL != "" {
 		h.sampler.decisionsURL = decisionsEndpoint(opts.AutoscalerURL)
 	}
-	go h.sampler.run(opts.Context)
+	ctx, cancel := context.WithCancel(opts.Context)
+	d := &Dashboard{h: h, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(d.done)
+		h.sampler.run(ctx)
+	}()
 	h.routes()
-	return h, nil
+	return d, nil
 }
 
 func (h *handler) routes() {
@@ -151,9 +189,8 @@ func (h *handler) routes() {
 	m.HandleFunc("POST /api/v1/queues/{queue}/resume", h.apiPause(false))
 	m.HandleFunc("GET /api/v1/tasks/{id}", h.apiTask)
 	m.HandleFunc("GET /api/v1/workers", h.apiWorkers)
-	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no route "+r.Method+" "+r.URL.Path)
-	})
+	m.HandleFunc("POST /api/v1/queues/{queue}/delete", h.apiDeleteQueue)
+	m.HandleFunc("/api/", h.apiNoRoute)
 	// Pages.
 	m.HandleFunc("GET /{$}", h.pageQueues)
 	m.HandleFunc("GET /queues/{queue}", h.pageQueue)
@@ -184,7 +221,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, msg, status)
 	}
 
-	if !h.authenticate(w, r) {
+	if msg := h.misdirected(r); msg != "" {
+		fail(http.StatusMisdirectedRequest, msg)
+		return
+	}
+	if h.tokenInURL(w, r) {
+		return
+	}
+	if !h.authenticate(r) {
 		if h.opts.BasicAuthUser != "" {
 			hdr.Set("WWW-Authenticate", `Basic realm="brisk dashboard", charset="UTF-8"`)
 		} else {
@@ -219,8 +263,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 const tokenCookie = "brisk_dashboard_token"
 
 // authenticate reports whether r carries the configured credentials (always true when
-// none is configured). A valid ?token= on a GET is kept in a cookie for the pages' links.
-func (h *handler) authenticate(w http.ResponseWriter, r *http.Request) bool {
+// none is configured): the Authorization header (a bearer token or basic authentication)
+// on every route; on pages and static files also the cookie that tokenInURL set.
+func (h *handler) authenticate(r *http.Request) bool {
 	if h.opts.Token == "" && h.opts.BasicAuthUser == "" {
 		return true
 	}
@@ -235,15 +280,7 @@ func (h *handler) authenticate(w http.ResponseWriter, r *http.Request) bool {
 	if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
 		return equal(strings.TrimSpace(a[7:]), h.opts.Token)
 	}
-	if c, err := r.Cookie(tokenCookie); err == nil && equal(c.Value, h.opts.Token) {
-		return true
-	}
-	if t := r.URL.Query().Get("token"); t != "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
-		!strings.HasPrefix(r.URL.Path, "/api/") && equal(t, h.opts.Token) {
-		http.SetCookie(w, &http.Cookie{
-			Name: tokenCookie, Value: h.opts.Token, Path: h.basePath + "/", HttpOnly: true,
-			SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
-		})
+	if c, err := r.Cookie(tokenCookie); err == nil && browserRoute(r.URL.Path) && equal(c.Value, h.opts.Token) {
 		return true
 	}
 	return false

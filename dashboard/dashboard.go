@@ -89,6 +89,36 @@ type handler struct {
 	basePath string
 }
 
+// Validate reports options New refuses, with an error wrapping brisk.ErrInvalid that
+// names the field.
+func (o Options) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: dashboard: %s", brisk.ErrInvalid, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case o.MaxBodyBytes < 0:
+		return bad("Options.MaxBodyBytes %d is negative", o.MaxBodyBytes)
+	case o.SampleInterval < 0:
+		return bad("Options.SampleInterval %s is negative", o.SampleInterval)
+	case o.BasicAuthUser == "" && o.BasicAuthPassword != "":
+		return bad("Options.BasicAuthPassword set without BasicAuthUser")
+	case o.Prefix != "" && (!strings.HasPrefix(o.Prefix, "/") || strings.HasSuffix(o.Prefix, "/")):
+		return bad("Options.Prefix %q must start with / and not end with one", o.Prefix)
+	}
+	for _, h := range o.Hosts {
+		if err := validHost(h); err != nil {
+			return bad("Options.Hosts: %q %v", h, err)
+		}
+	}
+	if o.AutoscalerURL != "" {
+		u, err := url.Parse(o.AutoscalerURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return bad("Options.AutoscalerURL %q is not an http(s) URL", o.AutoscalerURL)
+		}
+	}
+	return nil
+}
+
 // Dashboard is the web dashboard and JSON API of one broker, an http.Handler. Its sampler
 // runs from New until Close (or until Options.Context is done).
 type Dashboard struct {
@@ -116,34 +146,14 @@ func New(b brisk.Broker, opts Options) (*Dashboard, error) {
 	if b == nil {
 		return nil, fmt.Errorf("%w: dashboard: nil broker", brisk.ErrInvalid)
 	}
-	if opts.MaxBodyBytes < 0 {
-		return nil, fmt.Errorf("%w: dashboard: Options.MaxBodyBytes %d is negative", brisk.ErrInvalid, opts.MaxBodyBytes)
+	if err := opts.Validate(); err != nil {
+		return nil, err
 	}
 	if opts.MaxBodyBytes == 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	if opts.SampleInterval < 0 {
-		return nil, fmt.Errorf("%w: dashboard: Options.SampleInterval %s is negative", brisk.ErrInvalid, opts.SampleInterval)
-	}
 	if opts.SampleInterval == 0 {
 		opts.SampleInterval = 5 * time.Second
-	}
-	if opts.BasicAuthUser == "" && opts.BasicAuthPassword != "" {
-		return nil, fmt.Errorf("%w: dashboard: Options.BasicAuthPassword set without BasicAuthUser", brisk.ErrInvalid)
-	}
-	if opts.Prefix != "" && (!strings.HasPrefix(opts.Prefix, "/") || strings.HasSuffix(opts.Prefix, "/")) {
-		return nil, fmt.Errorf("%w: dashboard: Options.Prefix %q must start with / and not end with one", brisk.ErrInvalid, opts.Prefix)
-	}
-	for _, h := range opts.Hosts {
-		if err := validHost(h); err != nil {
-			return nil, fmt.Errorf("%w: dashboard: Options.Hosts: %q %v", brisk.ErrInvalid, h, err)
-		}
-	}
-	if opts.AutoscalerURL != "" {
-		u, err := url.Parse(opts.AutoscalerURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("%w: dashboard: Options.AutoscalerURL %q is not an http(s) URL", brisk.ErrInvalid, opts.AutoscalerURL)
-		}
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

@@ -3,6 +3,9 @@ package brisk_test
 import (
 	"context"
 	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -141,4 +144,27 @@ func TestDeleteQueue(t *testing.T) {
 	if err := bare.AddSamples(ctx, nil); !errors.Is(err, brisk.ErrUnsupported) {
 		t.Errorf("AddSamples on a broker without SampleStore: %v, want ErrUnsupported", err)
 	}
+}
+
+// TestOpenExisting checks that OpenExisting refuses a SQLite path where no store exists,
+// without creating one, and opens a store that does.
+func TestOpenExisting(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "typo.db")
+	_, err := brisk.OpenExisting(context.Background(), "sqlite://"+path)
+	if !errors.Is(err, fs.ErrNotExist) || !errors.Is(err, brisk.ErrUnavailable) {
+		t.Errorf("OpenExisting of a missing file: %v, want fs.ErrNotExist and ErrUnavailable", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("OpenExisting created %s", path)
+	}
+	b, err := brisk.Open(context.Background(), "sqlite://"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	if b, err = brisk.OpenExisting(context.Background(), "sqlite://"+path); err != nil {
+		t.Fatalf("OpenExisting of a store: %v", err)
+	}
+	b.Close()
 }

@@ -49,6 +49,14 @@ func Open(ctx context.Context, url string) (Broker, error) {
 	return b, nil
 }
 
+// OpenExisting is Open for programs that read a store: a broker whose store is made by
+// opening it (a SQLite file) refuses a path where none exists, or an empty file, instead of
+// creating an empty store there. The error wraps ErrUnavailable, and fs.ErrNotExist for a
+// missing file.
+func OpenExisting(ctx context.Context, url string) (Broker, error) {
+	return Open(broker.WithoutCreate(ctx), url)
+}
+
 // WithLogger returns a copy of ctx that carries logger to Open: the broker logs through it
 // what it cannot return as an error, such as a warning about the engine's settings at
 // Open (a Redis that keeps nothing on disk, a store created in an empty SQLite file).

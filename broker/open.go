@@ -146,3 +146,21 @@ func LoggerFrom(ctx context.Context) *slog.Logger {
 	l, _ := ctx.Value(loggerKey{}).(*slog.Logger)
 	return l
 }
+
+type noCreateKey struct{}
+
+// WithoutCreate returns a copy of ctx that tells Open not to create a store: a broker
+// whose store is made by opening it (a SQLite file) refuses a path where none exists, or
+// an empty file, with an error wrapping ErrUnavailable (and fs.ErrNotExist for a missing
+// file). Programs that only read a store use it, so that a mistyped path is an error.
+// Only Open reads it.
+func WithoutCreate(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noCreateKey{}, true)
+}
+
+// CreateAllowed reports whether Open may create a store (false after WithoutCreate).
+// Brokers call it in their OpenFunc.
+func CreateAllowed(ctx context.Context) bool {
+	no, _ := ctx.Value(noCreateKey{}).(bool)
+	return !no
+}

@@ -33,9 +33,10 @@ type Options struct {
 	PollInterval time.Duration
 
 	// NoCreate makes Open refuse a path where no store exists yet, a missing file or an
-	// empty one, instead of creating a store there (URL parameter mode=rw; the default,
-	// mode=rwc, creates it). Programs that only read a store use it, so that a mistyped
-	// path is an error and not an empty store.
+	// empty one, instead of creating a store there (URL parameter mode=rw, or
+	// broker.WithoutCreate on the context of broker.Open; the default, mode=rwc, creates
+	// it). Programs that only read a store use it, so that a mistyped path is an error and
+	// not an empty store.
 	NoCreate bool
 
 	// Logger receives the few events the broker cannot return as errors (a corrupt row it
@@ -100,6 +101,7 @@ func openURL(ctx context.Context, u *url.URL) (broker.Broker, error) {
 		return nil, err
 	}
 	opts.Logger = broker.LoggerFrom(ctx)
+	opts.NoCreate = opts.NoCreate || !broker.CreateAllowed(ctx)
 	b, err := Open(ctx, path, opts)
 	if err != nil {
 		return nil, err // not a typed nil inside the interface
@@ -115,8 +117,12 @@ func openURL(ctx context.Context, u *url.URL) (broker.Broker, error) {
 //	sqlite:brisk.db      -> brisk.db (opaque)
 func parseURL(u *url.URL) (string, Options, error) {
 	var opts Options
+	shown := u.Redacted()
+	if u.Opaque == "" && u.Host == "" && u.Path == "" {
+		shown = strings.Replace(shown, ":", "://", 1) // net/url drops the "//" of "sqlite://"
+	}
 	bad := func(format string, args ...any) (string, Options, error) {
-		return "", opts, fmt.Errorf("brisk: sqlite: url %q: %s: %w", u.Redacted(), fmt.Sprintf(format, args...), broker.ErrInvalid)
+		return "", opts, fmt.Errorf("brisk: sqlite: url %q: %s: %w", shown, fmt.Sprintf(format, args...), broker.ErrInvalid)
 	}
 	if u.Scheme != "sqlite" {
 		return bad("scheme %q is not sqlite", u.Scheme)

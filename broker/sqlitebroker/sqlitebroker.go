@@ -121,7 +121,7 @@ func Open(ctx context.Context, path string, opts Options) (*Broker, error) {
 	case err == nil && fi.IsDir():
 		return nil, fail(errors.New("is a directory"))
 	case err == nil && fi.Size() == 0 && opts.NoCreate:
-		return nil, fail(errors.New("an empty file (0 bytes), not a brisk store (was it truncated?); mode=rw does not create a store in it"))
+		return nil, fail(errors.New("an empty file (0 bytes), not a brisk store (was it truncated?), and this open does not create one (mode=rw)"))
 	case err == nil && fi.Size() == 0:
 		// SQLite takes an empty file for an empty database. A store truncated by accident
 		// looks the same, so say that a new one is made rather than serve "no queues".

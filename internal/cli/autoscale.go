@@ -268,30 +268,10 @@ func runAutoscale(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 			return fmt.Errorf("--state %s: cannot write it: %w", *statePath, err)
 		}
 	}
-	// The rules of queues that do not exist yet and of queues without an SLA (see the
-	// help): said once at start, and once whenever a queue goes missing.
 	var (
 		missingMu sync.Mutex
-		missing   = map[string]bool{}
+		missing   = map[string]bool{} // said not to exist, and not seen since
 	)
-	if qs, err := brisk.NewInspector(c.Broker()).Queues(ctx); err == nil {
-		known := map[string]brisk.QueueInfo{}
-		for _, q := range qs {
-			known[q.Name] = q
-		}
-		for i, q := range queues {
-			info, ok := known[q]
-			if !ok {
-				missing[q] = true
-				fmt.Fprintln(out, missingLine(q, initial))
-				continue
-			}
-			if sla, isSLA := policies[i].(*autoscale.SLA); isSLA && info.SLA == 0 && sla.Target == 0 {
-				fmt.Fprintf(out, "queue %s has no SLA: the sla policy aims at %s (declare one, name the queue after it as in five_second, or give --param target=SECONDS)\n",
-					q, humanize.Duration(autoscale.DefaultSLA))
-			}
-		}
-	}
 	ctls := make([]*autoscale.Controller, len(queues))
 	for i, q := range queues {
 		snap, remembers := policies[i].(autoscale.Snapshotter)
@@ -358,6 +338,28 @@ func runAutoscale(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 			msg += fmt.Sprintf("; the platform is assumed to run %d worker(s)", initial)
 		}
 		fmt.Fprintln(out, msg)
+	}
+	// The rules of queues that do not exist yet and of queues without an SLA (see the
+	// help), said once at start; a queue that goes missing later is said once then.
+	if qs, err := brisk.NewInspector(c.Broker()).Queues(ctx); err == nil {
+		known := map[string]brisk.QueueInfo{}
+		for _, q := range qs {
+			known[q.Name] = q
+		}
+		for i, q := range queues {
+			info, ok := known[q]
+			if !ok {
+				missingMu.Lock()
+				missing[q] = true
+				missingMu.Unlock()
+				fmt.Fprintln(out, missingLine(q, initial))
+				continue
+			}
+			if sla, isSLA := policies[i].(*autoscale.SLA); isSLA && info.SLA == 0 && sla.Target == 0 {
+				fmt.Fprintf(out, "queue %s has no SLA: the sla policy aims at %s (declare one, name the queue after it as in five_second, or give --param target=SECONDS)\n",
+					q, humanize.Duration(autoscale.DefaultSLA))
+			}
+		}
 	}
 	for _, ctl := range ctls {
 		if err := ctl.Start(ctx); err != nil {

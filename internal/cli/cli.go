@@ -368,7 +368,8 @@ func checkNames(queues ...string) error {
 // invalid turns an error of the library wrapping ErrInvalid, about what the command line
 // gave, into a usage error without the sentinel's words.
 func invalid(err error) error {
-	return usagef("%s", strings.Replace(oneLine(err), brisk.ErrInvalid.Error()+": ", "", 1))
+	msg := strings.Replace(oneLine(err), brisk.ErrInvalid.Error()+": ", "", 1)
+	return usagef("%s", strings.TrimSuffix(msg, ": "+brisk.ErrInvalid.Error()))
 }
 
 // jsonFlag defines the --json flag.

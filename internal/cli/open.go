@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net/url"
 	"strconv"
 	"strings"
 
@@ -31,12 +30,12 @@ const (
 // unknown scheme is a usage error.
 func (e *env) openClient(ctx context.Context, rawURL string, a access) (*brisk.Client, error) {
 	rawURL = brisk.BrokerURL(rawURL)
-	target := rawURL
-	if a == needsStore {
-		target = mustExist(rawURL)
-	}
 	ctx = brisk.WithLogger(ctx, slog.New(&lineHandler{w: e.stderr, level: slog.LevelWarn}))
-	b, err := brisk.Open(ctx, target)
+	open := brisk.Open
+	if a == needsStore {
+		open = brisk.OpenExisting
+	}
+	b, err := open(ctx, rawURL)
 	switch {
 	case err == nil:
 		return brisk.NewClient(b), nil
@@ -47,19 +46,6 @@ func (e *env) openClient(ctx context.Context, rawURL string, a access) (*brisk.C
 			"(check --broker and $BRISK_BROKER; enqueue creates the store)", brisk.RedactURL(rawURL), e.cmd.name)
 	}
 	return nil, err
-}
-
-// mustExist returns a SQLite URL with mode=rw, so that opening it creates no store, unless
-// it names a mode itself; any other URL as it is.
-func mustExist(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "sqlite" || u.Query().Has("mode") {
-		return raw
-	}
-	if u.RawQuery == "" {
-		return raw + "?mode=rw"
-	}
-	return raw + "&mode=rw"
 }
 
 func closeClient(c *brisk.Client) { _ = c.Broker().Close() }

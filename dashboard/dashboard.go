@@ -2,14 +2,19 @@
 // http.Handler that works with any broker.
 //
 // Mount it in your own server under a prefix with http.StripPrefix, setting Options.Prefix
-// to the same path so that the pages link to themselves correctly:
+// to the same path so that the pages link to themselves correctly, and Options.Hosts to
+// the names your server is reached by (the dashboard checks the Host header against DNS
+// rebinding):
 //
-//	h, err := dashboard.New(b, dashboard.Options{Prefix: "/brisk", Token: secret})
-//	mux.Handle("/brisk/", http.StripPrefix("/brisk", h))
+//	d, err := dashboard.New(b, dashboard.Options{Prefix: "/brisk", Token: secret, Hosts: []string{"ops.example.com"}})
+//	defer d.Close() // stops the sampler
+//	mux.Handle("/brisk/", http.StripPrefix("/brisk", d))
 //
 // It also serves every queue's statistics for Prometheus at /metrics (read from the broker
 // at each scrape; the same authentication applies). Pausing and resuming a queue is
-// offered for brokers that can pause queues.
+// offered for brokers that can pause queues. The samples behind the charts and rates are
+// kept in the broker where it can keep them (SQLite, Redis), so that every dashboard on a
+// store shows the same last hour.
 package dashboard
 
 import (

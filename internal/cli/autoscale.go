@@ -29,7 +29,18 @@ completion rates), asks the --policy for a worker count between --min and --max,
 applies it; several queues served by the same workers get the largest count any of them
 wants. Each decision is printed as one line: time, queue, latency (SLA), pending, rates,
 current -> desired workers, and the reason with the numbers it used. When the broker
-cannot be read the count is kept as it is.
+cannot be read the count is kept as it is. The store must exist: the autoscaler does not
+create one.
+
+Rules for queues in particular states:
+  - A queue that does not exist (nothing was enqueued to it yet, or it was deleted) is
+    said once, at start or when it goes missing, and waited for: its count is kept, and
+    its decisions resume when a task is enqueued to it.
+  - A queue without an SLA is sized by the sla policy on 30s (said once at start), unless
+    --param target=SECONDS gives another target; the decision lines say which SLA is used.
+  - A paused queue's backlog is no demand (workers take none of its tasks): its
+    decisions are those for an empty queue, and the line reports the backlog apart
+    ("paused: its N pending tasks are not counted"). See docs/autoscaling.md.
 
 --exec runs the worker processes on this machine: CMD is split like a shell would split
 it (quotes, backslashes; no shell, no expansion) and started as many times as the policy

@@ -112,6 +112,7 @@ func runDashboard(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 	if err != nil {
 		return err
 	}
+	defer h.Close()
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err

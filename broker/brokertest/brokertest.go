@@ -29,8 +29,6 @@
 package brokertest
 
 import (
-	"github.com/briskq/brisk/brisktype"
-
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -38,6 +36,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 )
 

@@ -179,6 +179,7 @@ type Worker struct {
 
 	handlers   map[string]Handler
 	middleware []Middleware
+	hooks      hookList
 	chains     map[string]Handler // handlers wrapped in the middleware, built once by Start
 
 	concurrency atomic.Int64
@@ -286,6 +287,17 @@ func (w *Worker) Use(mw ...Middleware) {
 		panic("brisk: Use called after the worker started")
 	}
 	w.middleware = append(w.middleware, mw...)
+}
+
+// AddHooks adds hooks that are told when a handler starts and what became of its task (see
+// Hooks), called in the order added. It panics if the worker has started.
+func (w *Worker) AddHooks(h Hooks) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.started {
+		panic("brisk: AddHooks called after the worker started")
+	}
+	w.hooks = append(w.hooks, h)
 }
 
 // SetConcurrency changes how many handlers run at once, while the worker runs. Handlers

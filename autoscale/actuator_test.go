@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strings"
 	"syscall"
@@ -54,6 +53,7 @@ func child(role string) int {
 		return 0
 	case "burn": // keeps one core busy until SIGTERM
 		logf("start %d", os.Getpid())
+		//lint:ignore SA5002 the child burns a core on purpose, for the CPU policy's tests
 		for {
 		}
 	case "crash":
@@ -99,28 +99,6 @@ func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
 func logHas(t *testing.T, path, line string) bool {
 	b, _ := os.ReadFile(path)
 	return slices.Contains(strings.Split(string(b), "\n"), line)
-}
-
-func TestSplitWords(t *testing.T) {
-	for _, c := range []struct {
-		in   string
-		want []string
-	}{
-		{"brisk worker --queue q", []string{"brisk", "worker", "--queue", "q"}},
-		{`  a  'b c'  "d \"e\" $f \x"  g\ h ''`, []string{"a", "b c", `d "e" $f \x`, "g h", ""}},
-		{`sh -c 'echo {{count}} >> /tmp/x'`, []string{"sh", "-c", "echo {{count}} >> /tmp/x"}},
-		{`a"b"'c'`, []string{"abc"}},
-	} {
-		got, err := SplitWords(c.in)
-		if err != nil || !reflect.DeepEqual(got, c.want) {
-			t.Errorf("SplitWords(%q) = %q, %v; want %q", c.in, got, err, c.want)
-		}
-	}
-	for _, in := range []string{"", "   ", `a 'b`, `a "b`} {
-		if _, err := SplitWords(in); !errors.Is(err, brisk.ErrInvalid) {
-			t.Errorf("SplitWords(%q): err %v, want ErrInvalid", in, err)
-		}
-	}
 }
 
 func TestProcessActuatorScalesNewestFirst(t *testing.T) {

@@ -97,10 +97,14 @@ type WorkerInfo = brisktype.WorkerInfo
 // After Close, every method returns an error wrapping ErrClosed.
 type Broker interface {
 	// Enqueue stores tasks atomically: all of them or, with an error, none. Each task must
-	// carry an ID not used before in the store, a valid Queue and Type, MaxAttempts ≥ 1,
+	// carry an ID that its queue does not hold, a valid Queue and Type, MaxAttempts ≥ 1,
 	// non-zero EnqueuedAt and ReadyAt, and a payload within the broker's limit; otherwise
 	// Enqueue returns an error wrapping ErrInvalid or ErrPayloadTooLarge and stores nothing.
-	// It wakes waiting workers (see Wait). Enqueue of an ID that exists returns ErrDuplicate.
+	// It wakes waiting workers (see Wait). Enqueue of an ID that its queue holds returns
+	// ErrDuplicate. An ID is unique within its queue; whether an ID held by another queue is
+	// refused too is the broker's to document (SQLite refuses it: its IDs are unique in the
+	// whole store; Redis does not, so that a queue's scripts touch only that queue's keys,
+	// which Redis Cluster needs). brisk's own IDs (UUIDv7) never repeat anywhere.
 	Enqueue(ctx context.Context, tasks []*Task) error
 
 	// Reserve leases up to p.Limit ready tasks (pending, or running with an expired lease)
@@ -153,7 +157,8 @@ type Broker interface {
 	// included.
 	Tasks(ctx context.Context, p ListParams) ([]*Task, error)
 
-	// Task returns one task by ID, or an error wrapping ErrNotFound.
+	// Task returns one task by ID, or an error wrapping ErrNotFound. Where two queues hold the
+	// same ID (only possible with IDs given by the enqueuer), it returns one of them.
 	Task(ctx context.Context, id string) (*Task, error)
 
 	// RetryDead makes dead tasks of queue pending again, with a fresh attempt budget (Attempt

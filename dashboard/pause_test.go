@@ -1,8 +1,6 @@
 package dashboard_test
 
 import (
-	"github.com/briskq/brisk/brisktype"
-
 	"context"
 	"encoding/json"
 	"net/http"
@@ -14,6 +12,7 @@ import (
 	"time"
 
 	"github.com/briskq/brisk"
+	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 	"github.com/briskq/brisk/dashboard"
 )

@@ -30,8 +30,6 @@
 package brokertest
 
 import (
-	"github.com/briskq/brisk/brisktype"
-
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -39,6 +37,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 )
 

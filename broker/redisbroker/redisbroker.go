@@ -1,8 +1,6 @@
 package redisbroker
 
 import (
-	"github.com/briskq/brisk/brisktype"
-
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 )
 

@@ -1,8 +1,6 @@
 package sqlitebroker_test
 
 import (
-	"github.com/briskq/brisk/brisktype"
-
 	"bufio"
 	"bytes"
 	"context"
@@ -21,6 +19,7 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/goleak"
 
+	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 	"github.com/briskq/brisk/broker/sqlitebroker"
 )

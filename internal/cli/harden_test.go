@@ -32,7 +32,7 @@ func TestControlCharactersEscaped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := c.Broker().(broker.Broker)
+	b := c.Broker()
 	got, err := b.Reserve(ctx, broker.ReserveParams{Queues: []broker.QueueLimit{{Name: "q"}}, Limit: 1, Lease: time.Minute})
 	if err != nil || len(got) != 1 {
 		t.Fatalf("reserve: %v %v", got, err)

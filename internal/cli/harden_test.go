@@ -271,13 +271,10 @@ func TestAutoscaleMissingQueueAndDefaultSLA(t *testing.T) {
 func TestDashboardCredentialsFromFileAndEnv(t *testing.T) {
 	t.Parallel()
 	url := setup(t)
-	file := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(file, []byte("s3cret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	file := writeFile(t, "token", "s3cret\n")
 	for _, args := range [][]string{
 		{"--token-file", file},
-		{"--basic-auth-file", writeFile(t, "ops:pw\n")},
+		{"--basic-auth-file", writeFile(t, "auth", "ops:pw\n")},
 	} {
 		// Any address but loopback needs credentials: these count.
 		stdout, stderr, stop := runBackground(t, append([]string{"dashboard", "--broker", url, "--listen", "0.0.0.0:0", "--host", "brisk.example.com"}, args...)...)
@@ -289,15 +286,15 @@ func TestDashboardCredentialsFromFileAndEnv(t *testing.T) {
 	if msg := fails(t, 2, "dashboard", "--broker", url, "--token-file", filepath.Join(t.TempDir(), "nope")); !strings.Contains(msg, "--token-file") {
 		t.Errorf("missing token file: %q", msg)
 	}
-	if msg := fails(t, 2, "dashboard", "--broker", url, "--basic-auth-file", writeFile(t, "nocolon")); !strings.Contains(msg, "USER:PASS") {
+	if msg := fails(t, 2, "dashboard", "--broker", url, "--basic-auth-file", writeFile(t, "auth", "nocolon")); !strings.Contains(msg, "USER:PASS") {
 		t.Errorf("bad basic auth file: %q", msg)
 	}
 }
 
-// writeFile writes s to a new file and returns its path.
-func writeFile(t *testing.T, s string) string {
+// writeFile writes s to a new file called name and returns its path.
+func writeFile(t *testing.T, name, s string) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "f")
+	p := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -215,10 +215,32 @@ func periodicInfo(s broker.Schedule, now time.Time) PeriodicInfo {
 	return info
 }
 
+// tickFormat is the layout of a tick's time in its task's ID.
+const tickFormat = "20060102T150405Z"
+
 // tickID is the task ID of schedule name's tick at: the same in every process, so that a
 // tick enqueued twice (two leaders across a hand-over) is one task.
 func tickID(name string, at time.Time) string {
-	return "periodic:" + name + ":" + at.UTC().Format("20060102T150405Z")
+	return "periodic:" + name + ":" + at.UTC().Format(tickFormat)
+}
+
+// PeriodicTick tells a handler which schedule and which tick enqueued task t (its ID is
+// "periodic:<name>:<tick time, UTC, to the second>"); ok is false for other tasks. The
+// task's ReadyAt is when it was enqueued, which is the tick unless the tick was late.
+func PeriodicTick(t *Task) (name string, at time.Time, ok bool) {
+	rest, found := strings.CutPrefix(t.ID, "periodic:")
+	if !found {
+		return "", time.Time{}, false
+	}
+	i := strings.LastIndexByte(rest, ':')
+	if i < 0 {
+		return "", time.Time{}, false
+	}
+	at, err := time.Parse(tickFormat, rest[i+1:])
+	if err != nil {
+		return "", time.Time{}, false
+	}
+	return rest[:i], at, true
 }
 
 var errNotLeader = errors.New("not the leader")

@@ -190,7 +190,11 @@ func TestMissedTicks(t *testing.T) {
 		firstMissed := created.Truncate(time.Second).Add(time.Second)
 		hasFirst := false
 		for _, task := range tasks {
-			hasFirst = hasFirst || task.ReadyAt.Equal(firstMissed)
+			name, at, ok := brisk.PeriodicTick(&brisk.Task{ID: task.ID})
+			if !ok || name != "m" {
+				t.Errorf("task %s is not a tick of m", task.ID)
+			}
+			hasFirst = hasFirst || at.Equal(firstMissed)
 		}
 		if hasFirst != catchUp {
 			t.Errorf("CatchUp %v: the first missed tick (%s) enqueued = %v; tasks %d", catchUp, firstMissed.Format("15:04:05"), hasFirst, len(tasks))

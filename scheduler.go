@@ -322,7 +322,7 @@ func (s *Scheduler) enqueueTick(ctx context.Context, sc broker.Schedule, at time
 	// it within MissedAfter, after a hand-over of at most a few LeaderTTLs.
 	window := s.cfg.MissedAfter + 4*s.cfg.LeaderTTL
 	t := NewTask(sc.Type, sc.Payload, InQueue(sc.Queue), MaxAttempts(sc.MaxAttempts), Timeout(sc.Timeout),
-		WithID(id), UniqueKey(id, window), ProcessAt(at))
+		WithID(id), UniqueKey(id, window))
 	if _, err := s.client.Enqueue(ctx, t); err != nil && !errors.Is(err, ErrDuplicate) {
 		return "", fmt.Errorf("schedule %s, tick %s: %w", sc.Name, at.UTC().Format(time.RFC3339), err)
 	}

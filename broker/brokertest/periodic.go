@@ -193,7 +193,7 @@ func (s *suite) testFailover(e *env, in *brisk.Inspector) {
 		if err != nil || len(got) == 0 {
 			return false
 		}
-		first = got[0].ReadyAt
+		_, first, _ = brisk.PeriodicTick(&brisk.Task{ID: got[0].ID})
 		return true
 	})
 	end := first.Add(failoverTicks * time.Second)
@@ -226,9 +226,14 @@ func (s *suite) testFailover(e *env, in *brisk.Inspector) {
 	}
 	per := map[int64]int{}
 	for _, task := range tasks {
-		per[task.ReadyAt.Unix()]++
-		if want := "periodic:tick:" + task.ReadyAt.UTC().Format("20060102T150405Z"); task.ID != want {
-			e.t.Errorf("tick task id %q, want %q", task.ID, want)
+		_, at, ok := brisk.PeriodicTick(&brisk.Task{ID: task.ID})
+		if !ok {
+			e.t.Errorf("tick task id %q is not periodic:tick:<time>", task.ID)
+			continue
+		}
+		per[at.Unix()]++
+		if late := task.EnqueuedAt.Sub(at); late < -time.Second || late > 2*failoverTTL+slack {
+			e.t.Errorf("tick %s enqueued at %s", at.Format("15:04:05"), fmtTime(task.EnqueuedAt))
 		}
 	}
 	var lost, doubled []string

@@ -49,10 +49,13 @@ end
 //	number of tasks n, and n times nine fields: id, type, payload, max attempts, timeout ns,
 //	enqueued at µs, ready at µs, unique key ("" for none), unique until (Unix ms)
 //
-// Returns the number of tasks stored, or (and stores nothing) the error "DUP <g> <id>"
-// when a task of that id is stored in its queue, or "UNIQ <g> <i> <holder id>" when the
-// i-th task (from 0) of the g-th queue carries a uniqueness key that a task holds. A lock
-// is a STRING holding the task's id that expires at the end of the window (SET PXAT).
+// Returns {stored, fresh}: the number of tasks stored and 1 when a queue's sequence
+// started with this call (its meta HASH had none: the queue is new, or was deleted; on a
+// cluster the caller then registers it once more, after the script: see DeleteQueue). It
+// stores nothing and returns the error "DUP <g> <id>" when a task of that id is stored in
+// its queue (the g-th of the call), or "UNIQ <g> <i> <holder id>" when the i-th task
+// (from 0) of the g-th queue carries a uniqueness key that a task holds. A lock is a
+// STRING holding the task's id that expires at the end of the window (SET PXAT).
 // Publishes each queue's name on the wake channel.
 var enqueueScript = redis.NewScript(`
 local G = tonumber(ARGV[2])
@@ -74,12 +77,13 @@ for g = 1, G do
   end
   pos = pos + 4 + n*9
 end
-local total = 0
+local total, fresh = 0, 0
 for g = 1, G do
   local p = groups[g]
   local prefix, uprefix, queue, n = ARGV[p], ARGV[p+1], ARGV[p+2], tonumber(ARGV[p+3])
   local ready, meta = KEYS[2*g-1], KEYS[2*g]
   local last = redis.call('HINCRBY', meta, 'seq', n)
+  if last == n then fresh = 1 end
   for i = 0, n - 1 do
     local b = p + 4 + i*9
     local id = ARGV[b]
@@ -101,7 +105,7 @@ for g = 1, G do
   redis.call('PUBLISH', ARGV[1], queue)
   total = total + n
 end
-return total
+return {total, fresh}
 `)
 
 // reserveScript reclaims the queue's expired leases and leases up to a limit of its ready
@@ -497,7 +501,7 @@ return #ms
 // allScripts are loaded at Open so that the first calls need no EVAL fallback.
 var allScripts = []*redis.Script{
 	enqueueScript, reserveScript, ackScript, extendScript, releaseScript, retryScript,
-	killScript, releaseWorkerScript, retryDeadScript, deleteScript,
+	killScript, releaseWorkerScript, retryDeadScript, deleteScript, deleteQueueScript, addSamplesScript,
 	cancelScript, setLimitScript, acquireLeaderScript, renewLeaderScript, releaseLeaderScript,
 	markRunScript,
 }

@@ -1,5 +1,5 @@
--- brisk SQLite schema, version 3 additions (applied to a new file after schema.sql, and
--- as the migration of a version 2 file): uniqueness locks, cancelled tasks, leaderships,
+-- brisk SQLite schema, version 4 additions (applied to a new file after schema.sql and
+-- the samples table, and as the migration of a version 3 file): uniqueness locks, cancelled tasks, leaderships,
 -- periodic schedules and limits. Additive only: nothing of version 2 changes.
 
 -- A uniqueness lock: task_id of queue holds key until (Unix ns), whatever becomes of it.

@@ -86,6 +86,7 @@ var writeQueries = []string{
 	qWorkerDead, qWorkerPending, qDeleteWorker, qHeartbeat,
 	qUniqueHeld, qUniqueLock, qUniquePurge,
 	qQueueLimits, qTakeSeqs, qReadyTypes, qRunningOf, qRunningOfType, qSaveBucket,
+	qQueueCounts, qQueueHolds, qDeleteQueue, qDeleteLimits, qDeleteSamples, qAddSample, qTrimSamples,
 }
 
 // Enqueue stores tasks atomically in one transaction, creating unknown queues, and wakes

@@ -31,7 +31,7 @@ func runCancel(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 	if len(pos) != 1 {
 		return usagef("cancel takes one task ID, got %d arguments", len(pos))
 	}
-	c, err := openClient(ctx, *brokerURL)
+	c, err := e.openClient(ctx, *brokerURL, needsStore)
 	if err != nil {
 		return err
 	}

@@ -56,7 +56,7 @@ func runLimit(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 		if err := noArgs(pos); err != nil {
 			return err
 		}
-		return withInspector(ctx, *brokerURL, func(in *brisk.Inspector) error { return listLimits(ctx, e, in, *asJSON) })
+		return withInspector(ctx, e, *brokerURL, needsStore, func(in *brisk.Inspector) error { return listLimits(ctx, e, in, *asJSON) })
 	case "set", "remove":
 	default:
 		return usagef("unknown limit subcommand %q (want set, list or remove)", sub)
@@ -80,7 +80,7 @@ func runLimit(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 		if *rate != "" || *burst != 0 || *maxRunning != 0 {
 			return usagef("limit remove takes --queue and --type only")
 		}
-		return withInspector(ctx, *brokerURL, func(in *brisk.Inspector) error {
+		return withInspector(ctx, e, *brokerURL, needsStore, func(in *brisk.Inspector) error {
 			if err := in.DeleteLimit(ctx, *queue, *typ); errors.Is(err, brisk.ErrNotFound) {
 				return fmt.Errorf("no limit on %s", limitName(*queue, *typ))
 			} else if err != nil {
@@ -104,8 +104,10 @@ func runLimit(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	case *burst > 0 && l.Rate == 0:
 		return usagef("--burst needs --rate")
 	}
-	return withInspector(ctx, *brokerURL, func(in *brisk.Inspector) error {
-		if err := in.SetLimit(ctx, l); err != nil {
+	return withInspector(ctx, e, *brokerURL, createsStore, func(in *brisk.Inspector) error {
+		if err := in.SetLimit(ctx, l); errors.Is(err, brisk.ErrInvalid) && !errors.Is(err, brisk.ErrUnsupported) {
+			return invalid(err)
+		} else if err != nil {
 			return err
 		}
 		_, err := fmt.Fprintf(e.stdout, "limited %s\n", limitName(*queue, *typ))
@@ -170,8 +172,8 @@ func listLimits(ctx context.Context, e *env, in *brisk.Inspector, asJSON bool) e
 }
 
 // withInspector opens the broker that url names and runs fn with an inspector on it.
-func withInspector(ctx context.Context, url string, fn func(*brisk.Inspector) error) error {
-	c, err := openClient(ctx, url)
+func withInspector(ctx context.Context, e *env, url string, a access, fn func(*brisk.Inspector) error) error {
+	c, err := e.openClient(ctx, url, a)
 	if err != nil {
 		return err
 	}

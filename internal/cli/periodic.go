@@ -82,7 +82,13 @@ func runPeriodicAdd(ctx context.Context, e *env, fs *flag.FlagSet, args []string
 		return usagef("--timeout %s is negative", *timeout)
 	}
 	if _, err := brisk.ParseSpec(pos[1]); err != nil {
-		return usagef("%s", oneLine(err))
+		return invalid(err)
+	}
+	if err := checkNames(*queue); err != nil {
+		return err
+	}
+	if err := brisk.ValidateTypeName(pos[2]); err != nil {
+		return invalid(err)
 	}
 	var payload []byte
 	if len(pos) == 4 {
@@ -90,14 +96,16 @@ func runPeriodicAdd(ctx context.Context, e *env, fs *flag.FlagSet, args []string
 			return err
 		}
 	}
-	c, err := openClient(ctx, *brokerURL)
+	c, err := e.openClient(ctx, *brokerURL, createsStore)
 	if err != nil {
 		return err
 	}
 	defer closeClient(c)
 	p := brisk.Periodic{Name: pos[0], Spec: pos[1], CatchUp: *catchUp,
 		Task: brisk.NewTask(pos[2], payload, brisk.InQueue(*queue), brisk.MaxAttempts(*maxAttempts), brisk.Timeout(*timeout))}
-	if err := c.SetPeriodic(ctx, p); err != nil {
+	if err := c.SetPeriodic(ctx, p); errors.Is(err, brisk.ErrInvalid) && !errors.Is(err, brisk.ErrUnsupported) {
+		return invalid(err) // the name, spec or task given
+	} else if err != nil {
 		return err
 	}
 	sp, _ := brisk.ParseSpec(pos[1])
@@ -115,7 +123,7 @@ func runPeriodicList(ctx context.Context, e *env, fs *flag.FlagSet, args []strin
 	if err := noArgs(pos); err != nil {
 		return err
 	}
-	c, err := openClient(ctx, *brokerURL)
+	c, err := e.openClient(ctx, *brokerURL, needsStore)
 	if err != nil {
 		return err
 	}
@@ -165,7 +173,7 @@ func runPeriodicRemove(ctx context.Context, e *env, fs *flag.FlagSet, args []str
 	if len(pos) != 1 {
 		return usagef("periodic remove takes one NAME, got %d arguments", len(pos))
 	}
-	c, err := openClient(ctx, *brokerURL)
+	c, err := e.openClient(ctx, *brokerURL, needsStore)
 	if err != nil {
 		return err
 	}
@@ -193,7 +201,7 @@ func runPeriodicRun(ctx context.Context, e *env, fs *flag.FlagSet, args []string
 	if *ttl < 300*time.Millisecond || *missed <= 0 {
 		return usagef("--leader-ttl must be at least 300ms and --missed-after positive")
 	}
-	c, err := openClient(ctx, *brokerURL)
+	c, err := e.openClient(ctx, *brokerURL, needsStore)
 	if err != nil {
 		return err
 	}

@@ -76,8 +76,9 @@ func TestPeriodic(t *testing.T) {
 	} {
 		fails(t, 2, args...)
 	}
-	fails(t, 1, "periodic", "add", "--broker", url, "bad name", "@every 1s", "t")
-	fails(t, 1, "periodic", "add", "--broker", url, "bad", "@every 1s", "t", "{not json")
+	fails(t, 2, "periodic", "add", "--broker", url, "bad name", "@every 1s", "t")
+	fails(t, 2, "periodic", "add", "--broker", url, "bad", "@every 1s", "bad type")
+	fails(t, 2, "periodic", "add", "--broker", url, "bad", "@every 1s", "t", "{not json")
 	ok(t, "periodic", "remove", "--broker", url, "beat")
 	if msg := fails(t, 1, "periodic", "remove", "--broker", url, "beat"); !strings.Contains(msg, "no schedule named beat") {
 		t.Errorf("remove of an unknown schedule: %q", msg)

@@ -93,6 +93,8 @@ func (h *handler) pageError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, brisk.ErrNotFound):
 		status = http.StatusNotFound
+	case errors.Is(err, brisk.ErrUnsupported): // a button of a capability the broker lacks
+		status = http.StatusNotImplemented
 	case errors.Is(err, brisk.ErrInvalid):
 		status = http.StatusBadRequest
 	case errors.Is(err, brisk.ErrUnavailable), errors.Is(err, brisk.ErrClosed):
@@ -312,10 +314,6 @@ func (h *handler) formPause(paused bool) http.HandlerFunc {
 		}
 		queue := r.PathValue("queue")
 		if err := h.pause(r, queue, paused); err != nil {
-			if errors.Is(err, brisk.ErrUnsupported) {
-				http.Error(w, message(err), http.StatusNotImplemented)
-				return
-			}
 			h.pageError(w, r, err)
 			return
 		}

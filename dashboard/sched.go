@@ -230,10 +230,6 @@ func (h *handler) formCancel(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.PathValue("id")
 	if _, err := h.in.CancelTask(r.Context(), id); err != nil {
-		if errors.Is(err, brisk.ErrUnsupported) {
-			http.Error(w, message(err), http.StatusNotImplemented)
-			return
-		}
 		h.pageError(w, r, err)
 		return
 	}

@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
 	"syscall"
 	"testing"
@@ -201,17 +199,12 @@ func (c *child) lastGot() string {
 // blocks until its context ends and then writes "brisktest-got <id> cancelled" (when the
 // cause is brisk.ErrCancelled) or "brisktest-got <id> <cause>"; it stops at SIGTERM.
 func runCancelWorker(t *testing.T, h Harness, url string) {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
-	b, err := h.Open(ctx, url)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	defer b.Close()
+	ctx, b, log, done := openUntilTerm(t, h, url)
+	defer done()
 	w, err := brisk.NewWorker(b, brisk.WorkerConfig{
 		Queues: []brisk.QueueSpec{{Name: "cancel"}}, Concurrency: 2, Lease: 30 * time.Second,
 		ShutdownTimeout: time.Second,
-		Logger:          slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger:          log,
 	})
 	if err != nil {
 		t.Fatal(err)

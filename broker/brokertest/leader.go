@@ -34,7 +34,7 @@ func (s *suite) testLeader(t *testing.T) {
 		if a.Holder != "a" || a.Token < 1 || !a.Until.After(time.Now()) {
 			e.t.Errorf("first acquisition = %+v, want holder a, a token ≥ 1, a future Until", a)
 		}
-		b := acquire(e, other.(broker.Leader), "b", longLease, false)
+		b := acquire(e, other, "b", longLease, false)
 		if b.Holder != "a" || b.Token != a.Token {
 			e.t.Errorf("refused acquisition reports %+v, want the current holder a with token %d", b, a.Token)
 		}

@@ -3,9 +3,7 @@ package brokertest
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
-	"os/signal"
 	"sort"
 	"strings"
 	"syscall"
@@ -261,16 +259,11 @@ func (s *suite) testFailover(e *env, in *brisk.Inspector) {
 // runScheduler runs a brisk.Scheduler named BRISKTEST_SCHEDULER_ID with a lease of
 // failoverTTL until SIGTERM.
 func runScheduler(t *testing.T, h Harness, url string) {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
-	b, err := h.Open(ctx, url)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	defer b.Close()
+	ctx, b, log, done := openUntilTerm(t, h, url)
+	defer done()
 	sc, err := brisk.NewScheduler(b, brisk.SchedulerConfig{
 		ID: os.Getenv(envSchedulerID), LeaderTTL: failoverTTL,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger: log,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -104,4 +104,54 @@ func (s *suite) testLeader(t *testing.T) {
 			e.t.Errorf("a refused acquisition left a leader (%v, %v)", held, err)
 		}
 	})
+	s.test(t, "AfterClose", func(e *env) {
+		b := e.open()
+		var calls []struct {
+			what string
+			call func() error
+		}
+		add := func(what string, call func() error) {
+			calls = append(calls, struct {
+				what string
+				call func() error
+			}{what, call})
+		}
+		ctx := e.ctx
+		l := broker.Leadership{Name: "lead", Holder: "a", Token: 1}
+		if c, ok := b.(broker.Canceler); ok {
+			add("Cancel", func() error { _, err := c.Cancel(ctx, "x"); return err })
+			add("Revoked", func() error {
+				_, err := c.Revoked(ctx, []broker.Lease{{TaskID: "x", Queue: "q", Token: "t"}})
+				return err
+			})
+		}
+		if ld, ok := b.(broker.Leader); ok {
+			add("AcquireLeadership", func() error { _, _, err := ld.AcquireLeadership(ctx, "lead", "a", time.Second); return err })
+			add("RenewLeadership", func() error { _, _, err := ld.RenewLeadership(ctx, l, time.Second); return err })
+			add("ReleaseLeadership", func() error { return ld.ReleaseLeadership(ctx, l) })
+			add("CurrentLeader", func() error { _, _, err := ld.CurrentLeader(ctx, "lead"); return err })
+		}
+		if st, ok := b.(broker.ScheduleStore); ok {
+			add("PutSchedule", func() error {
+				return st.PutSchedule(ctx, broker.Schedule{Name: "s", Spec: "@every 1s", Queue: "q", Type: "t", MaxAttempts: 1})
+			})
+			add("DeleteSchedule", func() error { return st.DeleteSchedule(ctx, "s") })
+			add("Schedules", func() error { _, err := st.Schedules(ctx); return err })
+			add("MarkScheduleRun", func() error { return st.MarkScheduleRun(ctx, l, "s", time.Now(), "x") })
+		}
+		if lim, ok := b.(broker.Limiter); ok {
+			add("SetLimit", func() error { return lim.SetLimit(ctx, broker.Limit{Queue: "q", MaxRunning: 1}) })
+			add("DeleteLimit", func() error { return lim.DeleteLimit(ctx, "q", "") })
+			add("Limits", func() error { _, err := lim.Limits(ctx); return err })
+		}
+		if len(calls) == 0 {
+			e.t.Skipf("SKIPPED: %T implements none of broker.Canceler, Leader, ScheduleStore, Limiter", b)
+		}
+		if err := b.Close(); err != nil {
+			e.t.Fatalf("Close: %v", err)
+		}
+		for _, c := range calls {
+			wantErr(e.t, c.what+" after Close", c.call(), broker.ErrClosed)
+		}
+	})
 }

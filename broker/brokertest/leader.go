@@ -9,7 +9,9 @@ import (
 
 // testLeader checks the optional broker.Leader: one holder at a time, renewal by the
 // holder only, a larger fencing token at every new acquisition (after a release or an
-// expiry), CurrentLeader, and bad input.
+// expiry), CurrentLeader, and bad input; and that every method of the optional
+// capabilities of docs/scheduling.md (Canceler, Leader, ScheduleStore, Limiter) fails with
+// ErrClosed after Close.
 func (s *suite) testLeader(t *testing.T) {
 	leader := func(e *env) broker.Leader {
 		e.t.Helper()

@@ -101,10 +101,7 @@ func (s *suite) testRateLimit(t *testing.T) {
 		e.enqueue(NewTasks("r", "t", 10)...)
 		e.enqueue(NewTasks("o", "t", 10)...)
 		got := e.reserve(broker.ReserveParams{Queues: queues("r", "o"), Limit: 5, Lease: longLease})
-		byQueue := map[string]int{}
-		for _, task := range got {
-			byQueue[task.Queue]++
-		}
+		byQueue := countBy(got, func(t *broker.Task) string { return t.Queue })
 		if byQueue["r"] != 2 || byQueue["o"] != 3 {
 			e.t.Errorf("Reserve(r limited to a burst of 2, then o) with Limit 5: %v, want r:2 o:3", byQueue)
 		}
@@ -122,10 +119,7 @@ func (s *suite) testRateLimit(t *testing.T) {
 		e.setLimit(lim, broker.Limit{Queue: "m", Type: "slow", Rate: 1, Per: time.Hour, Burst: 1})
 		e.enqueueEach(NewTask("m", "slow", nil), NewTask("m", "slow", nil), NewTask("m", "fast", nil), NewTask("m", "slow", nil), NewTask("m", "fast", nil))
 		got := e.reserveFrom("m", 10, longLease)
-		types := map[string]int{}
-		for _, task := range got {
-			types[task.Type]++
-		}
+		types := countBy(got, func(t *broker.Task) string { return t.Type })
 		if types["slow"] != 1 || types["fast"] != 2 {
 			e.t.Errorf("Reserve from m with 1 slow per hour: %v, want slow:1 fast:2 (the fast ones behind the held slow ones)", types)
 		}
@@ -251,10 +245,7 @@ func (s *suite) testConcurrency(t *testing.T) {
 		e.setLimit(lim, broker.Limit{Queue: "c", Type: "x", MaxRunning: 1})
 		e.enqueueEach(NewTask("c", "x", nil), NewTask("c", "x", nil), NewTask("c", "y", nil))
 		got := e.reserveFrom("c", 10, longLease)
-		types := map[string]int{}
-		for _, task := range got {
-			types[task.Type]++
-		}
+		types := countBy(got, func(t *broker.Task) string { return t.Type })
 		if types["x"] != 1 || types["y"] != 1 {
 			e.t.Errorf("Reserve with x limited to 1 running: %v, want x:1 y:1", types)
 		}
@@ -537,4 +528,13 @@ func runLimitedConsumer(t *testing.T, h Harness, url string) {
 		})
 	}
 	wg.Wait()
+}
+
+// countBy counts tasks by key.
+func countBy(tasks []*broker.Task, key func(*broker.Task) string) map[string]int {
+	n := map[string]int{}
+	for _, t := range tasks {
+		n[key(t)]++
+	}
+	return n
 }

@@ -65,6 +65,13 @@ type Task struct {
 	// the worker's DefaultTimeout.
 	Timeout time.Duration
 
+	// UniqueFor, when positive, makes the task unique in its queue for that long from its
+	// enqueue (see Unique): a second enqueue with the same key within it is refused with
+	// the first task's ID and ErrDuplicate.
+	UniqueFor time.Duration
+	// UniqueKey is the uniqueness key; default the type and a hash of the payload.
+	UniqueKey string
+
 	// ID is set by Enqueue (a time-ordered UUID) unless given.
 	ID string
 	// Attempt is 1 on the first run, 2 on the first retry, and so on (set on delivery).

@@ -40,8 +40,10 @@ func (w *Worker) startBufferedLocked() {
 		if timeout <= 0 {
 			timeout = w.cfg.DefaultTimeout
 		}
-		ctx, cancel := context.WithTimeout(w.hardCtx, timeout)
-		h.cancel = cancel
+		cctx, stop := context.WithCancelCause(w.hardCtx)
+		ctx, cancelTimeout := context.WithTimeout(cctx, timeout)
+		cancel := func() { cancelTimeout(); stop(context.Canceled) }
+		h.cancel, h.stop = cancel, stop
 		w.running++
 		w.handlersWG.Add(1)
 		go w.run(ctx, cancel, t)

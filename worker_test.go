@@ -21,6 +21,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if url := os.Getenv(envRateWorker); url != "" {
+		os.Exit(runRateWorker(url)) // a worker process of BenchmarkRateLimit
+	}
 	goleak.VerifyTestMain(m)
 }
 

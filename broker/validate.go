@@ -102,7 +102,8 @@ func ValidateDelay(d time.Duration) error {
 }
 
 // ValidateTasks checks a batch for Enqueue against maxPayload (DefaultMaxPayload when ≤ 0):
-// names, IDs (non-empty, unique within the batch), attempts, times and payload size.
+// names, IDs (non-empty, unique within the batch), attempts, times, payload size and
+// uniqueness keys (two tasks of one queue with one key give a *DuplicateError).
 // Brokers call it before they store anything.
 func ValidateTasks(tasks []*Task, maxPayload int) error {
 	if maxPayload <= 0 {
@@ -112,6 +113,7 @@ func ValidateTasks(tasks []*Task, maxPayload int) error {
 		return fmt.Errorf("%w: no tasks to enqueue", ErrInvalid)
 	}
 	seen := make(map[string]struct{}, len(tasks))
+	keys := map[[2]string]string{} // queue and unique key → the first task's ID
 	for i, t := range tasks {
 		if t == nil {
 			return fmt.Errorf("%w: task %d is nil", ErrInvalid, i)
@@ -141,6 +143,16 @@ func ValidateTasks(tasks []*Task, maxPayload int) error {
 		}
 		if t.EnqueuedAt.IsZero() || t.ReadyAt.IsZero() {
 			return fmt.Errorf("%w: task id=%q: enqueued and ready times must be set", ErrInvalid, t.ID)
+		}
+		if err := validateUnique(t); err != nil {
+			return err
+		}
+		if t.Unique.Key != "" {
+			k := [2]string{t.Queue, t.Unique.Key}
+			if first, dup := keys[k]; dup {
+				return &DuplicateError{Queue: t.Queue, ID: first, Key: t.Unique.Key}
+			}
+			keys[k] = t.ID
 		}
 		if err := ValidateDelay(t.ReadyAt.Sub(t.EnqueuedAt)); err != nil {
 			return fmt.Errorf("task id=%q: %w", t.ID, err)

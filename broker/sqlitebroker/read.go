@@ -85,6 +85,8 @@ func scanTask(s scanner) (int64, *broker.Task, error) {
 		t.Lease = broker.Lease{TaskID: t.ID, Queue: t.Queue, Token: token}
 	case state == "dead":
 		t.State = broker.StateDead
+	case state == "cancelled":
+		t.State = broker.StateCancelled
 	default:
 		d.bad("unknown state %q", state)
 	}
@@ -218,7 +220,7 @@ func (b *Broker) stats(ctx context.Context) ([]broker.QueueStats, error) {
 	}
 	defer tx.Rollback()
 	now := b.now()
-	rows, err := tx.QueryContext(ctx, `SELECT name, sla_ns, waiting, running, dead, completed, failed, paused FROM queues ORDER BY name`)
+	rows, err := tx.QueryContext(ctx, `SELECT name, sla_ns, waiting, running, dead, completed, failed, paused, cancelled FROM queues ORDER BY name`)
 	if err != nil {
 		return nil, err
 	}
@@ -229,7 +231,7 @@ func (b *Broker) stats(ctx context.Context) ([]broker.QueueStats, error) {
 			sla     int64
 			waiting int64
 		)
-		if err := rows.Scan(&s.Name, &sla, &waiting, &s.Running, &s.Dead, &s.Completed, &s.Failed, &s.Paused); err != nil {
+		if err := rows.Scan(&s.Name, &sla, &waiting, &s.Running, &s.Dead, &s.Completed, &s.Failed, &s.Paused, &s.Cancelled); err != nil {
 			rows.Close()
 			return nil, err
 		}
@@ -262,6 +264,7 @@ func (b *Broker) stats(ctx context.Context) ([]broker.QueueStats, error) {
 		s.Pending = max(s.Pending-s.Scheduled, 0)
 		s.Running = max(s.Running, 0)
 		s.Dead = max(s.Dead, 0)
+		s.Cancelled = max(s.Cancelled, 0)
 		var v any
 		err := oldest.QueryRowContext(ctx, s.Name, nowNs).Scan(&v)
 		if err == sql.ErrNoRows {

@@ -21,8 +21,8 @@ queue with an SLA is "ok" while its latency is at or below it, "OVER SLA" otherw
 paused queue (see brisk pause) shows PAUSED in the status column.
 
 --json prints an array of objects with the keys name, pending, scheduled, running, dead,
-latency_seconds, sla_seconds (null when no SLA is set), within_sla, completed, failed and
-paused.`,
+latency_seconds, sla_seconds (null when no SLA is set), within_sla, completed, failed,
+paused and cancelled.`,
 	run: runQueues,
 }
 

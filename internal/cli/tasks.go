@@ -17,8 +17,8 @@ var tasksCmd = &command{
 	synopsis: "--queue Q [--state STATE] [--limit N] [--offset N] [--json] | --id ID [--json]",
 	summary:  "list the tasks of a queue in one state, or show one task",
 	detail: `
-With --queue it lists the tasks of that queue in --state (pending, scheduled, running or
-dead), oldest ready time first, --limit at a time from --offset: id, type, attempt, the
+With --queue it lists the tasks of that queue in --state (pending, scheduled, running,
+dead or cancelled), oldest ready time first, --limit at a time from --offset: id, type, attempt, the
 ready time (for dead tasks the time they failed), payload and last error. With --id it
 shows every field of one task. Control characters in types, payloads and errors are
 shown escaped (\x1b); --json prints the exact text.
@@ -39,7 +39,7 @@ func toTaskJSON(t *brisk.TaskInfo) taskJSON { return apiv1.FromTask(t) }
 func runTasks(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	brokerURL := brokerFlag(fs)
 	queue := fs.String("queue", "", "list the tasks of queue `Q`")
-	state := fs.String("state", string(brisk.StatePending), "list the tasks in `STATE`: pending, scheduled, running or dead")
+	state := fs.String("state", string(brisk.StatePending), "list the tasks in `STATE`: pending, scheduled, running, dead or cancelled")
 	limit := fs.Int("limit", 100, "list at most `N` tasks")
 	offset := fs.Int("offset", 0, "skip the first `N` tasks of the listing")
 	id := fs.String("id", "", "show the task with id `ID` instead of a listing")
@@ -56,7 +56,7 @@ func runTasks(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	case *id == "" && *queue == "":
 		return usagef("tasks needs --queue Q (to list) or --id ID (to show one task)")
 	case !st.Valid():
-		return usagef("--state %q is not one of pending, scheduled, running, dead", *state)
+		return usagef("--state %q is not one of pending, scheduled, running, dead, cancelled", *state)
 	case *limit < 1:
 		return usagef("--limit %d must be at least 1", *limit)
 	case *offset < 0:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -76,6 +77,7 @@ func (c *Client) EnqueueBatch(ctx context.Context, tasks []*Task) ([]string, err
 		}
 		if len(hooks) > 0 {
 			cp := *t
+			cp.Headers = maps.Clone(t.Headers) // a hook may set headers: not in the caller's map
 			if cp.ID == "" {
 				cp.ID = newID() // the hooks see the ID the task will have
 			}
@@ -119,6 +121,7 @@ func toBroker(t *Task, now time.Time) (*broker.Task, error) {
 			Queue:       t.Queue,
 			Type:        t.Type,
 			Payload:     t.Payload,
+			Headers:     maps.Clone(t.Headers),
 			MaxAttempts: t.MaxAttempts,
 			Timeout:     t.Timeout,
 			EnqueuedAt:  now,

@@ -65,7 +65,7 @@ func (w *Worker) run(ctx context.Context, cancel context.CancelFunc, bt *broker.
 	t := &Task{
 		Type: bt.Type, Payload: bt.Payload, Queue: bt.Queue, MaxAttempts: bt.MaxAttempts,
 		Timeout: bt.Timeout, ID: bt.ID, Attempt: bt.Attempt, EnqueuedAt: bt.EnqueuedAt,
-		ReadyAt: bt.ReadyAt, LastError: bt.LastError,
+		ReadyAt: bt.ReadyAt, LastError: bt.LastError, Headers: bt.Headers,
 	}
 	w.hooks.start(ctx, w.log, t)
 	err := w.call(ctx, t)

@@ -48,6 +48,9 @@ type TaskInfo struct {
 	Type string
 	// Payload is passed to the handler as is.
 	Payload []byte
+	// Headers are string metadata carried with the task from the enqueue to its handler
+	// (trace context, a tenant, the enqueuing request's ID); nil when none.
+	Headers map[string]string
 	// State is the task's state when it was read.
 	State State
 	// Attempt counts the deliveries so far: 0 before the first, 1 while the first runs.

@@ -32,7 +32,8 @@
 //	{p:q}:running  ZSET  running tasks; score lease expiry in µs, same member
 //	{p:q}:dead     ZSET  dead tasks; score ReadyAt in µs, same member
 //	{p:q}:meta     HASH  seq (member sequence), tok (lease tokens), completed, failed, sla
-//	{p:q}:t:<id>   HASH  one task (fields in scripts.go)
+//	{p:q}:t:<id>   HASH  one task (fields in scripts.go; headers, when a task has some, as
+//	                     a JSON object in the field hd)
 //	{p:q}:w:<wid>  SET   ids of the queue's tasks reserved by worker wid (for ReleaseWorker)
 //	{p:q}:samples  ZSET  the dashboard's samples of the queue (broker.SampleStore), one per
 //	                     second for an hour; score the Unix second, member

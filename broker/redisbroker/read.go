@@ -258,6 +258,7 @@ func decodeTask(id, queue string, h map[string]string, payload *redis.StringCmd,
 			StartedAt:   usTime(h["st"]),
 			LastError:   h["le"],
 			FailedAt:    usTime(h["fa"]),
+			Headers:     decodeHeaders(h["hd"]),
 		},
 	}
 	switch h["s"] {
@@ -453,4 +454,27 @@ func (b *Broker) Workers(ctx context.Context, since time.Time) ([]broker.WorkerI
 		out = append(out, w)
 	}
 	return out, nil
+}
+
+// encodeHeaders gives the stored form of a task's headers: a JSON object, "" for none.
+// ValidateHeaders has checked them, so they always encode.
+func encodeHeaders(h map[string]string) string {
+	if len(h) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(h)
+	return string(b)
+}
+
+// decodeHeaders reads the stored form of headers (nil for "" or a value that is not a JSON
+// object of strings, which brisk never writes).
+func decodeHeaders(s string) map[string]string {
+	if s == "" {
+		return nil
+	}
+	var h map[string]string
+	if json.Unmarshal([]byte(s), &h) != nil {
+		return nil
+	}
+	return h
 }

@@ -317,7 +317,7 @@ func (b *Broker) enqueueArgs(order []string, groups map[string][]*broker.Task) (
 		n += len(groups[q])
 	}
 	keys := make([]string, 0, 2*len(order))
-	args := make([]any, 0, 2+4*len(order)+9*n)
+	args := make([]any, 0, 2+4*len(order)+10*n)
 	args = append(args, b.k.wake(), len(order))
 	for _, q := range order {
 		keys = append(keys, b.k.ready(q), b.k.meta(q))
@@ -328,7 +328,7 @@ func (b *Broker) enqueueArgs(order []string, groups map[string][]*broker.Task) (
 				until = t.Unique.Until.UnixMilli()
 			}
 			args = append(args, t.ID, t.Type, t.Payload, t.MaxAttempts, int64(t.Timeout),
-				us(t.EnqueuedAt), us(t.ReadyAt), t.Unique.Key, until)
+				us(t.EnqueuedAt), us(t.ReadyAt), t.Unique.Key, until, encodeHeaders(t.Headers))
 		}
 	}
 	return keys, args
@@ -428,13 +428,13 @@ func (b *Broker) decodeReserve(c reserveCall, res []any) []*broker.Task {
 	return c.decode(res[2:])
 }
 
-// decode turns the tasks of the script's reply (11 fields per task) into leased tasks.
+// decode turns the tasks of the script's reply (12 fields per task) into leased tasks.
 func (c reserveCall) decode(res []any) []*broker.Task {
 	startedAt := time.UnixMicro(c.start.UnixMicro())
 	leaseUntil := time.UnixMicro(c.until.UnixMicro())
-	out := make([]*broker.Task, 0, len(res)/11)
-	for i := 0; i+11 <= len(res); i += 11 {
-		var f [11]string
+	out := make([]*broker.Task, 0, len(res)/12)
+	for i := 0; i+12 <= len(res); i += 12 {
+		var f [12]string
 		for j := range f {
 			f[j] = asString(res[i+j])
 		}
@@ -454,6 +454,7 @@ func (c reserveCall) decode(res []any) []*broker.Task {
 				LeaseUntil:  leaseUntil,
 				LastError:   f[9],
 				FailedAt:    usTime(f[10]),
+				Headers:     decodeHeaders(f[11]),
 			},
 			Lease: broker.Lease{TaskID: f[0], Queue: c.queue, Token: f[2]},
 		})

@@ -46,8 +46,9 @@ end
 //	ARGV[1]: the wake channel
 //	ARGV[2]: the number of queues G
 //	then for each queue: its task key prefix, its uniqueness lock prefix, its name, its
-//	number of tasks n, and n times nine fields: id, type, payload, max attempts, timeout ns,
-//	enqueued at µs, ready at µs, unique key ("" for none), unique until (Unix ms)
+//	number of tasks n, and n times ten fields: id, type, payload, max attempts, timeout ns,
+//	enqueued at µs, ready at µs, unique key ("" for none), unique until (Unix ms), headers
+//	(a JSON object, "" for none; stored in the field hd only when there are some)
 //
 // Returns {stored, fresh}: the number of tasks stored and 1 when a queue's sequence
 // started with this call (its meta HASH had none: the queue is new, or was deleted; on a
@@ -65,7 +66,7 @@ for g = 1, G do
   local prefix, uprefix, n = ARGV[pos], ARGV[pos+1], tonumber(ARGV[pos+3])
   groups[g] = pos
   for i = 0, n - 1 do
-    local b = pos + 4 + i*9
+    local b = pos + 4 + i*10
     local id = ARGV[b]
     if redis.call('EXISTS', prefix .. id) == 1 then
       return redis.error_reply('DUP ' .. g .. ' ' .. id)
@@ -75,7 +76,7 @@ for g = 1, G do
       if holder then return redis.error_reply('UNIQ ' .. g .. ' ' .. i .. ' ' .. holder) end
     end
   end
-  pos = pos + 4 + n*9
+  pos = pos + 4 + n*10
 end
 local total, fresh = 0, 0
 for g = 1, G do
@@ -85,7 +86,7 @@ for g = 1, G do
   local last = redis.call('HINCRBY', meta, 'seq', n)
   if last == n then fresh = 1 end
   for i = 0, n - 1 do
-    local b = p + 4 + i*9
+    local b = p + 4 + i*10
     local id = ARGV[b]
     local m = string.format('%016d:', last - n + 1 + i) .. id
     redis.call('HSET', prefix .. id, 'ty', ARGV[b+1], 'ma', ARGV[b+3],
@@ -99,6 +100,7 @@ for g = 1, G do
     if ARGV[b+7] ~= '' then
       redis.call('SET', uprefix .. ARGV[b+7], id, 'PXAT', ARGV[b+8])
     end
+    if ARGV[b+9] ~= '' then redis.call('HSET', prefix .. id, 'hd', ARGV[b+9]) end
     redis.call('ZADD', ready, ARGV[b+6], m)
   end
   if #KEYS > 2*G then redis.call('SADD', KEYS[2*G+1], queue) end
@@ -128,9 +130,9 @@ return {total, fresh}
 //
 // Returns a flat array: first the time (µs) before which limits let nothing of the ready
 // tasks be taken (-1 when nothing was held back or something was taken), then 1 if that is
-// a concurrency limit (a slot freeing ends it sooner) or 0, then 11 entries per leased
+// a concurrency limit (a slot freeing ends it sooner) or 0, then 12 entries per leased
 // task: id, attempt, token, type, payload, max attempts, timeout ns, enqueued at, ready
-// at, last error, failed at.
+// at, last error, failed at, headers (JSON or "").
 var reserveScript = redis.NewScript(luaChunked + `
 local ready, running, dead, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local tp, wp, now, expiry, worker = ARGV[1], ARGV[2], ARGV[3], ARGV[5], ARGV[6]
@@ -239,7 +241,7 @@ local leased, ids = {}, {}
 for _, m in ipairs(ms) do
   local id = string.sub(m, 18)
   local t = tp .. id
-  local f = redis.call('HMGET', t, 'ty', 'pl', 'ma', 'to', 'eq', 'ra', 'le', 'fa', 'at')
+  local f = redis.call('HMGET', t, 'ty', 'pl', 'ma', 'to', 'eq', 'ra', 'le', 'fa', 'at', 'hd')
   if f[1] then
     tok = tok + 1
     local at = (tonumber(f[9]) or 0) + 1
@@ -252,6 +254,7 @@ for _, m in ipairs(ms) do
     out[#out+1] = at
     out[#out+1] = tostring(tok)
     for i = 1, 8 do out[#out+1] = f[i] or '' end
+    out[#out+1] = f[10] or ''
   end
 end
 if whole then whole.taken = #ids end

@@ -31,7 +31,7 @@ type scanner interface{ Scan(dest ...any) error }
 // NULL type, an unknown state, a time that is not an integer) gives a rowError, never a
 // panic; any other error is the driver's.
 func scanTask(s scanner) (int64, *broker.Task, error) {
-	var v [16]any
+	var v [17]any
 	dest := make([]any, len(v))
 	for i := range v {
 		dest[i] = &v[i]
@@ -73,6 +73,11 @@ func scanTask(s scanner) (int64, *broker.Task, error) {
 	token := d.text(v[13], "lease_token", true)
 	t.LastError = d.text(v[14], "last_error", true)
 	t.FailedAt = d.time(v[15], "failed_at", true)
+	if hs := d.text(v[16], "headers", true); hs != "" && d.err == nil {
+		if err := json.Unmarshal([]byte(hs), &t.Headers); err != nil {
+			d.bad("headers are not a JSON object of strings: %v", err)
+		}
+	}
 	switch {
 	case d.err != nil:
 	case state == "pending":
@@ -104,6 +109,18 @@ func scanTask(s scanner) (int64, *broker.Task, error) {
 		return seq, nil, *d.err
 	}
 	return seq, t, nil
+}
+
+// encodeHeaders gives the headers column: a JSON object, or NULL for none.
+func encodeHeaders(h map[string]string) (any, error) {
+	if len(h) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(h)
+	if err != nil {
+		return nil, fmt.Errorf("encode headers: %w", err)
+	}
+	return string(b), nil
 }
 
 // decoder collects the first problem of a row.

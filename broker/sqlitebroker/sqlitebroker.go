@@ -51,8 +51,9 @@ var schedSQL string
 
 const (
 	// schemaVersion is stored in PRAGMA user_version. Version 2 added queues.paused,
-	// version 3 the samples table, version 4 the tables of sched.sql; see migrations.
-	schemaVersion = 4
+	// version 3 the samples table, version 4 the tables of sched.sql, version 5
+	// tasks.headers; see migrations.
+	schemaVersion = 5
 	// baseVersion is the version schema.sql and samplesSchema create; a new file then
 	// takes the migrations from it on.
 	baseVersion = 3
@@ -69,6 +70,7 @@ var migrations = map[int64]string{
 	1: `ALTER TABLE queues ADD COLUMN paused INTEGER NOT NULL DEFAULT 0`,
 	2: samplesSchema,
 	3: schedSQL,
+	4: `ALTER TABLE tasks ADD COLUMN headers TEXT`, // a JSON object, NULL for none
 }
 
 // samplesSchema is the table of the dashboard's samples (broker.SampleStore), created by

@@ -15,7 +15,7 @@ import (
 
 // taskCols are the columns scanTask reads, in its order.
 const taskCols = `seq, id, queue, type, payload, state, attempt, max_attempts, timeout_ns,
-	enqueued_at, ready_at, started_at, lease_until, lease_token, last_error, failed_at`
+	enqueued_at, ready_at, started_at, lease_until, lease_token, last_error, failed_at, headers`
 
 // Lease messages stored as last_error when the broker, not the handler, ends an attempt.
 const (
@@ -27,8 +27,8 @@ const (
 const (
 	qEnsureQueue = `INSERT INTO queues (name) VALUES (?) ON CONFLICT (name) DO NOTHING`
 	qDeclare     = `INSERT INTO queues (name, sla_ns) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET sla_ns = excluded.sla_ns`
-	qInsertTask  = `INSERT INTO tasks (id, queue, type, payload, state, attempt, max_attempts, timeout_ns, enqueued_at, ready_at)
-		VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)`
+	qInsertTask  = `INSERT INTO tasks (id, queue, type, payload, state, attempt, max_attempts, timeout_ns, enqueued_at, ready_at, headers)
+		VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?)`
 	qPause        = `INSERT INTO queues (name, paused) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET paused = excluded.paused`
 	qIsPaused     = `SELECT paused FROM queues WHERE name = ?`
 	qAddFailed    = `UPDATE queues SET failed = failed + ? WHERE name = ?`
@@ -126,8 +126,12 @@ func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
 			if payload == nil {
 				payload = []byte{}
 			}
-			_, err := insert.ExecContext(ctx, t.ID, t.Queue, t.Type, payload, t.MaxAttempts,
-				int64(t.Timeout), nanos(t.EnqueuedAt), nanos(t.ReadyAt))
+			headers, err := encodeHeaders(t.Headers)
+			if err != nil {
+				return err
+			}
+			_, err = insert.ExecContext(ctx, t.ID, t.Queue, t.Type, payload, t.MaxAttempts,
+				int64(t.Timeout), nanos(t.EnqueuedAt), nanos(t.ReadyAt), headers)
 			if err != nil {
 				if isUniqueViolation(err) {
 					dup = &broker.DuplicateError{Queue: t.Queue, ID: t.ID}

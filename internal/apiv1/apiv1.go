@@ -70,6 +70,8 @@ type Task struct {
 	LastError      string          `json:"last_error"`
 	Payload        json.RawMessage `json:"payload"`
 	PayloadBase64  *string         `json:"payload_base64,omitempty"`
+	// Headers are the task's string headers ({} when none).
+	Headers map[string]string `json:"headers"`
 }
 
 // FromTask converts a stored task to its JSON shape: the payload as a JSON value when it
@@ -82,6 +84,10 @@ func FromTask(t *brisk.TaskInfo) Task {
 		FailedAt: Time(t.FailedAt), LeaseUntil: Time(t.LeaseUntil), LastError: t.LastError,
 	}
 	j.Payload, j.PayloadBase64 = payload(t.Payload)
+	j.Headers = t.Headers
+	if j.Headers == nil {
+		j.Headers = map[string]string{}
+	}
 	return j
 }
 

@@ -28,9 +28,9 @@ func TestShapes(t *testing.T) {
 		payload []byte
 		want    string
 	}{
-		{nil, `"payload":null}`},
-		{[]byte(`{"a":1}`), `"payload":{"a":1}}`},
-		{[]byte("\xff<"), `"payload":null,"payload_base64":"/zw="}`},
+		{nil, `"payload":null,"headers":{}}`},
+		{[]byte(`{"a":1}`), `"payload":{"a":1},"headers":{}}`},
+		{[]byte("\xff<"), `"payload":null,"payload_base64":"/zw=","headers":{}}`},
 	} {
 		b, _ := json.Marshal(FromTask(&brisk.TaskInfo{ID: "i", Queue: "q", Type: "t", State: brisk.StateDead, EnqueuedAt: at, Payload: c.payload}))
 		prefix := `{"id":"i","queue":"q","type":"t","state":"dead","attempt":0,"max_attempts":0,"timeout_seconds":0,` +

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -46,6 +47,8 @@ func runEnqueue(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	timeout := durationFlag(fs, "timeout", 0, "bound one run of the handler to `D` (default: the worker's)")
 	uniqueFor := durationFlag(fs, "unique-for", 0, "store the task only if no task with its unique key was enqueued in the last `D`")
 	uniqueKey := fs.String("unique-key", "", "the unique key `K` (default: the type and a hash of the payload); needs --unique-for")
+	var headers headerFlag
+	fs.Var(&headers, "header", "carry header `NAME=VALUE` to the handler (repeatable)")
 	pos, err := e.parse(fs, args)
 	if err != nil {
 		return err
@@ -90,6 +93,9 @@ func runEnqueue(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	}
 	if *uniqueFor > 0 {
 		opts = append(opts, brisk.UniqueKey(*uniqueKey, *uniqueFor))
+	}
+	for _, h := range headers {
+		opts = append(opts, brisk.WithHeader(h[0], h[1]))
 	}
 
 	var payload []byte
@@ -139,4 +145,22 @@ func readPayload(arg string, stdin io.Reader) ([]byte, error) {
 		return nil, usagef("payload is not valid UTF-8 (JSON text must be)")
 	}
 	return raw, nil
+}
+
+// headerFlag collects repeated --header NAME=VALUE flags.
+type headerFlag [][2]string
+
+func (h *headerFlag) String() string { return "" }
+
+// Set takes one NAME=VALUE and checks the name as the broker will.
+func (h *headerFlag) Set(s string) error {
+	name, value, ok := strings.Cut(s, "=")
+	if !ok {
+		return fmt.Errorf("%q is not NAME=VALUE", s)
+	}
+	if err := brisk.ValidateHeaders(map[string]string{name: value}); err != nil {
+		return err
+	}
+	*h = append(*h, [2]string{name, value})
+	return nil
 }

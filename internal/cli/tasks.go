@@ -5,6 +5,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -154,9 +157,22 @@ func printTask(e *env, t *brisk.TaskInfo) error {
 		{"failed at", textTime(t.FailedAt)},
 		{"lease until", textTime(t.LeaseUntil)},
 		{"payload", termSafe(payloadText(t.Payload))},
+		{"headers", termSafe(headersText(t.Headers))},
 		{"last error", lastErr}, // last: it may span lines (a panic's stack)
 	} {
 		fmt.Fprintf(tw, "%s:\t%s\n", f[0], f[1])
 	}
 	return tw.Flush()
+}
+
+// headersText shows headers as name=value, sorted by name, or "-".
+func headersText(h map[string]string) string {
+	if len(h) == 0 {
+		return "-"
+	}
+	parts := make([]string, 0, len(h))
+	for _, k := range slices.Sorted(maps.Keys(h)) {
+		parts = append(parts, k+"="+h[k])
+	}
+	return strings.Join(parts, " ")
 }

@@ -1,18 +1,22 @@
 package brisk
 
 import (
-	"github.com/briskq/brisk/brisktype"
-
 	"context"
+	"errors"
 	"fmt"
+	"maps"
+	"sync"
 	"time"
 
+	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 )
 
 // Client enqueues tasks. It is safe for concurrent use.
 type Client struct {
-	b Broker
+	b     Broker
+	mu    sync.RWMutex
+	hooks hookList
 }
 
 // NewClient returns a client that enqueues into broker b.
@@ -21,8 +25,18 @@ func NewClient(b Broker) *Client { return &Client{b: b} }
 // Broker returns the client's broker.
 func (c *Client) Broker() Broker { return c.b }
 
+// AddHooks adds hooks whose Enqueue is called for every task the client enqueues, in the
+// order added (see Hooks; Start and Finish are a worker's).
+func (c *Client) AddHooks(h Hooks) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.hooks = append(c.hooks, h)
+}
+
 // Enqueue stores one task, with opts applied on top of the task's own options, and returns
-// its ID. The task itself is not modified.
+// its ID. The task itself is not modified. A unique task (see Unique) whose key is held, or
+// a task whose ID its queue holds, is not stored: Enqueue returns the ID of the task that
+// holds it and an error wrapping ErrDuplicate (a *DuplicateError).
 func (c *Client) Enqueue(ctx context.Context, t *Task, opts ...Option) (string, error) {
 	if t == nil {
 		return "", fmt.Errorf("%w: nil task", ErrInvalid)
@@ -36,6 +50,10 @@ func (c *Client) Enqueue(ctx context.Context, t *Task, opts ...Option) (string, 
 	}
 	ids, err := c.EnqueueBatch(ctx, []*Task{t})
 	if err != nil {
+		var dup *DuplicateError
+		if errors.As(err, &dup) {
+			return dup.ID, err
+		}
 		return "", err
 	}
 	return ids[0], nil
@@ -44,7 +62,7 @@ func (c *Client) Enqueue(ctx context.Context, t *Task, opts ...Option) (string, 
 // EnqueueBatch stores tasks atomically, in one round trip or transaction: all of them, or
 // none with an error. It returns their IDs in order.
 func (c *Client) EnqueueBatch(ctx context.Context, tasks []*Task) ([]string, error) {
-	stored, ids, err := toBrokerBatch(tasks)
+	stored, ids, err := c.toBrokerBatch(ctx, tasks)
 	if err != nil {
 		return nil, err
 	}
@@ -54,24 +72,42 @@ func (c *Client) EnqueueBatch(ctx context.Context, tasks []*Task) ([]string, err
 	return ids, nil
 }
 
-// toBrokerBatch converts a batch for the broker and returns the tasks' IDs in order.
-func toBrokerBatch(tasks []*Task) ([]*broker.Task, []string, error) {
+// toBrokerBatch runs the hooks on a batch and converts it for the broker; it returns the
+// tasks' IDs in order.
+func (c *Client) toBrokerBatch(ctx context.Context, tasks []*Task) ([]*broker.Task, []string, error) {
 	if len(tasks) == 0 {
 		return nil, nil, fmt.Errorf("%w: empty batch", ErrInvalid)
 	}
 	now := time.Now()
 	stored := make([]*broker.Task, len(tasks))
 	ids := make([]string, len(tasks))
+	c.mu.RLock()
+	hooks := c.hooks
+	c.mu.RUnlock()
 	for i, t := range tasks {
 		if t == nil {
 			return nil, nil, fmt.Errorf("%w: task %d of the batch is nil", ErrInvalid, i)
 		}
+		if len(hooks) > 0 {
+			cp := *t
+			cp.Headers = maps.Clone(t.Headers) // a hook may set headers: not in the caller's map
+			if cp.ID == "" {
+				cp.ID = newID() // the hooks see the ID the task will have
+			}
+			if err := hooks.enqueue(ctx, &cp); err != nil {
+				return nil, nil, fmt.Errorf("brisk: enqueue %s: %w", t.Type, err)
+			}
+			t = &cp
+		}
 		bt, err := toBroker(t, now)
 		if err != nil {
-			return nil, nil, fmt.Errorf("brisk: enqueue %s: %w", t.Type, err)
+			return nil, nil, wrapf(err, "enqueue %s", t.Type)
 		}
 		stored[i] = bt
 		ids[i] = bt.ID
+	}
+	if err := broker.CheckUnique(c.b, stored); err != nil {
+		return nil, nil, fmt.Errorf("brisk: enqueue: %w: %w", err, ErrInvalid)
 	}
 	return stored, ids, nil
 }
@@ -79,9 +115,9 @@ func toBrokerBatch(tasks []*Task) ([]*broker.Task, []string, error) {
 // enqueueError wraps the broker's error for a batch.
 func enqueueError(tasks []*Task, err error) error {
 	if len(tasks) == 1 {
-		return fmt.Errorf("brisk: enqueue %s: %w", tasks[0].Type, err)
+		return wrapf(err, "enqueue %s", tasks[0].Type)
 	}
-	return fmt.Errorf("brisk: enqueue batch of %d: %w", len(tasks), err)
+	return wrapf(err, "enqueue batch of %d", len(tasks))
 }
 
 func toBroker(t *Task, now time.Time) (*broker.Task, error) {
@@ -91,12 +127,16 @@ func toBroker(t *Task, now time.Time) (*broker.Task, error) {
 	if t.MaxAttempts < 0 {
 		return nil, fmt.Errorf("%w: negative max attempts %d", ErrInvalid, t.MaxAttempts)
 	}
+	if t.UniqueFor < 0 || (t.UniqueFor == 0 && t.UniqueKey != "") {
+		return nil, fmt.Errorf("%w: unique window %s, must be positive", ErrInvalid, t.UniqueFor)
+	}
 	bt := &broker.Task{
 		TaskInfo: brisktype.TaskInfo{
 			ID:          t.ID,
 			Queue:       t.Queue,
 			Type:        t.Type,
 			Payload:     t.Payload,
+			Headers:     maps.Clone(t.Headers),
 			MaxAttempts: t.MaxAttempts,
 			Timeout:     t.Timeout,
 			EnqueuedAt:  now,
@@ -112,10 +152,24 @@ func toBroker(t *Task, now time.Time) (*broker.Task, error) {
 	if bt.MaxAttempts == 0 {
 		bt.MaxAttempts = DefaultMaxAttempts
 	}
+	if t.UniqueFor > 0 {
+		bt.Unique = broker.Unique{Key: uniqueKey(t), Until: now.Add(t.UniqueFor)}
+	}
 	switch {
 	case !t.ProcessAt.IsZero():
-		bt.ReadyAt = t.ProcessAt
+		// A time in the past means now: the task's latency counts from its enqueue, and
+		// it does not jump ahead of the tasks already waiting.
+		ahead := t.ProcessAt.Sub(now)
+		if ahead > MaxScheduleAhead {
+			return nil, fmt.Errorf("%w: process at %s: %s", ErrInvalid, t.ProcessAt.UTC().Format(time.RFC3339), ScheduleAheadRule)
+		}
+		if ahead > 0 {
+			bt.ReadyAt = t.ProcessAt
+		}
 	case t.Delay > 0:
+		if t.Delay > MaxScheduleAhead {
+			return nil, fmt.Errorf("%w: delay %s: %s", ErrInvalid, t.Delay, ScheduleAheadRule)
+		}
 		bt.ReadyAt = now.Add(t.Delay)
 	}
 	return bt, nil
@@ -128,7 +182,7 @@ func (c *Client) DeclareQueue(ctx context.Context, name string, sla time.Duratio
 		sla, _ = SLAFromName(name)
 	}
 	if err := c.b.DeclareQueue(ctx, broker.QueueConfig{Name: name, SLA: sla}); err != nil {
-		return fmt.Errorf("brisk: declare queue %s: %w", name, err)
+		return wrapf(err, "declare queue %s", name)
 	}
 	return nil
 }

@@ -21,7 +21,7 @@ func (c *Client) EnqueueTx(ctx context.Context, tx any, tasks ...*Task) ([]strin
 	if !ok {
 		return nil, fmt.Errorf("brisk: enqueue in a transaction: this broker (%T) cannot enqueue in the application's transaction (PostgreSQL can): %w: %w", c.b, ErrUnsupported, ErrInvalid)
 	}
-	stored, ids, err := toBrokerBatch(tasks)
+	stored, ids, err := c.toBrokerBatch(ctx, tasks)
 	if err != nil {
 		return nil, err
 	}

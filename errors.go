@@ -3,6 +3,7 @@ package brisk
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/briskq/brisk/broker"
@@ -16,10 +17,15 @@ var (
 	ErrInvalid = broker.ErrInvalid
 	// ErrPayloadTooLarge: a payload is over the broker's limit (1 MiB by default).
 	ErrPayloadTooLarge = broker.ErrPayloadTooLarge
-	// ErrDuplicate: a task with that ID is already stored.
+	// ErrDuplicate: a task with that ID, or a unique task with that key within its window,
+	// is already stored in its queue. The error is a *DuplicateError that names the task.
 	ErrDuplicate = broker.ErrDuplicate
 	// ErrNotFound: no task has that ID.
 	ErrNotFound = broker.ErrNotFound
+	// ErrQueueNotFound: no queue has that name (Inspector.DeleteQueue).
+	ErrQueueNotFound = broker.ErrQueueNotFound
+	// ErrQueueNotEmpty: the queue still holds tasks (Inspector.DeleteQueue).
+	ErrQueueNotEmpty = broker.ErrQueueNotEmpty
 	// ErrUnknownScheme: no broker is registered for the URL's scheme.
 	ErrUnknownScheme = broker.ErrUnknownScheme
 	// ErrUnavailable: the broker cannot be reached or opened.
@@ -39,7 +45,18 @@ var (
 	// ErrPanic is wrapped by the error of a handler that panicked; the message carries the
 	// panic value and the stack.
 	ErrPanic = errors.New("handler panicked")
+	// ErrCancelled is the cause (context.Cause) of a handler's context when its task was
+	// cancelled while it ran; the task is cancelled in the broker and the handler's outcome
+	// is ignored.
+	ErrCancelled = errors.New("task cancelled")
+	// ErrLeaseLost is the cause of a handler's context when its task was taken over by
+	// another worker (its lease expired); the handler's outcome is ignored.
+	ErrLeaseLost = broker.ErrLeaseLost
 )
+
+// DuplicateError is the error of an enqueue refused because its queue holds a task of
+// that ID, or a unique task of that key within its window: ID names that task.
+type DuplicateError = broker.DuplicateError
 
 // SkipRetry wraps err so that the task is dead at once instead of retried.
 func SkipRetry(err error) error {
@@ -67,3 +84,20 @@ func (e *RetryAfterError) Error() string {
 }
 
 func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// wrapped is an error of the library with the context of the call that failed. Its message
+// is "brisk: ", the context, and the cause without a "brisk: " of its own, so that an error
+// that passes through several layers (the client, the broker) reads with one prefix.
+type wrapped struct {
+	msg string
+	err error
+}
+
+func (w *wrapped) Error() string { return w.msg }
+
+func (w *wrapped) Unwrap() error { return w.err }
+
+// wrapf returns err with the context format (a lower-case phrase such as "enqueue x").
+func wrapf(err error, format string, args ...any) error {
+	return &wrapped{msg: "brisk: " + fmt.Sprintf(format, args...) + ": " + strings.TrimPrefix(err.Error(), "brisk: "), err: err}
+}

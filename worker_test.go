@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +21,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if url := os.Getenv(envRateWorker); url != "" {
+		os.Exit(runRateWorker(url)) // a worker process of BenchmarkRateLimit
+	}
 	goleak.VerifyTestMain(m)
 }
 
@@ -444,9 +448,11 @@ func TestLeaseIsExtendedWhileHandlerRuns(t *testing.T) {
 	t.Parallel()
 	b, c := setup(t)
 	var runs atomic.Int32
-	cfg := brisk.WorkerConfig{Lease: 150 * time.Millisecond}
+	// The handler runs over three leases; extensions come every lease/3, so a loaded
+	// machine (a 2-core CI box under -race) has a second of slack for each.
+	cfg := brisk.WorkerConfig{Lease: 1500 * time.Millisecond}
 	handler := map[string]brisk.HandlerFunc{
-		"long": func(context.Context, *brisk.Task) error { runs.Add(1); time.Sleep(700 * time.Millisecond); return nil },
+		"long": func(context.Context, *brisk.Task) error { runs.Add(1); time.Sleep(5 * time.Second); return nil },
 	}
 	startWorker(t, b, cfg, handler)
 	startWorker(t, b, cfg, handler) // would take the task if its lease lapsed
@@ -628,3 +634,50 @@ func TestMiddlewareWrapsEveryHandlerOutermostFirst(t *testing.T) {
 	}()
 	w.Use(tag("late"))
 }
+
+// failingReserve is a broker whose Reserve always fails, as one that lost its server would.
+type failingReserve struct{ brisk.Broker }
+
+func (failingReserve) Reserve(context.Context, broker.ReserveParams) ([]*broker.Task, error) {
+	return nil, fmt.Errorf("reserve: connection refused: %w", brisk.ErrUnavailable)
+}
+
+func TestWorkerSaysWhenReserveFails(t *testing.T) {
+	t.Parallel()
+	b, _ := setup(t)
+	var mu sync.Mutex
+	var logs strings.Builder
+	w, err := brisk.NewWorker(failingReserve{b}, brisk.WorkerConfig{
+		Logger: slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return logs.Write(p)
+		}), &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		got := logs.String()
+		mu.Unlock()
+		if strings.Contains(got, "level=ERROR") && strings.Contains(got, "msg=reserve") && strings.Contains(got, "connection refused") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no error logged for a failing Reserve within 5 s; logs:\n%s", got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := w.Stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -7,6 +7,7 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/briskq/brisk/brisktype"
@@ -21,6 +22,7 @@ const (
 	StatePending   = brisktype.StatePending
 	StateRunning   = brisktype.StateRunning
 	StateDead      = brisktype.StateDead
+	StateCancelled = brisktype.StateCancelled
 )
 
 // Task is one stored unit of work as a broker sees it: what an inspector sees (the
@@ -31,6 +33,10 @@ type Task struct {
 	// Lease identifies the current reservation; Reserve sets it, and Extend, Ack, Retry,
 	// Kill and Release must be given it back. It never leaves brisk's worker.
 	Lease Lease
+	// Unique, when its Key is set, makes Enqueue refuse the task while another task of the
+	// same queue holds that key (see Unique); only brokers that declare
+	// Capabilities.Unique accept it.
+	Unique Unique
 }
 
 // Lease names one reservation of one task. A broker refuses changes made under a lease
@@ -96,10 +102,14 @@ type WorkerInfo = brisktype.WorkerInfo
 // After Close, every method returns an error wrapping ErrClosed.
 type Broker interface {
 	// Enqueue stores tasks atomically: all of them or, with an error, none. Each task must
-	// carry an ID not used before in the store, a valid Queue and Type, MaxAttempts ≥ 1,
+	// carry an ID that its queue does not hold, a valid Queue and Type, MaxAttempts ≥ 1,
 	// non-zero EnqueuedAt and ReadyAt, and a payload within the broker's limit; otherwise
 	// Enqueue returns an error wrapping ErrInvalid or ErrPayloadTooLarge and stores nothing.
-	// It wakes waiting workers (see Wait). Enqueue of an ID that exists returns ErrDuplicate.
+	// It wakes waiting workers (see Wait). Enqueue of an ID that its queue holds returns
+	// ErrDuplicate. An ID is unique within its queue; whether an ID held by another queue is
+	// refused too is the broker's to document (SQLite refuses it: its IDs are unique in the
+	// whole store; Redis does not, so that a queue's scripts touch only that queue's keys,
+	// which Redis Cluster needs). brisk's own IDs (UUIDv7) never repeat anywhere.
 	Enqueue(ctx context.Context, tasks []*Task) error
 
 	// Reserve leases up to p.Limit ready tasks (pending, or running with an expired lease)
@@ -152,7 +162,8 @@ type Broker interface {
 	// included.
 	Tasks(ctx context.Context, p ListParams) ([]*Task, error)
 
-	// Task returns one task by ID, or an error wrapping ErrNotFound.
+	// Task returns one task by ID, or an error wrapping ErrNotFound. Where two queues hold the
+	// same ID (only possible with IDs given by the enqueuer), it returns one of them.
 	Task(ctx context.Context, id string) (*Task, error)
 
 	// RetryDead makes dead tasks of queue pending again, with a fresh attempt budget (Attempt
@@ -226,4 +237,54 @@ func ReserveRest(ctx context.Context, r Broker, p ReserveParams, got []*Task) ([
 		return got, err
 	}
 	return append(got, more...), nil
+}
+
+// QueueDeleter is implemented by brokers that can remove a queue. Without it a queue,
+// once known, is listed by Stats for ever.
+type QueueDeleter interface {
+	// DeleteQueue removes a queue that holds no task in any state (pending, scheduled,
+	// running or dead), with everything stored for it: its SLA, pause, counters and
+	// samples (SampleStore). The check and the removal are atomic with respect to Enqueue:
+	// a concurrent enqueue either lands first, and DeleteQueue fails, or after, and creates
+	// the queue again. A queue that Stats does not list gives an error wrapping
+	// ErrQueueNotFound; one that holds tasks an error wrapping ErrQueueNotEmpty that counts
+	// them, and nothing changes.
+	DeleteQueue(ctx context.Context, queue string) error
+}
+
+// QueueSample is one queue's statistics at one moment, as the dashboard samples them
+// (brisktype.QueueSample).
+type QueueSample = brisktype.QueueSample
+
+// SampleRetention is how long a SampleStore keeps a sample.
+const SampleRetention = time.Hour
+
+// SampleStore is implemented by brokers that keep the dashboard's samples of queue
+// statistics in their store, so that every dashboard process on one store shows the same
+// history, also after a restart. The store is bounded: it keeps one sample per queue and
+// second, for SampleRetention.
+type SampleStore interface {
+	// AddSamples stores samples atomically per queue. A sample replaces a stored one of
+	// its queue taken within the same second (two dashboards sampling at once store one).
+	// Samples taken more than SampleRetention before the broker's clock are dropped, then
+	// or at a later call. A sample with an invalid queue name, a zero At or negative figures
+	// is refused with ErrInvalid, and nothing of the call is stored.
+	AddSamples(ctx context.Context, samples []QueueSample) error
+
+	// Samples returns the stored samples taken at or after since, ordered by queue name
+	// and then by time, of the queues Stats lists.
+	Samples(ctx context.Context, since time.Time) ([]QueueSample, error)
+}
+
+// ValidateSamples checks a call of SampleStore.AddSamples.
+func ValidateSamples(samples []QueueSample) error {
+	for i, s := range samples {
+		if err := ValidateQueueName(s.Queue); err != nil {
+			return fmt.Errorf("sample %d: %w", i, err)
+		}
+		if s.At.IsZero() || s.Latency < 0 || s.Completed < 0 || s.Failed < 0 {
+			return fmt.Errorf("%w: sample %d of queue %q: zero time or negative figures", ErrInvalid, i, s.Queue)
+		}
+	}
+	return nil
 }

@@ -17,11 +17,19 @@
 // Run checks, one file per area: enqueue order and atomicity, delayed tasks, reserve
 // priorities and limits, leases, state transitions, statistics and queue latency, Wait,
 // consumers in several processes, bad input, inspection and worker records, pausing queues,
-// acking and reserving in one call, enqueuing inside the application's transaction, and a
-// crash test in which brisk workers in real
-// processes are killed with SIGKILL while they run tasks. Parts of the contract that are
-// optional (broker.Reaper, broker.Pauser, broker.AckReserver, broker.TxEnqueuer) are skipped with a message
-// when a broker lacks them, never passed silently.
+// acking and reserving in one call, deleting queues, the store of dashboard samples,
+// enqueuing inside the application's transaction, and a
+// crash test in which brisk workers in real processes are killed with SIGKILL while they
+// run tasks; then the optional capabilities:
+// unique tasks (Capabilities.Unique, with processes racing for one key), cancellation
+// (broker.Canceler, with a handler in another process stopped within a second), leader
+// election (broker.Leader), periodic schedules (broker.ScheduleStore, with brisk.Scheduler
+// in three processes whose leader is killed twice while 60 ticks of one second are
+// counted), and rate and concurrency limits (broker.Limiter, with consumers in three
+// processes, one killed while it holds slots). Parts of the contract that are optional
+// (broker.Reaper, broker.Pauser, broker.AckReserver, broker.QueueDeleter,
+// broker.SampleStore, broker.TxEnqueuer and the above) are skipped with a message when a
+// broker lacks them, never passed silently.
 //
 // The multi-process check re-executes the test binary that called Run, selecting the same
 // test with -test.run and telling the child its role through environment variables; Run
@@ -30,8 +38,6 @@
 package brokertest
 
 import (
-	"github.com/briskq/brisk/brisktype"
-
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -39,6 +45,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 )
 
@@ -94,6 +101,7 @@ func Run(t *testing.T, h Harness) {
 		run  func(*testing.T)
 	}{
 		{"Crash", s.testCrash},
+		{"Periodic", s.testPeriodic},
 		{"MultiProcess", s.testMultiProcess},
 		{"Enqueue", s.testEnqueue},
 		{"Reserve", s.testReserve},
@@ -107,6 +115,13 @@ func Run(t *testing.T, h Harness) {
 		{"Pause", s.testPause},
 		{"AckReserve", s.testAckReserve},
 		{"TxEnqueue", s.testTxEnqueue},
+		{"Unique", s.testUnique},
+		{"Cancel", s.testCancel},
+		{"Leader", s.testLeader},
+		{"RateLimit", s.testRateLimit},
+		{"Concurrency", s.testConcurrency},
+		{"DeleteQueue", s.testDeleteQueue},
+		{"Samples", s.testSamples},
 	}
 	for _, a := range areas {
 		t.Run(a.name, func(t *testing.T) {

@@ -1,8 +1,6 @@
 package brokertest
 
 import (
-	"github.com/briskq/brisk/brisktype"
-
 	"bytes"
 	"crypto/rand"
 	"errors"
@@ -10,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 )
 
@@ -128,6 +127,7 @@ func (s *suite) testInspect(t *testing.T) {
 	})
 
 	s.test(t, "TasksPaging", func(e *env) {
+		e.requires(func(c broker.Capabilities) bool { return c.ListAll }, "ListAll", "it lists what its documentation says, without offsets")
 		tasks := NewTasks("page", "t", 120)
 		e.enqueue(tasks...)
 		all := payloads(tasks)

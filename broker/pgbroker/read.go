@@ -54,12 +54,13 @@ func scanTask(r pgx.Row) (*broker.Task, error) {
 		enqueued, ready             time.Time
 		payload                     []byte
 		id, queue, typ              string
+		headers                     map[string]string
 	)
 	if err := r.Scan(&seq, &id, &queue, &typ, &payload, &state, &attempt, &maxAttempts, &timeout,
-		&enqueued, &ready, &started, &leaseUntil, &token, &lastError, &failed); err != nil {
+		&enqueued, &ready, &started, &leaseUntil, &token, &lastError, &failed, &headers); err != nil {
 		return nil, err
 	}
-	t.ID, t.Queue, t.Type = id, queue, typ
+	t.ID, t.Queue, t.Type, t.Headers = id, queue, typ, headers
 	if len(payload) > 0 {
 		t.Payload = payload
 	}

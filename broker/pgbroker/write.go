@@ -18,7 +18,7 @@ import (
 
 // taskCols are the columns scanTask reads, in its order.
 const taskCols = `seq, id, queue, type, payload, state, attempt, max_attempts, timeout_ns,
-	enqueued_at, ready_at, started_at, lease_until, lease_token, last_error, failed_at`
+	enqueued_at, ready_at, started_at, lease_until, lease_token, last_error, failed_at, headers`
 
 // The statements. {{schema}} is filled in at Open; every statement is one round trip and,
 // outside EnqueueTx, one transaction of its own. {{async}} marks the statements of workers
@@ -41,13 +41,13 @@ const (
 	qEnqueue = `WITH input AS (
 			SELECT e->>'id' AS id, e->>'queue' AS queue, e->>'type' AS type, decode(e->>'payload', 'base64') AS payload,
 				(e->>'max_attempts')::integer AS max_attempts, (e->>'timeout_ns')::bigint AS timeout_ns,
-				(e->>'enqueued_at')::timestamptz AS enqueued_at, (e->>'ready_at')::timestamptz AS ready_at, n
+				(e->>'enqueued_at')::timestamptz AS enqueued_at, (e->>'ready_at')::timestamptz AS ready_at, e->'headers' AS headers, n
 			FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS a(e, n)
 		), dup AS (
 			SELECT t.id FROM {{schema}}.tasks t WHERE t.id IN (SELECT id FROM input) LIMIT 1
 		), ins AS (
-			INSERT INTO {{schema}}.tasks (id, queue, type, payload, state, max_attempts, timeout_ns, enqueued_at, ready_at)
-			SELECT id, queue, type, payload, 'pending', max_attempts, timeout_ns, enqueued_at, ready_at
+			INSERT INTO {{schema}}.tasks (id, queue, type, payload, state, max_attempts, timeout_ns, enqueued_at, ready_at, headers)
+			SELECT id, queue, type, payload, 'pending', max_attempts, timeout_ns, enqueued_at, ready_at, headers
 			FROM input WHERE NOT EXISTS (SELECT 1 FROM dup) ORDER BY n
 			RETURNING 1
 		)
@@ -220,14 +220,15 @@ func (b *Broker) prepareEnqueue(ctx context.Context, tasks []*broker.Task) (stri
 		}
 	}
 	type row struct {
-		ID          string `json:"id"`
-		Queue       string `json:"queue"`
-		Type        string `json:"type"`
-		Payload     []byte `json:"payload"`
-		MaxAttempts int    `json:"max_attempts"`
-		TimeoutNs   int64  `json:"timeout_ns"`
-		EnqueuedAt  string `json:"enqueued_at"`
-		ReadyAt     string `json:"ready_at"`
+		ID          string            `json:"id"`
+		Queue       string            `json:"queue"`
+		Type        string            `json:"type"`
+		Payload     []byte            `json:"payload"`
+		MaxAttempts int               `json:"max_attempts"`
+		TimeoutNs   int64             `json:"timeout_ns"`
+		EnqueuedAt  string            `json:"enqueued_at"`
+		ReadyAt     string            `json:"ready_at"`
+		Headers     map[string]string `json:"headers,omitempty"`
 	}
 	rows := make([]row, len(tasks))
 	for i, t := range tasks {
@@ -235,7 +236,7 @@ func (b *Broker) prepareEnqueue(ctx context.Context, tasks []*broker.Task) (stri
 		if p == nil {
 			p = []byte{}
 		}
-		rows[i] = row{t.ID, t.Queue, t.Type, p, t.MaxAttempts, int64(t.Timeout), timestamp(t.EnqueuedAt), timestamp(t.ReadyAt)}
+		rows[i] = row{t.ID, t.Queue, t.Type, p, t.MaxAttempts, int64(t.Timeout), timestamp(t.EnqueuedAt), timestamp(t.ReadyAt), t.Headers}
 	}
 	data, err := json.Marshal(rows)
 	if err != nil {

@@ -1,8 +1,6 @@
 package rabbitbroker
 
 import (
-	"github.com/briskq/brisk/brisktype"
-
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -13,6 +11,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 	"github.com/briskq/brisk/broker/brokertest"
 	"github.com/briskq/brisk/internal/rabbittest"

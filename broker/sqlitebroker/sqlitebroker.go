@@ -7,6 +7,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math"
 	"net/url"
@@ -21,12 +22,19 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/briskq/brisk/broker"
+	"github.com/briskq/brisk/internal/limithint"
 )
 
 var (
-	_ broker.Broker = (*Broker)(nil)
-	_ broker.Reaper = (*Broker)(nil)
-	_ broker.Pauser = (*Broker)(nil)
+	_ broker.Broker        = (*Broker)(nil)
+	_ broker.Reaper        = (*Broker)(nil)
+	_ broker.Pauser        = (*Broker)(nil)
+	_ broker.Canceler      = (*Broker)(nil)
+	_ broker.Leader        = (*Broker)(nil)
+	_ broker.ScheduleStore = (*Broker)(nil)
+	_ broker.Limiter       = (*Broker)(nil)
+	_ broker.QueueDeleter  = (*Broker)(nil)
+	_ broker.SampleStore   = (*Broker)(nil)
 )
 
 // ErrCorrupt is wrapped by the errors about a stored row the broker cannot decode (one
@@ -38,10 +46,17 @@ var ErrCorrupt = errors.New("corrupt task row")
 //go:embed schema.sql
 var schemaSQL string
 
+//go:embed sched.sql
+var schedSQL string
+
 const (
-	// schemaVersion is stored in PRAGMA user_version. Version 2 added queues.paused; see
-	// migrations.
-	schemaVersion = 2
+	// schemaVersion is stored in PRAGMA user_version. Version 2 added queues.paused,
+	// version 3 the samples table, version 4 the tables of sched.sql, version 5
+	// tasks.headers; see migrations.
+	schemaVersion = 5
+	// baseVersion is the version schema.sql and samplesSchema create; a new file then
+	// takes the migrations from it on.
+	baseVersion = 3
 	// applicationID ("brsk") is stored in PRAGMA application_id and marks the file as
 	// brisk's, so that Open never writes into another application's database.
 	applicationID = 0x6272736b
@@ -53,10 +68,29 @@ const (
 // setup. A file created by an older brisk is migrated when it is opened.
 var migrations = map[int64]string{
 	1: `ALTER TABLE queues ADD COLUMN paused INTEGER NOT NULL DEFAULT 0`,
+	2: samplesSchema,
+	3: schedSQL,
+	4: `ALTER TABLE tasks ADD COLUMN headers TEXT`, // a JSON object, NULL for none
 }
 
-// Broker is a broker.Broker, broker.Reaper and broker.Pauser that keeps tasks in a SQLite file. Create it
-// with Open; it is safe for concurrent use.
+// samplesSchema is the table of the dashboard's samples (broker.SampleStore), created by
+// schema.sql in a new file and by the migration from version 2.
+const samplesSchema = `
+CREATE TABLE IF NOT EXISTS samples (
+    queue      TEXT    NOT NULL,
+    second     INTEGER NOT NULL,  -- at_ms / 1000: one sample per queue and second
+    at_ms      INTEGER NOT NULL,  -- Unix milliseconds
+    latency_ns INTEGER NOT NULL,
+    completed  INTEGER NOT NULL,
+    failed     INTEGER NOT NULL,
+    PRIMARY KEY (queue, second)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS samples_at ON samples (at_ms);`
+
+// Broker is a broker.Broker, broker.Reaper, broker.Pauser, broker.QueueDeleter,
+// broker.SampleStore, broker.Canceler, broker.Leader, broker.ScheduleStore and
+// broker.Limiter that keeps tasks in a SQLite file, with unique tasks. Create it with
+// Open; it is safe for concurrent use.
 type Broker struct {
 	path string // absolute and cleaned; names the file in errors
 	opts Options
@@ -72,6 +106,7 @@ type Broker struct {
 	rstmts map[string]*sql.Stmt
 
 	hub       *hub
+	hints     limithint.Hints // why limits left ready tasks behind, per queue
 	closed    chan struct{}
 	closeOnce sync.Once
 	closeErr  error
@@ -97,9 +132,19 @@ func Open(ctx context.Context, path string, opts Options) (*Broker, error) {
 	fail := func(err error) error {
 		return fmt.Errorf("brisk: sqlite: open %q: %w: %w", abs, broker.ErrUnavailable, err)
 	}
-	if fi, err := os.Stat(abs); err == nil && fi.IsDir() {
+	fi, err := os.Stat(abs)
+	switch {
+	case err == nil && fi.IsDir():
 		return nil, fail(errors.New("is a directory"))
-	} else if errors.Is(err, os.ErrNotExist) {
+	case err == nil && fi.Size() == 0 && opts.NoCreate:
+		return nil, fail(errors.New("an empty file (0 bytes), not a brisk store (was it truncated?), and this open does not create one (mode=rw)"))
+	case err == nil && fi.Size() == 0:
+		// SQLite takes an empty file for an empty database. A store truncated by accident
+		// looks the same, so say that a new one is made rather than serve "no queues".
+		opts.Logger.Warn("sqlite: empty file (0 bytes): a new store is created in it (if it held brisk's tasks, they were lost before this open)", "path", abs)
+	case errors.Is(err, os.ErrNotExist) && opts.NoCreate:
+		return nil, fail(fmt.Errorf("%w (mode=rw does not create a store)", fs.ErrNotExist))
+	case errors.Is(err, os.ErrNotExist):
 		if _, err := os.Stat(filepath.Dir(abs)); err != nil {
 			return nil, fail(fmt.Errorf("directory %s: %w", filepath.Dir(abs), unwrapPathError(err)))
 		}
@@ -216,21 +261,21 @@ func setup(ctx context.Context, db *sql.DB) error {
 		return err
 	}
 	if version == 0 {
-		if _, err := tx.ExecContext(ctx, schemaSQL); err != nil {
+		if _, err := tx.ExecContext(ctx, schemaSQL+samplesSchema); err != nil {
 			return fmt.Errorf("create schema: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA application_id = %d", applicationID)); err != nil {
 			return err
 		}
-	} else {
-		for v := version; v < schemaVersion; v++ {
-			m, ok := migrations[v]
-			if !ok {
-				return fmt.Errorf("no migration from schema version %d", v)
-			}
-			if _, err := tx.ExecContext(ctx, m); err != nil {
-				return fmt.Errorf("migrate schema from version %d to %d: %w", v, v+1, err)
-			}
+		version = baseVersion
+	}
+	for v := version; v < schemaVersion; v++ {
+		m, ok := migrations[v]
+		if !ok {
+			return fmt.Errorf("no migration from schema version %d", v)
+		}
+		if _, err := tx.ExecContext(ctx, m); err != nil {
+			return fmt.Errorf("migrate schema from version %d to %d: %w", v, v+1, err)
 		}
 	}
 	// Setting user_version writes the header even when the schema exists: it proves the
@@ -252,8 +297,12 @@ func unwrapPathError(err error) error {
 }
 
 // Capabilities declares every optional behaviour: the whole task state machine lives in
-// the store.
-func (b *Broker) Capabilities() broker.Capabilities { return broker.AllCapabilities() }
+// the store, and Enqueue keeps uniqueness locks.
+func (b *Broker) Capabilities() broker.Capabilities {
+	c := broker.AllCapabilities()
+	c.Unique = true
+	return c
+}
 
 // Close releases the broker's connections and wakes its Wait calls, which return an error
 // wrapping broker.ErrClosed, as every later call does. It is idempotent. Tasks stay stored.

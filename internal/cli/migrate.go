@@ -46,7 +46,7 @@ func runMigrate(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	raw := brisk.BrokerURL(*brokerURL)
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return usagef("migrate needs a PostgreSQL broker URL (postgres://…), not %q; the other brokers need no migrations of yours", maskURL(raw))
+		return usagef("migrate needs a PostgreSQL broker URL (postgres://…), not %q; the other brokers need no migrations of yours", brisk.RedactURL(raw))
 	}
 	if *from != 0 && !*print {
 		return usagef("--from goes with --print")
@@ -65,7 +65,7 @@ func runMigrate(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	}
 	before, after, err := pgbroker.Migrate(ctx, raw)
 	if err != nil {
-		return errors.New(strings.ReplaceAll(err.Error(), raw, maskURL(raw)))
+		return errors.New(strings.ReplaceAll(err.Error(), raw, brisk.RedactURL(raw)))
 	}
 	opts, _ := pgbroker.ParseURL(raw)
 	schema := opts.Schema

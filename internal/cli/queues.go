@@ -21,8 +21,8 @@ queue with an SLA is "ok" while its latency is at or below it, "OVER SLA" otherw
 paused queue (see brisk pause) shows PAUSED in the status column.
 
 --json prints an array of objects with the keys name, pending, scheduled, running, dead,
-latency_seconds, sla_seconds (null when no SLA is set), within_sla, completed, failed and
-paused.`,
+latency_seconds, sla_seconds (null when no SLA is set), within_sla, completed, failed,
+paused and cancelled.`,
 	run: runQueues,
 }
 
@@ -42,7 +42,7 @@ func runQueues(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 	if err := noArgs(pos); err != nil {
 		return err
 	}
-	c, err := openClient(ctx, *brokerURL)
+	c, err := e.openClient(ctx, *brokerURL, needsStore)
 	if err != nil {
 		return err
 	}
@@ -79,7 +79,7 @@ func runQueues(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 				status = "PAUSED, " + status
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", q.Name, q.Pending, q.Scheduled, q.Running, q.Dead,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", termSafe(q.Name), q.Pending, q.Scheduled, q.Running, q.Dead,
 			humanize.Duration(q.Latency), sla, status)
 	}
 	return tw.Flush()

@@ -5,7 +5,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/briskq/brisk"
 	"github.com/briskq/brisk/internal/apiv1"
@@ -16,9 +20,11 @@ var tasksCmd = &command{
 	synopsis: "--queue Q [--state STATE] [--limit N] [--offset N] [--json] | --id ID [--json]",
 	summary:  "list the tasks of a queue in one state, or show one task",
 	detail: `
-With --queue it lists the tasks of that queue in --state (pending, scheduled, running or
-dead), oldest ready time first, --limit at a time from --offset. With --id it shows every
-field of one task.
+With --queue it lists the tasks of that queue in --state (pending, scheduled, running,
+dead or cancelled), oldest ready time first, --limit at a time from --offset: id, type, attempt, the
+ready time (for dead tasks the time they failed), payload and last error. With --id it
+shows every field of one task. Control characters in types, payloads and errors are
+shown escaped (\x1b); --json prints the exact text.
 
 --json prints task objects with the keys id, queue, type, state, attempt, max_attempts,
 timeout_seconds (0: the worker's default), enqueued_at, ready_at, started_at, failed_at,
@@ -36,7 +42,7 @@ func toTaskJSON(t *brisk.TaskInfo) taskJSON { return apiv1.FromTask(t) }
 func runTasks(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	brokerURL := brokerFlag(fs)
 	queue := fs.String("queue", "", "list the tasks of queue `Q`")
-	state := fs.String("state", string(brisk.StatePending), "list the tasks in `STATE`: pending, scheduled, running or dead")
+	state := fs.String("state", string(brisk.StatePending), "list the tasks in `STATE`: pending, scheduled, running, dead or cancelled")
 	limit := fs.Int("limit", 100, "list at most `N` tasks")
 	offset := fs.Int("offset", 0, "skip the first `N` tasks of the listing")
 	id := fs.String("id", "", "show the task with id `ID` instead of a listing")
@@ -53,14 +59,19 @@ func runTasks(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	case *id == "" && *queue == "":
 		return usagef("tasks needs --queue Q (to list) or --id ID (to show one task)")
 	case !st.Valid():
-		return usagef("--state %q is not one of pending, scheduled, running, dead", *state)
+		return usagef("--state %q is not one of pending, scheduled, running, dead, cancelled", *state)
 	case *limit < 1:
 		return usagef("--limit %d must be at least 1", *limit)
 	case *offset < 0:
 		return usagef("--offset %d is negative", *offset)
 	}
+	if *queue != "" {
+		if err := checkNames(*queue); err != nil {
+			return err
+		}
+	}
 
-	c, err := openClient(ctx, *brokerURL)
+	c, err := e.openClient(ctx, *brokerURL, needsStore)
 	if err != nil {
 		return err
 	}
@@ -71,7 +82,7 @@ func runTasks(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 		t, err := in.Task(ctx, *id)
 		switch {
 		case errors.Is(err, brisk.ErrNotFound):
-			return fmt.Errorf("no task with id %s", *id)
+			return fmt.Errorf("no task with id %s", *id) // escaped by report
 		case err != nil:
 			return err
 		case *queue != "" && t.Queue != *queue:
@@ -98,15 +109,20 @@ func runTasks(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 		_, err := fmt.Fprintf(e.stdout, "no %s tasks in queue %s\n", st, *queue)
 		return err
 	}
+	// Dead tasks show when they failed; the others when they are (or were) ready.
+	when, whenOf := "READY AT", func(t *brisk.TaskInfo) time.Time { return t.ReadyAt }
+	if st == brisk.StateDead {
+		when, whenOf = "FAILED AT", func(t *brisk.TaskInfo) time.Time { return t.FailedAt }
+	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)
-	fmt.Fprintf(tw, "ID\tTYPE\tATTEMPT\tREADY AT\tPAYLOAD\tLAST ERROR\n")
+	fmt.Fprintf(tw, "ID\tTYPE\tATTEMPT\t%s\tPAYLOAD\tLAST ERROR\n", when)
 	for _, t := range ts {
 		lastErr := "-"
 		if t.LastError != "" {
-			lastErr = truncate(t.LastError, 60)
+			lastErr = truncate(termSafe(t.LastError), 60)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\n", t.ID, t.Type, t.Attempt, t.MaxAttempts,
-			textTime(t.ReadyAt), truncate(payloadText(t.Payload), 40), lastErr)
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\n", termSafe(t.ID), termSafe(t.Type), t.Attempt, t.MaxAttempts,
+			textTime(whenOf(t)), truncate(termSafe(payloadText(t.Payload)), 40), lastErr)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -125,13 +141,13 @@ func printTask(e *env, t *brisk.TaskInfo) error {
 	}
 	lastErr := "-"
 	if t.LastError != "" {
-		lastErr = t.LastError
+		lastErr = termSafeLines(t.LastError)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)
 	for _, f := range [][2]string{
-		{"id", t.ID},
-		{"queue", t.Queue},
-		{"type", t.Type},
+		{"id", termSafe(t.ID)},
+		{"queue", termSafe(t.Queue)},
+		{"type", termSafe(t.Type)},
 		{"state", string(t.State)},
 		{"attempt", fmt.Sprintf("%d of %d", t.Attempt, t.MaxAttempts)},
 		{"timeout", timeout},
@@ -140,10 +156,23 @@ func printTask(e *env, t *brisk.TaskInfo) error {
 		{"started at", textTime(t.StartedAt)},
 		{"failed at", textTime(t.FailedAt)},
 		{"lease until", textTime(t.LeaseUntil)},
-		{"payload", payloadText(t.Payload)},
+		{"payload", termSafe(payloadText(t.Payload))},
+		{"headers", termSafe(headersText(t.Headers))},
 		{"last error", lastErr}, // last: it may span lines (a panic's stack)
 	} {
 		fmt.Fprintf(tw, "%s:\t%s\n", f[0], f[1])
 	}
 	return tw.Flush()
+}
+
+// headersText shows headers as name=value, sorted by name, or "-".
+func headersText(h map[string]string) string {
+	if len(h) == 0 {
+		return "-"
+	}
+	parts := make([]string, 0, len(h))
+	for _, k := range slices.Sorted(maps.Keys(h)) {
+		parts = append(parts, k+"="+h[k])
+	}
+	return strings.Join(parts, " ")
 }

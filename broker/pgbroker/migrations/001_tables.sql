@@ -27,7 +27,8 @@ CREATE TABLE {{schema}}.tasks (
     lease_token  text,
     worker_id    text,
     last_error   text,
-    failed_at    timestamptz
+    failed_at    timestamptz,
+    headers      jsonb        -- a JSON object of strings; NULL for none
 );
 
 -- Every update of a task changes its state, which the partial indexes below depend on, so

@@ -16,13 +16,6 @@ import (
 	"github.com/briskq/brisk/internal/pgtest"
 )
 
-// setup returns a fresh schema's broker URL and a broker opened on it, closed at the end.
-func setup(t *testing.T) (string, *pgbroker.Broker) {
-	t.Helper()
-	_, u := pgtest.NewSchema(t, pgtest.URL(t), "brisk")
-	return u, open(t, u)
-}
-
 func open(t *testing.T, url string) *pgbroker.Broker {
 	t.Helper()
 	b, err := pgbroker.Open(t.Context(), url)

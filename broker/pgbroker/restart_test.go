@@ -1,7 +1,6 @@
 package pgbroker_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -57,24 +56,6 @@ func (c cluster) ctl(t *testing.T, action string) {
 	}
 }
 
-// syncBuffer is a log destination shared by the worker's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestRestart stops the PostgreSQL server while a worker drains a queue and starts it
 // again: calls meanwhile fail at once with ErrUnavailable, the worker resumes by itself,
 // and every task runs.
@@ -106,7 +87,7 @@ func TestRestart(t *testing.T) {
 	var (
 		mu   sync.Mutex
 		done = map[string]int{}
-		logs syncBuffer
+		logs testenv.Buffer
 	)
 	w, err := brisk.NewWorker(b, brisk.WorkerConfig{
 		Queues:      []brisk.QueueSpec{{Name: "restart"}},

@@ -124,6 +124,11 @@ type QueueStats struct {
 	Completed, Failed int64
 	// Paused reports a queue paused through Pauser (always false for brokers without it).
 	Paused bool
+	// Notes says which figures are not exact at the time of the call, where they come from
+	// and how old they may be (for example "running: this process only (management API
+	// off)"). Empty when every figure is exact, as for brokers that keep the whole task
+	// state machine.
+	Notes []string
 }
 
 // ListParams selects tasks to list.

@@ -22,7 +22,8 @@ paused queue (see brisk pause) shows PAUSED in the status column.
 
 --json prints an array of objects with the keys name, pending, scheduled, running, dead,
 latency_seconds, sla_seconds (null when no SLA is set), within_sla, completed, failed and
-paused.`,
+paused, and notes (an array, present only when the broker cannot give a figure exactly:
+where it comes from, how old it may be).`,
 	run: runQueues,
 }
 
@@ -82,5 +83,15 @@ func runQueues(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", q.Name, q.Pending, q.Scheduled, q.Running, q.Dead,
 			humanize.Duration(q.Latency), sla, status)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, q := range qs { // figures the broker gives only as an estimate, and why
+		for _, n := range q.Notes {
+			if _, err := fmt.Fprintf(e.stdout, "note: %s: %s\n", q.Name, n); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -22,16 +22,17 @@ import (
 // cannot be changed on a running consumer). A worker asks for its free slots plus its
 // Prefetch, so the window settles at its concurrency plus Prefetch, and RabbitMQ fills the
 // buffer up to the free slots plus Prefetch: a busy worker holds no task that an idle one
-// could run. A delivery nobody reserves within holdBuffered goes back to the queue and the
-// consumer stops, until a Reserve or Wait asks again.
+// could run. When no Reserve or Wait has asked for a queue for holdBuffered (the worker is
+// busy with long tasks, at its limit for that queue, or gone), what its consumer buffered
+// goes back to the queue and the consumer stops until a Reserve or Wait asks again.
 const (
-	// holdBuffered is how long a delivery may wait in a buffer unreserved.
-	holdBuffered = 500 * time.Millisecond
+	// holdBuffered is how long a buffer is kept while nobody asks for its queue.
+	holdBuffered = time.Second
 	// reserveWait bounds how long Reserve waits for deliveries RabbitMQ is sending when the
 	// queue has ready messages.
 	reserveWait = 250 * time.Millisecond
 	// headEvery is how often a broker value publishes a new head bound of a queue (stats.go).
-	headEvery = 250 * time.Millisecond
+	headEvery = 100 * time.Millisecond
 )
 
 // consumer is a broker value's consumer of one brisk queue's ready queue.
@@ -48,6 +49,7 @@ type consumer struct {
 	pending map[string]int // unacked deliveries per consumer tag (buffered and held)
 	buf     []buffered
 	held    int
+	asked   time.Time // the last Reserve or Wait for this queue
 }
 
 type buffered struct {
@@ -187,6 +189,9 @@ func (b *Broker) reserveFrom(ctx context.Context, s *session, q string, want int
 	}
 	c.reserveMu.Lock()
 	defer c.reserveMu.Unlock()
+	b.mu.Lock()
+	c.asked = time.Now()
+	b.mu.Unlock()
 	out := b.take(ctx, c, want, d)
 	if len(out) == want {
 		return out, nil
@@ -213,12 +218,24 @@ func (b *Broker) reserveFrom(ctx context.Context, s *session, q string, want int
 			if err := c.ch.Qos(want, 0, false); err != nil {
 				return out, b.unavailable("consuming "+b.n.ready(q), err)
 			}
+			// They are in the client library's buffer now: take them as they come, until
+			// none came for a few milliseconds.
 			b.observeEmpty(q, time.Now())
-			select {
-			case <-wake:
-			case <-time.After(2 * time.Millisecond):
+			for quiet := time.NewTimer(5 * time.Millisecond); len(out) < want; quiet.Reset(5 * time.Millisecond) {
+				b.mu.Lock()
+				wake = b.wake
+				b.mu.Unlock()
+				out = append(out, b.take(ctx, c, want-len(out), d)...)
+				if len(out) == want {
+					break
+				}
+				select {
+				case <-wake:
+					continue
+				case <-quiet.C:
+				}
+				break
 			}
-			out = append(out, b.take(ctx, c, want-len(out), d)...)
 			break
 		}
 		if time.Now().After(deadline) {
@@ -525,6 +542,9 @@ func (b *Broker) Wait(ctx context.Context, queues []string, max time.Duration) e
 	b.mu.Lock()
 	wake := b.wake
 	for _, c := range cs {
+		c.asked = time.Now()
+	}
+	for _, c := range cs {
 		if len(c.buf) > 0 {
 			b.mu.Unlock()
 			return nil
@@ -564,13 +584,13 @@ func (b *Broker) sweep() {
 	}
 }
 
-// returnStale stops the consumers whose buffer holds a delivery older than before and hands
-// their buffered deliveries back to their queues.
+// returnStale stops the consumers that nobody asked since before and whose buffer holds a
+// delivery older than that, and hands their buffered deliveries back to their queues.
 func (b *Broker) returnStale(s *session, before time.Time) {
 	b.mu.Lock()
 	var stale []*consumer
 	for _, c := range b.consumers {
-		if c.s == s && len(c.buf) > 0 && c.buf[0].at.Before(before) {
+		if c.s == s && len(c.buf) > 0 && c.buf[0].at.Before(before) && c.asked.Before(before) {
 			stale = append(stale, c)
 		}
 	}

@@ -31,7 +31,7 @@ import (
 //     from a lower bound of the head's ReadyAt: every consumer that receives a message knows
 //     that the head is no older than that message, and every broker value that sees the
 //     queue empty knows that the head is younger than that moment; broker values publish
-//     their bounds to the live stream every 250 ms. The latency is therefore an upper bound:
+//     their bounds to the live stream every 100 ms. The latency is therefore an upper bound:
 //     exact to within the gap between two consecutive tasks while workers are busy, and too
 //     high when no worker has received anything since the queue last emptied. When nothing
 //     bounds it, the note says the latency is unknown.
@@ -63,7 +63,7 @@ type mgmtQueue struct {
 func (m *management) queues(ctx context.Context, prefix string) (map[string]mgmtQueue, error) {
 	u := *m.base
 	u.User = nil
-	u.Path = "/api/queues/" + url.PathEscape(m.vhost)
+	u.Path, u.RawPath = "/api/queues/"+m.vhost, "/api/queues/"+url.PathEscape(m.vhost)
 	q := url.Values{}
 	q.Set("columns", "name,messages_unacknowledged,head_message_timestamp")
 	q.Set("name", "^"+regexpQuote(prefix))

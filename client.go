@@ -1,6 +1,8 @@
 package brisk
 
 import (
+	"github.com/briskq/brisk/brisktype"
+
 	"context"
 	"fmt"
 	"time"
@@ -10,14 +12,14 @@ import (
 
 // Client enqueues tasks. It is safe for concurrent use.
 type Client struct {
-	b broker.Broker
+	b Broker
 }
 
 // NewClient returns a client that enqueues into broker b.
-func NewClient(b broker.Broker) *Client { return &Client{b: b} }
+func NewClient(b Broker) *Client { return &Client{b: b} }
 
 // Broker returns the client's broker.
-func (c *Client) Broker() broker.Broker { return c.b }
+func (c *Client) Broker() Broker { return c.b }
 
 // Enqueue stores one task, with opts applied on top of the task's own options, and returns
 // its ID. The task itself is not modified.
@@ -76,8 +78,16 @@ func toBroker(t *Task, now time.Time) (*broker.Task, error) {
 		return nil, fmt.Errorf("%w: negative max attempts %d", ErrInvalid, t.MaxAttempts)
 	}
 	bt := &broker.Task{
-		ID: t.ID, Queue: t.Queue, Type: t.Type, Payload: t.Payload,
-		MaxAttempts: t.MaxAttempts, Timeout: t.Timeout, EnqueuedAt: now, ReadyAt: now,
+		TaskInfo: brisktype.TaskInfo{
+			ID:          t.ID,
+			Queue:       t.Queue,
+			Type:        t.Type,
+			Payload:     t.Payload,
+			MaxAttempts: t.MaxAttempts,
+			Timeout:     t.Timeout,
+			EnqueuedAt:  now,
+			ReadyAt:     now,
+		},
 	}
 	if bt.ID == "" {
 		bt.ID = newID()

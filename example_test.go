@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/briskq/brisk"
+	_ "github.com/briskq/brisk/broker/sqlitebroker" // sqlite://, the embedded broker
 )
 
 // A program enqueues a task into a queue named after its SLA and a worker runs it.

@@ -6,7 +6,6 @@ import (
 	"os"
 
 	"github.com/briskq/brisk/broker"
-	_ "github.com/briskq/brisk/broker/sqlitebroker" // the embedded default
 )
 
 // Broker is a store of tasks: the embedded SQLite file, Redis, or another engine, opened by
@@ -31,9 +30,15 @@ func BrokerURL(url string) string {
 	return DefaultBrokerURL
 }
 
-// Open opens the broker that url names (see BrokerURL for the default). SQLite is built
-// in; other brokers register their schemes when their package is imported, for example
-// _ "github.com/briskq/brisk/broker/redisbroker".
+// Open opens the broker that url names (see BrokerURL for the default). A broker registers
+// its URL schemes when its package is imported, the way database/sql drivers do, so a
+// program links only the engines it uses:
+//
+//	import _ "github.com/briskq/brisk/broker/sqlitebroker" // sqlite://, the default
+//	import _ "github.com/briskq/brisk/broker/redisbroker"  // redis://, rediss://
+//
+// A URL whose broker is not imported gives an error wrapping ErrUnknownScheme that names
+// the package to import.
 func Open(ctx context.Context, url string) (Broker, error) {
 	url = BrokerURL(url)
 	b, err := broker.Open(ctx, url)

@@ -30,8 +30,9 @@ type Capabilities struct {
 	// ExactRunning: QueueStats.Running counts the tasks held by every process on the
 	// store, exactly, at the time of the call.
 	ExactRunning bool
-	// UniqueIDs: Enqueue refuses a task whose ID is already stored with ErrDuplicate. Without
-	// it only a duplicate within one batch is refused, and a task enqueued twice runs twice.
+	// UniqueIDs: Enqueue refuses a task whose ID its queue already holds with ErrDuplicate.
+	// Without it only a duplicate within one batch is refused, and a task enqueued twice
+	// runs twice.
 	UniqueIDs bool
 	// ExactLatency: QueueStats.OldestReadyAt and Latency are exact at the time of the call,
 	// whichever process holds the queue's tasks. Without it they are an estimate that

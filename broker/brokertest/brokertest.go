@@ -29,6 +29,8 @@
 package brokertest
 
 import (
+	"github.com/briskq/brisk/brisktype"
+
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -110,13 +112,15 @@ func NewID() string {
 func NewTask(queue, typ string, payload []byte) *broker.Task {
 	now := time.Now().Round(0) // wall clock only, as a broker stores it
 	return &broker.Task{
-		ID:          NewID(),
-		Queue:       queue,
-		Type:        typ,
-		Payload:     payload,
-		MaxAttempts: 3,
-		EnqueuedAt:  now,
-		ReadyAt:     now,
+		TaskInfo: brisktype.TaskInfo{
+			ID:          NewID(),
+			Queue:       queue,
+			Type:        typ,
+			Payload:     payload,
+			MaxAttempts: 3,
+			EnqueuedAt:  now,
+			ReadyAt:     now,
+		},
 	}
 }
 

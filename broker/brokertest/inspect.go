@@ -1,6 +1,8 @@
 package brokertest
 
 import (
+	"github.com/briskq/brisk/brisktype"
+
 	"bytes"
 	"crypto/rand"
 	"errors"
@@ -39,14 +41,16 @@ func (s *suite) testInspect(t *testing.T) {
 		payload = append(payload, 0xff, 0xfe, 0x00, 0xc3) // not UTF-8, with a NUL
 		now := time.Now().Round(0)
 		want := &broker.Task{
-			ID:          NewID(),
-			Queue:       "inspect",
-			Type:        "report/build.v2",
-			Payload:     payload,
-			MaxAttempts: 7,
-			Timeout:     1500 * time.Millisecond,
-			EnqueuedAt:  now.Add(-3 * time.Second),
-			ReadyAt:     now.Add(-time.Second),
+			TaskInfo: brisktype.TaskInfo{
+				ID:          NewID(),
+				Queue:       "inspect",
+				Type:        "report/build.v2",
+				Payload:     payload,
+				MaxAttempts: 7,
+				Timeout:     1500 * time.Millisecond,
+				EnqueuedAt:  now.Add(-3 * time.Second),
+				ReadyAt:     now.Add(-time.Second),
+			},
 		}
 		e.enqueue(want)
 		if !e.can(listAll, "ListAll", "Task and Tasks of a pending task") {

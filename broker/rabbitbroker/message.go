@@ -69,11 +69,8 @@ func (d decoded) attempt() int { return d.base + d.returns + 1 }
 
 func decode(d *amqp.Delivery, qt QueueType) (decoded, error) {
 	h := d.Headers
-	t := &broker.Task{
-		ID:      d.MessageId,
-		Type:    d.Type,
-		Payload: d.Body,
-	}
+	t := &broker.Task{}
+	t.ID, t.Type, t.Payload = d.MessageId, d.Type, d.Body
 	var ok bool
 	if t.Queue, ok = h[hQueue].(string); !ok || t.ID == "" {
 		return decoded{}, fmt.Errorf("message %q is not a brisk task (no %s header)", d.MessageId, hQueue)

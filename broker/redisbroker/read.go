@@ -1,6 +1,8 @@
 package redisbroker
 
 import (
+	"github.com/briskq/brisk/brisktype"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -239,18 +241,20 @@ func decodeTask(id, queue string, h map[string]string, payload *redis.StringCmd,
 		pl = payload.Val()
 	}
 	t := &broker.Task{
-		ID:          id,
-		Queue:       queue,
-		Type:        h["ty"],
-		Payload:     []byte(pl),
-		Attempt:     atoi(h["at"]),
-		MaxAttempts: atoi(h["ma"]),
-		Timeout:     time.Duration(atoi64(h["to"])),
-		EnqueuedAt:  usTime(h["eq"]),
-		ReadyAt:     usTime(h["ra"]),
-		StartedAt:   usTime(h["st"]),
-		LastError:   h["le"],
-		FailedAt:    usTime(h["fa"]),
+		TaskInfo: brisktype.TaskInfo{
+			ID:          id,
+			Queue:       queue,
+			Type:        h["ty"],
+			Payload:     []byte(pl),
+			Attempt:     atoi(h["at"]),
+			MaxAttempts: atoi(h["ma"]),
+			Timeout:     time.Duration(atoi64(h["to"])),
+			EnqueuedAt:  usTime(h["eq"]),
+			ReadyAt:     usTime(h["ra"]),
+			StartedAt:   usTime(h["st"]),
+			LastError:   h["le"],
+			FailedAt:    usTime(h["fa"]),
+		},
 	}
 	switch h["s"] {
 	case "run":

@@ -1,6 +1,8 @@
 package redisbroker
 
 import (
+	"github.com/briskq/brisk/brisktype"
+
 	"context"
 	"errors"
 	"fmt"
@@ -348,21 +350,23 @@ func (c reserveCall) decode(res []any) []*broker.Task {
 			f[j] = asString(res[i+j])
 		}
 		out = append(out, &broker.Task{
-			ID:          f[0],
-			Queue:       c.queue,
-			Type:        f[3],
-			Payload:     []byte(f[4]),
-			State:       broker.StateRunning,
-			Attempt:     atoi(f[1]),
-			MaxAttempts: atoi(f[5]),
-			Timeout:     time.Duration(atoi64(f[6])),
-			EnqueuedAt:  usTime(f[7]),
-			ReadyAt:     usTime(f[8]),
-			StartedAt:   startedAt,
-			LeaseUntil:  leaseUntil,
-			Lease:       broker.Lease{TaskID: f[0], Queue: c.queue, Token: f[2]},
-			LastError:   f[9],
-			FailedAt:    usTime(f[10]),
+			TaskInfo: brisktype.TaskInfo{
+				ID:          f[0],
+				Queue:       c.queue,
+				Type:        f[3],
+				Payload:     []byte(f[4]),
+				State:       broker.StateRunning,
+				Attempt:     atoi(f[1]),
+				MaxAttempts: atoi(f[5]),
+				Timeout:     time.Duration(atoi64(f[6])),
+				EnqueuedAt:  usTime(f[7]),
+				ReadyAt:     usTime(f[8]),
+				StartedAt:   startedAt,
+				LeaseUntil:  leaseUntil,
+				LastError:   f[9],
+				FailedAt:    usTime(f[10]),
+			},
+			Lease: broker.Lease{TaskID: f[0], Queue: c.queue, Token: f[2]},
 		})
 	}
 	return out

@@ -1,6 +1,8 @@
 package sqlitebroker_test
 
 import (
+	"github.com/briskq/brisk/brisktype"
+
 	"context"
 	"fmt"
 	"path/filepath"
@@ -32,8 +34,15 @@ func benchBroker(b *testing.B) *sqlitebroker.Broker {
 func benchTask(queue string) *broker.Task {
 	now := time.Now()
 	return &broker.Task{
-		ID: uuid.Must(uuid.NewV7()).String(), Queue: queue, Type: "email.send", Payload: benchPayload(),
-		MaxAttempts: 25, EnqueuedAt: now, ReadyAt: now,
+		TaskInfo: brisktype.TaskInfo{
+			ID:          uuid.Must(uuid.NewV7()).String(),
+			Queue:       queue,
+			Type:        "email.send",
+			Payload:     benchPayload(),
+			MaxAttempts: 25,
+			EnqueuedAt:  now,
+			ReadyAt:     now,
+		},
 	}
 }
 

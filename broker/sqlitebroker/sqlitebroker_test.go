@@ -1,6 +1,8 @@
 package sqlitebroker_test
 
 import (
+	"github.com/briskq/brisk/brisktype"
+
 	"bufio"
 	"bytes"
 	"context"
@@ -60,8 +62,15 @@ func raw(t *testing.T, path string) *sql.DB {
 func newTask(queue string) *broker.Task {
 	now := time.Now()
 	return &broker.Task{
-		ID: uuid.Must(uuid.NewV7()).String(), Queue: queue, Type: "test.task", Payload: []byte(`{"n":1}`),
-		MaxAttempts: 3, EnqueuedAt: now, ReadyAt: now,
+		TaskInfo: brisktype.TaskInfo{
+			ID:          uuid.Must(uuid.NewV7()).String(),
+			Queue:       queue,
+			Type:        "test.task",
+			Payload:     []byte(`{"n":1}`),
+			MaxAttempts: 3,
+			EnqueuedAt:  now,
+			ReadyAt:     now,
+		},
 	}
 }
 

@@ -38,12 +38,10 @@ func countingDialer(n *atomic.Int64) func(ctx context.Context, network, addr str
 
 // respCounter is a streaming parser of what a client writes: arrays of bulk strings.
 type respCounter struct {
-	state   int // 0: expect '*', 1: array length, 2: expect '$', 3: bulk length, 4: bulk bytes, 5: bulk CRLF
-	num     int64
-	left    int64 // bulk strings left in the array
-	skip    int64 // bytes left of the bulk string (+2 for CRLF)
-	sawCR   bool
-	inArray bool
+	state int // 0: expect '*', 1: array length, 2: expect '$', 3: bulk length, 4: bulk bytes, 5: bulk CRLF
+	num   int64
+	left  int64 // bulk strings left in the array
+	skip  int64 // bytes left of the bulk string (+2 for CRLF)
 }
 
 // feed parses b and returns the number of commands that were completed in it.

@@ -153,10 +153,7 @@ func (r *runner) print(w io.Writer) {
 		}
 	}
 	hasBrisk := slices.Contains(cfg.systems, "brisk")
-	hdr := []string{"figure"}
-	for _, s := range cfg.systems {
-		hdr = append(hdr, s)
-	}
+	hdr := append([]string{"figure"}, cfg.systems...)
 	if hasBrisk {
 		for _, p := range peers {
 			hdr = append(hdr, "÷"+p)

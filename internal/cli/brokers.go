@@ -1,0 +1,8 @@
+package cli
+
+// The brisk command knows every broker: each registers its URL schemes when imported.
+import (
+	_ "github.com/briskq/brisk/broker/rabbitbroker" // amqp:// and amqps://
+	_ "github.com/briskq/brisk/broker/redisbroker"  // redis:// and rediss://
+	_ "github.com/briskq/brisk/broker/sqlitebroker" // sqlite:// (the default)
+)

@@ -3,6 +3,7 @@ package rabbitbroker
 import (
 	"context"
 	"fmt"
+	"math"
 	"sort"
 	"sync"
 	"time"
@@ -47,6 +48,9 @@ type consumer struct {
 	tag     string         // the current consumer tag ("" when not consuming)
 	window  int            // its prefetch
 	pending map[string]int // unacked deliveries per consumer tag (buffered and held)
+	// settling holds the delivery tags taken out of the buffer or the leases whose ack or
+	// reject has not been sent yet: an ack with multiple=true must not cover them.
+	settling map[uint64]bool
 	buf     []buffered
 	held    int
 	asked   time.Time // the last Reserve or Wait for this queue
@@ -81,7 +85,7 @@ func (b *Broker) consumerFor(ctx context.Context, s *session, q string) (*consum
 	if err != nil {
 		return nil, b.unavailable("opening a channel", err)
 	}
-	c = &consumer{q: q, s: s, ch: ch, pending: map[string]int{}}
+	c = &consumer{q: q, s: s, ch: ch, pending: map[string]int{}, settling: map[uint64]bool{}}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if old := b.consumers[q]; old != nil && old.s == s && !old.ch.IsClosed() {
@@ -92,38 +96,46 @@ func (b *Broker) consumerFor(ctx context.Context, s *session, q string) (*consum
 	return c, nil
 }
 
-// ensureRoom makes sure that the consumer's window has room for need more deliveries,
-// starting a consumer with that prefetch if not.
-func (b *Broker) ensureRoom(c *consumer, need int) error {
+// ensureRoom makes sure that the consumer's window (its prefetch) can hold the tasks this
+// broker value holds plus need more, starting a consumer with that prefetch if not
+// (RabbitMQ applies a prefetch to consumers started after it). The window is thus the most
+// that was held and asked for at once: a worker holds its running tasks and asks for its
+// free slots plus its Prefetch, so the window settles at its concurrency plus Prefetch, plus
+// the tasks whose acks it had not sent yet when it asked. It returns the room the window
+// has now: less than need while acks of held tasks are on their way.
+func (b *Broker) ensureRoom(c *consumer, need int) (int, error) {
 	b.mu.Lock()
 	room := 0
 	if c.tag != "" {
 		room = c.window - c.pending[c.tag]
 	}
-	old := c.tag
+	old, enough := c.tag, c.tag != "" && c.window >= c.held+need
+	window := max(c.held+need, c.window)
 	b.mu.Unlock()
-	if room >= need {
-		return nil
+	if room >= need || enough {
+		return room, nil
 	}
 	if old != "" {
 		if err := c.ch.Cancel(old, false); err != nil {
-			return err
+			return 0, err
 		}
 	}
+	// Until the tasks held under the old consumer are acked, the new one may be sent that
+	// many more than its window.
 	tag := b.token()
-	if err := c.ch.Qos(need, 0, false); err != nil {
-		return err
+	if err := c.ch.Qos(window, 0, false); err != nil {
+		return 0, err
 	}
 	deliveries, err := c.ch.Consume(b.n.ready(c.q), tag, false, false, false, false, nil)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	b.mu.Lock()
-	c.tag, c.window = tag, need
+	c.tag, c.window = tag, window
 	b.mu.Unlock()
 	b.wg.Add(1)
 	go b.receive(c, tag, deliveries)
-	return nil
+	return window, nil
 }
 
 // receive buffers the deliveries of one consumer tag.
@@ -196,8 +208,28 @@ func (b *Broker) reserveFrom(ctx context.Context, s *session, q string, want int
 	if len(out) == want {
 		return out, nil
 	}
-	if err := b.ensureRoom(c, want-len(out)); err != nil {
+	room, err := b.ensureRoom(c, want-len(out))
+	if err != nil {
 		return out, b.unavailable("consuming "+b.n.ready(q), err)
+	}
+	if len(out) > 0 && room < want-len(out) {
+		return out, nil // more come only after acks: run these first
+	}
+	if room == 0 {
+		// The window is full of deliveries whose acks are on their way: the next deliveries
+		// follow them. Wait for one before asking RabbitMQ anything.
+		b.mu.Lock()
+		wake := b.wake
+		b.mu.Unlock()
+		select {
+		case <-wake:
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return out, nil
+		}
+		if out = append(out, b.take(ctx, c, want, d)...); len(out) > 0 {
+			return out, nil
+		}
 	}
 	deadline := time.Now().Add(reserveWait)
 	for len(out) < want {
@@ -263,6 +295,7 @@ func (b *Broker) take(ctx context.Context, c *consumer, n int, d time.Duration) 
 		}
 		bd := c.buf[0]
 		c.buf = c.buf[1:]
+		c.settling[bd.d.DeliveryTag] = true // until it is leased or settled
 		b.mu.Unlock()
 		dec, err := decode(&bd.d, b.opts.QueueType)
 		if err != nil {
@@ -298,6 +331,7 @@ func (b *Broker) take(ctx context.Context, c *consumer, n int, d time.Duration) 
 		l := &lease{c: c, d: bd.d, dec: dec, until: t.LeaseUntil}
 		token := t.Lease.Token
 		b.mu.Lock()
+		delete(c.settling, bd.d.DeliveryTag)
 		c.held++
 		b.leases[token] = l
 		l.timer = time.AfterFunc(d, func() { b.expire(token) })
@@ -312,6 +346,7 @@ func (b *Broker) take(ctx context.Context, c *consumer, n int, d time.Duration) 
 func (b *Broker) settle(c *consumer, d *amqp.Delivery, f func() error) {
 	_ = f() // on a closed channel RabbitMQ delivers the message again: nothing is lost
 	b.mu.Lock()
+	delete(c.settling, d.DeliveryTag)
 	c.settledLocked(d.ConsumerTag)
 	b.mu.Unlock()
 }
@@ -366,6 +401,7 @@ func (b *Broker) expire(token string) {
 	}
 	delete(b.leases, token)
 	l.c.held--
+	l.c.settling[l.d.DeliveryTag] = true
 	b.mu.Unlock()
 	if l.dec.attempt() >= l.dec.task.MaxAttempts {
 		t := *l.dec.task
@@ -394,6 +430,7 @@ func (b *Broker) takeLease(l broker.Lease) *lease {
 	delete(b.leases, l.Token)
 	h.timer.Stop()
 	h.c.held--
+	h.c.settling[h.d.DeliveryTag] = true
 	return h
 }
 
@@ -403,6 +440,7 @@ func (b *Broker) putLease(token string, h *lease) {
 	defer b.mu.Unlock()
 	b.leases[token] = h
 	h.c.held++
+	delete(h.c.settling, h.d.DeliveryTag)
 	h.timer = time.AfterFunc(time.Until(h.until), func() { b.expire(token) })
 }
 
@@ -433,19 +471,59 @@ func (b *Broker) Extend(ctx context.Context, leases []broker.Lease, d time.Durat
 	return lost, nil
 }
 
-// Ack acks the deliveries of leases this broker value holds.
+// Ack acks the deliveries of leases this broker value holds. Acks of one channel go out as
+// one basic.ack with multiple=true up to the oldest delivery of that channel that is still
+// unacked and not in the call, and one basic.ack each above it: a quorum queue then settles
+// them in one command.
 func (b *Broker) Ack(ctx context.Context, leases []broker.Lease) error {
 	if b.isClosed() {
 		return errClosed
 	}
 	var lost []broker.Lease
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	batches := map[*consumer][]*lease{}
 	for _, l := range leases {
-		h := b.takeLease(l)
-		if h == nil {
+		h := b.leases[l.Token]
+		if h == nil || h.dec.task.ID != l.TaskID || h.c.q != l.Queue {
 			lost = append(lost, l)
 			continue
 		}
-		b.settle(h.c, &h.d, func() error { return h.d.Ack(false) })
+		delete(b.leases, l.Token)
+		h.timer.Stop()
+		h.c.held--
+		batches[h.c] = append(batches[h.c], h)
+	}
+	for c, hs := range batches {
+		// The oldest delivery of c's channel that stays unacked.
+		keep := uint64(math.MaxUint64)
+		if len(c.buf) > 0 {
+			keep = c.buf[0].d.DeliveryTag
+		}
+		for tag := range c.settling {
+			keep = min(keep, tag)
+		}
+		for _, l := range b.leases {
+			if l.c == c {
+				keep = min(keep, l.d.DeliveryTag)
+			}
+		}
+		sort.Slice(hs, func(i, j int) bool { return hs[i].d.DeliveryTag < hs[j].d.DeliveryTag })
+		below := 0
+		for below < len(hs) && hs[below].d.DeliveryTag < keep {
+			below++
+		}
+		if below > 1 {
+			_ = c.ch.Ack(hs[below-1].d.DeliveryTag, true) // on a closed channel the tasks come back
+		} else if below == 1 {
+			_ = hs[0].d.Ack(false)
+		}
+		for _, h := range hs[below:] {
+			_ = h.d.Ack(false)
+		}
+		for _, h := range hs {
+			c.settledLocked(h.d.ConsumerTag)
+		}
 	}
 	if len(lost) > 0 {
 		return lostErr(lost[0])
@@ -532,7 +610,7 @@ func (b *Broker) Wait(ctx context.Context, queues []string, max time.Duration) e
 		if err != nil {
 			return err
 		}
-		if err := b.ensureRoom(c, 1); err != nil {
+		if _, err := b.ensureRoom(c, 1); err != nil {
 			return b.unavailable("consuming "+b.n.ready(q), err)
 		}
 		cs = append(cs, c)
@@ -635,6 +713,9 @@ func (b *Broker) returnBuffered(c *consumer) {
 	b.mu.Lock()
 	buf := c.buf
 	c.buf = nil
+	for _, bd := range buf {
+		c.settling[bd.d.DeliveryTag] = true
+	}
 	b.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), b.opts.OutageWait)
 	defer cancel()

@@ -59,6 +59,7 @@ func runBench(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	tasks := fs.Int("tasks", 0, "run `N` tasks (default: the workload's)")
 	rate := fs.Float64("rate", 0, "enqueue `R` tasks per second in W2 (default 500) or W3 (default 5)")
 	concurrency := fs.Int("concurrency", workload.Concurrency, "run `N` handlers at once in the worker")
+	prefetch := fs.Int("prefetch", 0, "let the worker hold `N` tasks beyond its free handlers (WorkerConfig.Prefetch)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a summary")
 	pos, err := e.parse(fs, args)
 	if err != nil {
@@ -81,6 +82,8 @@ func runBench(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 		return usagef("--rate applies to W2 and W3 only")
 	case *concurrency < 1:
 		return usagef("--concurrency %d must be at least 1", *concurrency)
+	case *prefetch < 0:
+		return usagef("--prefetch %d is negative", *prefetch)
 	}
 	n, r := *tasks, *rate
 	switch wl {
@@ -116,7 +119,7 @@ func runBench(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	}
 	defer closeClient(c)
 	sys := &workload.Brisk{Client: c, Inspector: brisk.NewInspector(c.Broker()), Queue: queue,
-		Worker: brisk.WorkerConfig{Concurrency: *concurrency}}
+		Worker: brisk.WorkerConfig{Concurrency: *concurrency, Prefetch: *prefetch}}
 	defer benchCleanup(ctx, sys)
 	run := &workload.Runner{System: sys, Progress: e.stderr}
 	if *asJSON {
@@ -129,6 +132,9 @@ func runBench(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	out.Add("queue", "queue", queue, "")
 	out.Add("tasks", "tasks", n, "")
 	out.Add("concurrency", "concurrency", *concurrency, "")
+	if *prefetch > 0 {
+		out.Add("prefetch", "prefetch", *prefetch, "")
+	}
 	if wl == "W2" || wl == "W3" {
 		out.Add("rate", "target rate", r, "/s")
 	}

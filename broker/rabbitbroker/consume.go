@@ -51,9 +51,9 @@ type consumer struct {
 	// settling holds the delivery tags taken out of the buffer or the leases whose ack or
 	// reject has not been sent yet: an ack with multiple=true must not cover them.
 	settling map[uint64]bool
-	buf     []buffered
-	held    int
-	asked   time.Time // the last Reserve or Wait for this queue
+	buf      []buffered
+	held     int
+	asked    time.Time // the last Reserve or Wait for this queue
 }
 
 type buffered struct {

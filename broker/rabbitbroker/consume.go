@@ -102,10 +102,10 @@ func (b *Broker) consumerFor(ctx context.Context, s *session, q string) (*consum
 // that was held and asked for at once: a worker holds its running tasks and asks for its
 // free slots plus its Prefetch, so the window settles at its concurrency plus Prefetch, plus
 // the tasks whose acks it had not sent yet when it asked. It returns the room the window
-// has now: less than need while acks of held tasks are on their way.
-func (b *Broker) ensureRoom(c *consumer, need int) (int, error) {
+// has now (less than need while acks of held tasks are on their way) and whether it started
+// a consumer.
+func (b *Broker) ensureRoom(c *consumer, need int) (room int, started bool, err error) {
 	b.mu.Lock()
-	room := 0
 	if c.tag != "" {
 		room = c.window - c.pending[c.tag]
 	}
@@ -113,29 +113,29 @@ func (b *Broker) ensureRoom(c *consumer, need int) (int, error) {
 	window := max(c.held+need, c.window)
 	b.mu.Unlock()
 	if room >= need || enough {
-		return room, nil
+		return room, false, nil
 	}
 	if old != "" {
 		if err := c.ch.Cancel(old, false); err != nil {
-			return 0, err
+			return 0, false, err
 		}
 	}
 	// Until the tasks held under the old consumer are acked, the new one may be sent that
 	// many more than its window.
 	tag := b.token()
 	if err := c.ch.Qos(window, 0, false); err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	deliveries, err := c.ch.Consume(b.n.ready(c.q), tag, false, false, false, false, nil)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	b.mu.Lock()
 	c.tag, c.window = tag, window
 	b.mu.Unlock()
 	b.wg.Add(1)
 	go b.receive(c, tag, deliveries)
-	return window, nil
+	return window, true, nil
 }
 
 // receive buffers the deliveries of one consumer tag.
@@ -208,12 +208,14 @@ func (b *Broker) reserveFrom(ctx context.Context, s *session, q string, want int
 	if len(out) == want {
 		return out, nil
 	}
-	room, err := b.ensureRoom(c, want-len(out))
+	room, started, err := b.ensureRoom(c, want-len(out))
 	if err != nil {
 		return out, b.unavailable("consuming "+b.n.ready(q), err)
 	}
-	if len(out) > 0 && room < want-len(out) {
-		return out, nil // more come only after acks: run these first
+	if len(out) > 0 && !started {
+		// A consumer that was running had what was ready pushed to it as it came (and what
+		// more comes wakes Wait): run these at once.
+		return out, nil
 	}
 	if room == 0 {
 		// The window is full of deliveries whose acks are on their way: the next deliveries
@@ -250,9 +252,9 @@ func (b *Broker) reserveFrom(ctx context.Context, s *session, q string, want int
 			if err := c.ch.Qos(want, 0, false); err != nil {
 				return out, b.unavailable("consuming "+b.n.ready(q), err)
 			}
+			b.observeEmpty(q, time.Now())
 			// They are in the client library's buffer now: take them as they come, until
 			// none came for a few milliseconds.
-			b.observeEmpty(q, time.Now())
 			for quiet := time.NewTimer(5 * time.Millisecond); len(out) < want; quiet.Reset(5 * time.Millisecond) {
 				b.mu.Lock()
 				wake = b.wake
@@ -610,7 +612,7 @@ func (b *Broker) Wait(ctx context.Context, queues []string, max time.Duration) e
 		if err != nil {
 			return err
 		}
-		if _, err := b.ensureRoom(c, 1); err != nil {
+		if _, _, err := b.ensureRoom(c, 1); err != nil {
 			return b.unavailable("consuming "+b.n.ready(q), err)
 		}
 		cs = append(cs, c)

@@ -222,14 +222,8 @@ func (b *Broker) Tasks(ctx context.Context, p broker.ListParams) ([]*broker.Task
 	if b.isClosed() {
 		return nil, errClosed
 	}
-	if err := broker.ValidateQueueName(p.Queue); err != nil {
-		return nil, fmt.Errorf("brisk: rabbitmq: tasks: %w", err)
-	}
-	if !p.State.Valid() {
-		return nil, fmt.Errorf("brisk: rabbitmq: tasks of queue %q: unknown state %q: %w", p.Queue, p.State, broker.ErrInvalid)
-	}
-	if p.Limit < 0 || p.Offset < 0 {
-		return nil, fmt.Errorf("brisk: rabbitmq: tasks of queue %q: negative limit or offset: %w", p.Queue, broker.ErrInvalid)
+	if err := broker.ValidateList(p); err != nil {
+		return nil, fmt.Errorf("brisk: rabbitmq: %w", err)
 	}
 	limit := p.Limit
 	if limit == 0 {

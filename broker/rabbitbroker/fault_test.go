@@ -202,9 +202,7 @@ func TestWorkerSurvivesRestart(t *testing.T) {
 	if err := b.Enqueue(ctx, tasks); err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	runs := map[string]int{}
-	done := make(chan struct{})
+	rc := newRunCounter(n)
 	w, err := brisk.NewWorker(b, brisk.WorkerConfig{
 		Queues: []brisk.QueueSpec{{Name: "q"}}, Concurrency: 8, Lease: 5 * time.Second,
 		Backoff: func(int, error) time.Duration { return 0 },
@@ -212,49 +210,17 @@ func TestWorkerSurvivesRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.HandleFunc("t", func(_ context.Context, task *brisk.Task) error {
-		time.Sleep(3 * time.Millisecond)
-		mu.Lock()
-		defer mu.Unlock()
-		runs[task.ID]++
-		if len(runs) == n && runs[task.ID] == 1 {
-			close(done)
-		}
-		return nil
-	})
+	w.HandleFunc("t", rc.handler(3*time.Millisecond))
 	if err := w.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	defer w.Stop()
-	for {
-		mu.Lock()
-		k := len(runs)
-		mu.Unlock()
-		if k > n/3 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	rc.waitFor(n / 3)
 	start := stopRabbit(t)
 	time.Sleep(time.Second)
 	start()
-	select {
-	case <-done:
-	case <-time.After(60 * time.Second):
-		mu.Lock()
-		t.Fatalf("%d of %d tasks ran within 60s of the restart", len(runs), n)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	twice := 0
-	for _, task := range tasks {
-		switch c := runs[task.ID]; {
-		case c == 0:
-			t.Errorf("task %s never ran", task.ID)
-		case c > 1:
-			twice++
-		}
-	}
+	rc.waitAll(t, 60*time.Second, "the restart")
+	twice := rc.check(t, tasks)
 	t.Logf("%d tasks ran more than once (their ack was lost in the outage)", twice)
 }
 

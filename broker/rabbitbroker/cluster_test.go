@@ -13,6 +13,7 @@ import (
 
 	"github.com/briskq/brisk"
 	"github.com/briskq/brisk/broker/brokertest"
+	"github.com/briskq/brisk/broker/rabbitbroker"
 )
 
 // clusterNode is one node of the test's own RabbitMQ cluster.
@@ -44,7 +45,26 @@ func (n *clusterNode) start(t *testing.T) {
 		n.name, n.port, n.port+20000, conf, filepath.Join(n.dir, "mnesia"), filepath.Join(n.dir, "log"),
 		filepath.Join(n.dir, "pid"), filepath.Join(n.dir, "enabled_plugins"))
 	run(t, "su", "rabbitmq", "-s", "/bin/sh", "-c", "env "+env+" /usr/lib/rabbitmq/bin/rabbitmq-server -detached")
-	run(t, "rabbitmqctl", "-n", n.name, "-q", "--timeout", "120", "await_startup")
+	// await_startup gives up at once while the node has not registered with epmd yet.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		out, err := exec.Command("rabbitmqctl", "-n", n.name, "-q", "--timeout", "60", "await_startup").CombinedOutput()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(n.dir, "log", n.name+".log"))
+			t.Fatalf("node %s did not start within 2 minutes: %v\n%s\nits log ends:\n%s", n.name, err, out, tail(string(log), 3000))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
 }
 
 // kill kills the node's Erlang VM with SIGKILL.
@@ -87,6 +107,9 @@ func TestCluster3(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(base)
+	if err := os.Chmod(base, 0o755); err != nil { // the nodes run as the rabbitmq user
+		t.Fatal(err)
+	}
 	nodes := make([]*clusterNode, 3)
 	for i := range nodes {
 		nodes[i] = &clusterNode{name: fmt.Sprintf("brisk%d@localhost", i+1), port: 5681 + i, dir: filepath.Join(base, fmt.Sprint(i+1))}
@@ -137,7 +160,21 @@ func TestCluster3(t *testing.T) {
 	t.Logf("killed %s (the queue's leader) with SIGKILL after %d tasks ran", nodes[0].name, n/3)
 
 	// Enqueue through the third node while the first is down: the new leader confirms.
-	other := openBroker(t, url(nodes[2]))
+	// A broker opened on a surviving node: the streams' writer was on the lost node too, so
+	// Open fails until the stream coordinator has moved it.
+	var other *rabbitbroker.Broker
+	for opened := time.Now(); ; time.Sleep(500 * time.Millisecond) {
+		b, err := rabbitbroker.Open(ctx, url(nodes[2]))
+		if err == nil {
+			other = b
+			t.Cleanup(func() { _ = b.Close() })
+			t.Logf("Open on a surviving node succeeded %s after the kill (%s after the first try)", time.Since(killed).Round(time.Millisecond), time.Since(opened).Round(time.Millisecond))
+			break
+		}
+		if time.Since(opened) > time.Minute {
+			t.Fatalf("Open on a surviving node for a minute after the leader's loss: %v", err)
+		}
+	}
 	more := brokertest.NewTasks("q", "t", 100)
 	enq := time.Now()
 	if err := other.Enqueue(ctx, more); err != nil {

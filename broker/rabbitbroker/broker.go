@@ -57,7 +57,9 @@ var _ broker.Broker = (*Broker)(nil)
 // session is one connection to RabbitMQ and the channels made on it.
 type session struct {
 	conn *amqp.Connection
-	pub  *amqp.Channel // confirm mode
+
+	pubMu sync.Mutex
+	pub   *amqp.Channel // confirm mode; see publisher
 
 	opsMu sync.Mutex
 	ops   *amqp.Channel // declarations and passive declares; reopened after a channel error
@@ -326,9 +328,13 @@ var errNacked = errors.New("the server refused the message (publisher nack)")
 // publish publishes messages with publisher confirms and waits until RabbitMQ has taken
 // every one of them.
 func (b *Broker) publish(ctx context.Context, s *session, msgs []outMsg) error {
+	pub, err := s.publisher()
+	if err != nil {
+		return err
+	}
 	confirms := make([]*amqp.DeferredConfirmation, 0, len(msgs))
 	for _, m := range msgs {
-		dc, err := s.pub.PublishWithDeferredConfirmWithContext(ctx, m.exchange, m.key, false, false, m.msg)
+		dc, err := pub.PublishWithDeferredConfirmWithContext(ctx, m.exchange, m.key, false, false, m.msg)
 		if err != nil {
 			return err
 		}
@@ -343,13 +349,33 @@ func (b *Broker) publish(ctx context.Context, s *session, msgs []outMsg) error {
 			return errClosed
 		}
 		if !dc.Acked() {
-			if s.pub.IsClosed() {
+			if pub.IsClosed() {
 				return amqp.ErrClosed
 			}
 			return errNacked
 		}
 	}
 	return nil
+}
+
+// publisher returns the session's confirm-mode channel, opening a new one when a channel
+// error closed it while the connection lives on.
+func (s *session) publisher() (*amqp.Channel, error) {
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	if !s.pub.IsClosed() {
+		return s.pub, nil
+	}
+	ch, err := s.conn.Channel()
+	if err != nil {
+		return nil, err
+	}
+	if err := ch.Confirm(false); err != nil {
+		_ = ch.Close()
+		return nil, err
+	}
+	s.pub = ch
+	return ch, nil
 }
 
 // outMsg is a message to publish.

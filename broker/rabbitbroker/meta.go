@@ -88,6 +88,19 @@ func (b *Broker) consumeStream(s *session, i int) error {
 				_ = d.Ack(true)
 			}
 		}
+		// The consumer was cancelled while the connection lives on (in a cluster, the
+		// stream's member went away): consume again from the next entry. A lost connection
+		// is the reconnection's to handle.
+		_ = ch.Close()
+		for delay := 100 * time.Millisecond; !b.isClosed() && !s.conn.IsClosed(); delay = min(2*delay, 2*time.Second) {
+			if err := b.consumeStream(s, i); err == nil {
+				return
+			}
+			select {
+			case <-b.closed:
+			case <-time.After(delay):
+			}
+		}
 	}()
 	return nil
 }

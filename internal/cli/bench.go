@@ -21,7 +21,7 @@ import (
 
 var benchCmd = &command{
 	name:     "bench",
-	synopsis: "--workload W1|W2|W3|W4|W5 [--tasks N] [--rate R] [--concurrency N] [--json]",
+	synopsis: "--workload W1|W2|W3|W4|W5 [--tasks N] [--rate R] [--concurrency N] [--prefetch N] [--json]",
 	summary:  "run a benchmark workload against brisk and print its figures",
 	detail: `
 The workloads (docs/workloads.md); each task carries a 100-byte JSON payload with its
@@ -48,8 +48,12 @@ Without --broker and $BRISK_BROKER the run uses a fresh SQLite file in a tempora
 directory, removed at the end (not ./brisk.db). With a broker it uses a queue of its own
 (bench_w1_<random>) and deletes the tasks it leaves.
 
+--prefetch N lets the worker hold N tasks beyond its free handlers (WorkerConfig.Prefetch,
+default 0): on RabbitMQ's quorum queues the drain rate grows with it (docs/rabbitmq.md).
+
 --json prints one JSON object on one line with workload, broker (password masked), queue,
-tasks, concurrency, the workload's figures and seconds (the run's wall time).`,
+tasks, concurrency (and prefetch when set), the workload's figures and seconds (the run's
+wall time).`,
 	run: runBench,
 }
 

@@ -1,18 +1,20 @@
 package brisk
 
 import (
-	"github.com/briskq/brisk/brisktype"
-
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
+	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 )
 
 // Client enqueues tasks. It is safe for concurrent use.
 type Client struct {
-	b Broker
+	b     Broker
+	mu    sync.RWMutex
+	hooks hookList
 }
 
 // NewClient returns a client that enqueues into broker b.
@@ -20,6 +22,14 @@ func NewClient(b Broker) *Client { return &Client{b: b} }
 
 // Broker returns the client's broker.
 func (c *Client) Broker() Broker { return c.b }
+
+// AddHooks adds hooks whose Enqueue is called for every task the client enqueues, in the
+// order added (see Hooks; Start and Finish are a worker's).
+func (c *Client) AddHooks(h Hooks) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.hooks = append(c.hooks, h)
+}
 
 // Enqueue stores one task, with opts applied on top of the task's own options, and returns
 // its ID. The task itself is not modified.
@@ -50,22 +60,35 @@ func (c *Client) EnqueueBatch(ctx context.Context, tasks []*Task) ([]string, err
 	now := time.Now()
 	stored := make([]*broker.Task, len(tasks))
 	ids := make([]string, len(tasks))
+	c.mu.RLock()
+	hooks := c.hooks
+	c.mu.RUnlock()
 	for i, t := range tasks {
 		if t == nil {
 			return nil, fmt.Errorf("%w: task %d of the batch is nil", ErrInvalid, i)
 		}
+		if len(hooks) > 0 {
+			cp := *t
+			if cp.ID == "" {
+				cp.ID = newID() // the hooks see the ID the task will have
+			}
+			if err := hooks.enqueue(ctx, &cp); err != nil {
+				return nil, fmt.Errorf("brisk: enqueue %s: %w", t.Type, err)
+			}
+			t = &cp
+		}
 		bt, err := toBroker(t, now)
 		if err != nil {
-			return nil, fmt.Errorf("brisk: enqueue %s: %w", t.Type, err)
+			return nil, wrapf(err, "enqueue %s", t.Type)
 		}
 		stored[i] = bt
 		ids[i] = bt.ID
 	}
 	if err := c.b.Enqueue(ctx, stored); err != nil {
 		if len(tasks) == 1 {
-			return nil, fmt.Errorf("brisk: enqueue %s: %w", tasks[0].Type, err)
+			return nil, wrapf(err, "enqueue %s", tasks[0].Type)
 		}
-		return nil, fmt.Errorf("brisk: enqueue batch of %d: %w", len(tasks), err)
+		return nil, wrapf(err, "enqueue batch of %d", len(tasks))
 	}
 	return ids, nil
 }
@@ -100,8 +123,19 @@ func toBroker(t *Task, now time.Time) (*broker.Task, error) {
 	}
 	switch {
 	case !t.ProcessAt.IsZero():
-		bt.ReadyAt = t.ProcessAt
+		// A time in the past means now: the task's latency counts from its enqueue, and
+		// it does not jump ahead of the tasks already waiting.
+		ahead := t.ProcessAt.Sub(now)
+		if ahead > MaxScheduleAhead {
+			return nil, fmt.Errorf("%w: process at %s: %s", ErrInvalid, t.ProcessAt.UTC().Format(time.RFC3339), ScheduleAheadRule)
+		}
+		if ahead > 0 {
+			bt.ReadyAt = t.ProcessAt
+		}
 	case t.Delay > 0:
+		if t.Delay > MaxScheduleAhead {
+			return nil, fmt.Errorf("%w: delay %s: %s", ErrInvalid, t.Delay, ScheduleAheadRule)
+		}
 		bt.ReadyAt = now.Add(t.Delay)
 	}
 	return bt, nil
@@ -114,7 +148,7 @@ func (c *Client) DeclareQueue(ctx context.Context, name string, sla time.Duratio
 		sla, _ = SLAFromName(name)
 	}
 	if err := c.b.DeclareQueue(ctx, broker.QueueConfig{Name: name, SLA: sla}); err != nil {
-		return fmt.Errorf("brisk: declare queue %s: %w", name, err)
+		return wrapf(err, "declare queue %s", name)
 	}
 	return nil
 }

@@ -179,6 +179,7 @@ type Worker struct {
 
 	handlers   map[string]Handler
 	middleware []Middleware
+	hooks      hookList
 	chains     map[string]Handler // handlers wrapped in the middleware, built once by Start
 
 	concurrency atomic.Int64
@@ -288,6 +289,17 @@ func (w *Worker) Use(mw ...Middleware) {
 	w.middleware = append(w.middleware, mw...)
 }
 
+// AddHooks adds hooks that are told when a handler starts and what became of its task (see
+// Hooks), called in the order added. It panics if the worker has started.
+func (w *Worker) AddHooks(h Hooks) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.started {
+		panic("brisk: AddHooks called after the worker started")
+	}
+	w.hooks = append(w.hooks, h)
+}
+
 // SetConcurrency changes how many handlers run at once, while the worker runs. Handlers
 // already running over a lowered limit finish first; nothing is interrupted.
 func (w *Worker) SetConcurrency(n int) {
@@ -370,11 +382,11 @@ func (w *Worker) prepare(ctx context.Context) error {
 			}
 		}
 		if err := w.b.DeclareQueue(ctx, broker.QueueConfig{Name: q.Name, SLA: sla}); err != nil {
-			return fmt.Errorf("brisk: worker start: declare queue %s: %w", q.Name, err)
+			return wrapf(err, "worker start: declare queue %s", q.Name)
 		}
 	}
 	if err := w.b.Heartbeat(ctx, w.info()); err != nil {
-		return fmt.Errorf("brisk: worker start: %w", err)
+		return wrapf(err, "worker start")
 	}
 	w.reapDeadWorkers(ctx)
 	return nil

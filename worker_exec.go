@@ -65,9 +65,11 @@ func (w *Worker) run(ctx context.Context, cancel context.CancelFunc, bt *broker.
 		Timeout: bt.Timeout, ID: bt.ID, Attempt: bt.Attempt, EnqueuedAt: bt.EnqueuedAt,
 		ReadyAt: bt.ReadyAt, LastError: bt.LastError,
 	}
+	w.hooks.start(ctx, w.log, t)
 	err := w.call(ctx, t)
+	elapsed := w.clock.Now().Sub(start)
 	if err != nil && ctx.Err() == context.DeadlineExceeded && w.hardCtx.Err() == nil {
-		err = fmt.Errorf("timed out after %s: %w", time.Since(start).Round(time.Millisecond), err)
+		err = fmt.Errorf("timed out after %s: %w", elapsed.Round(time.Millisecond), err)
 	}
 	cancel()
 
@@ -82,9 +84,12 @@ func (w *Worker) run(ctx context.Context, cancel context.CancelFunc, bt *broker.
 	w.startBufferedLocked()
 	w.mu.Unlock()
 	w.signalSlot()
+	o := Outcome{Kind: OutcomeReleased, Err: err, Elapsed: elapsed}
 	if !released { // else handed back at shutdown or lost to another worker: not ours
-		w.finish(bt, err)
+		o = w.finish(bt, err)
+		o.Elapsed = elapsed
 	}
+	w.hooks.finish(w.bgCtx, w.log, t, o)
 }
 
 // call runs the handler, turning a panic into an error that wraps ErrPanic.
@@ -101,17 +106,18 @@ func (w *Worker) call(ctx context.Context, t *Task) (err error) {
 	return h.ProcessTask(ctx, t)
 }
 
-// finish records the outcome of a task whose handler returned.
-func (w *Worker) finish(t *broker.Task, err error) {
+// finish records the outcome of a task whose handler returned, and returns it.
+func (w *Worker) finish(t *broker.Task, err error) Outcome {
 	if err == nil {
 		w.processed.Add(1)
 		w.acks.push(t.Lease) // whoever acks it forgets the task
-		return
+		return Outcome{Kind: OutcomeDone}
 	}
 	w.failed.Add(1)
 	ctx := w.bgCtx
 	msg := err.Error()
 	var ra *RetryAfterError
+	o := Outcome{Kind: OutcomeDead, Err: err}
 	switch {
 	case errors.Is(err, ErrSkipRetry) || t.Attempt >= t.MaxAttempts:
 		if e := w.b.Kill(ctx, t.Lease, msg); e != nil {
@@ -124,13 +130,15 @@ func (w *Worker) finish(t *broker.Task, err error) {
 		if errors.As(err, &ra) {
 			delay = ra.Delay
 		}
-		if e := w.b.Retry(ctx, t.Lease, w.clock.Now().Add(delay), msg); e != nil {
+		o = Outcome{Kind: OutcomeRetry, Err: err, NextAttempt: w.clock.Now().Add(delay)}
+		if e := w.b.Retry(ctx, t.Lease, o.NextAttempt, msg); e != nil {
 			w.log.ErrorContext(ctx, "schedule retry", "task", t.ID, "err", e)
 		} else {
 			w.log.InfoContext(ctx, "task failed, will retry", "task", t.ID, "type", t.Type, "attempt", t.Attempt, "in", delay, "err", firstLine(msg))
 		}
 	}
 	w.forget(t)
+	return o
 }
 
 // forget drops a finished task from the held set.

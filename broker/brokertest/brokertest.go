@@ -17,9 +17,10 @@
 // Run checks, one file per area: enqueue order and atomicity, delayed tasks, reserve
 // priorities and limits, leases, state transitions, statistics and queue latency, Wait,
 // consumers in several processes, bad input, inspection and worker records, pausing queues,
-// acking and reserving in one call, and a crash test in which brisk workers in real
-// processes are killed with SIGKILL while they run tasks. Parts of the contract that are
-// optional (broker.Reaper, broker.Pauser, broker.AckReserver) are skipped with a message
+// acking and reserving in one call, deleting queues, the store of dashboard samples, and a
+// crash test in which brisk workers in real processes are killed with SIGKILL while they
+// run tasks. Parts of the contract that are optional (broker.Reaper, broker.Pauser,
+// broker.AckReserver, broker.QueueDeleter, broker.SampleStore) are skipped with a message
 // when a broker lacks them, never passed silently; so are the behaviours a broker does not
 // declare in its broker.Capabilities: a test whose point is such a behaviour is skipped
 // ("SKIPPED: … does not declare capability …"), and a single check inside a test is logged
@@ -32,8 +33,6 @@
 package brokertest
 
 import (
-	"github.com/briskq/brisk/brisktype"
-
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -41,6 +40,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 )
 
@@ -93,6 +93,8 @@ func Run(t *testing.T, h Harness) {
 		{"Workers", s.testWorkers},
 		{"Pause", s.testPause},
 		{"AckReserve", s.testAckReserve},
+		{"DeleteQueue", s.testDeleteQueue},
+		{"Samples", s.testSamples},
 	}
 	for _, a := range areas {
 		t.Run(a.name, func(t *testing.T) {

@@ -1,8 +1,6 @@
 package brokertest
 
 import (
-	"github.com/briskq/brisk/brisktype"
-
 	"bytes"
 	"crypto/rand"
 	"errors"
@@ -10,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 )
 

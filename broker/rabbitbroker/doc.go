@@ -76,6 +76,8 @@
 //	broker.Reaper   yes          yes           no
 //	broker.Pauser   yes          yes           no
 //	AckReserver     no           yes           no
+//	QueueDeleter    yes          yes           no
+//	SampleStore     yes          yes           no
 //
 // Without ListAll, Tasks lists dead tasks and Task finds dead tasks and the tasks the same
 // broker value runs; for anything else they return broker.ErrUnsupported. Without

@@ -1,8 +1,6 @@
 package redisbroker
 
 import (
-	"github.com/briskq/brisk/brisktype"
-
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 )
 

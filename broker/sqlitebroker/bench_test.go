@@ -1,8 +1,6 @@
 package sqlitebroker_test
 
 import (
-	"github.com/briskq/brisk/brisktype"
-
 	"context"
 	"fmt"
 	"path/filepath"
@@ -11,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 	"github.com/briskq/brisk/broker/sqlitebroker"
 )

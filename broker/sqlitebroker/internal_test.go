@@ -1,8 +1,6 @@
 package sqlitebroker
 
 import (
-	"github.com/briskq/brisk/brisktype"
-
 	"context"
 	"database/sql"
 	"errors"
@@ -12,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 )
 

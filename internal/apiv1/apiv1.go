@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"time"
+	"unicode/utf8"
 
 	"github.com/briskq/brisk"
 )
@@ -73,7 +74,7 @@ type Task struct {
 }
 
 // FromTask converts a stored task to its JSON shape: the payload as a JSON value when it
-// is valid JSON, else null with the bytes in base64 under payload_base64.
+// is valid JSON in valid UTF-8, else null with the bytes in base64 under payload_base64.
 func FromTask(t *brisk.TaskInfo) Task {
 	j := Task{
 		ID: t.ID, Queue: t.Queue, Type: t.Type, State: string(t.State), Attempt: t.Attempt,
@@ -84,7 +85,7 @@ func FromTask(t *brisk.TaskInfo) Task {
 	}
 	switch {
 	case len(t.Payload) == 0:
-	case json.Valid(t.Payload):
+	case json.Valid(t.Payload) && utf8.Valid(t.Payload): // json.Valid lets invalid UTF-8 in strings through
 		j.Payload = json.RawMessage(t.Payload)
 	default:
 		b := base64.StdEncoding.EncodeToString(t.Payload)

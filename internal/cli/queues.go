@@ -43,7 +43,7 @@ func runQueues(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 	if err := noArgs(pos); err != nil {
 		return err
 	}
-	c, err := openClient(ctx, *brokerURL)
+	c, err := e.openClient(ctx, *brokerURL, needsStore)
 	if err != nil {
 		return err
 	}
@@ -89,7 +89,7 @@ func runQueues(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 				status = "PAUSED, " + status
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", q.Name, q.Pending, q.Scheduled, q.Running, q.Dead,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", termSafe(q.Name), q.Pending, q.Scheduled, q.Running, q.Dead,
 			latency, sla, status)
 	}
 	if err := tw.Flush(); err != nil {
@@ -97,7 +97,7 @@ func runQueues(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 	}
 	for _, q := range qs { // figures the broker gives only as an estimate, and why
 		for _, n := range q.Notes {
-			if _, err := fmt.Fprintf(e.stdout, "note: %s: %s\n", q.Name, n); err != nil {
+			if _, err := fmt.Fprintf(e.stdout, "note: %s: %s\n", termSafe(q.Name), termSafe(n)); err != nil {
 				return err
 			}
 		}

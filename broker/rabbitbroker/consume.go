@@ -54,6 +54,9 @@ type consumer struct {
 	buf      []buffered
 	held     int
 	asked    time.Time // the last Reserve or Wait for this queue
+	// returning counts deliveries taken out of the buffer to be published back: Stats
+	// counts them pending until they are in the queue again.
+	returning int
 }
 
 type buffered struct {
@@ -718,7 +721,13 @@ func (b *Broker) returnBuffered(c *consumer) {
 	for _, bd := range buf {
 		c.settling[bd.d.DeliveryTag] = true
 	}
+	c.returning += len(buf)
 	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		c.returning -= len(buf)
+		b.mu.Unlock()
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), b.opts.OutageWait)
 	defer cancel()
 	for i := range buf {

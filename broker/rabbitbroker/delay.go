@@ -10,7 +10,8 @@ import (
 // Delays without a plugin: binary delay levels (the design NServiceBus uses on RabbitMQ).
 //
 // A delay is rounded up to a whole number of delayUnit and written in binary. Level k has a
-// delay queue per brisk queue whose messages all live for delayUnit·2^k (x-message-ttl) and
+// delay queue per brisk queue (a quorum queue that dead-letters at least once, or a classic
+// one with queue_type=classic) whose messages all live for delayUnit·2^k (x-message-ttl) and
 // then dead-letter to the exchange of level k−1; level 0 dead-letters to the out exchange,
 // which routes to the brisk queue's ready queue. A message is published to the exchange of
 // its highest set bit; each level exchange sends it into its level queue when its bit is

@@ -21,11 +21,12 @@
 //     the payload as body, the rest in headers (message.go). Pending tasks are its ready
 //     messages; running tasks are deliveries held unacked by a consumer.
 //   - <prefix>.dead.<queue>: its dead tasks, with the last error and the failure time in
-//     headers. Nothing consumes it, so it is browsed (basic.get, then the channel is closed)
+//     headers. Nothing consumes it, so it is browsed (basic.get, then a reject of the rest)
 //     to list, retry and delete dead tasks.
-//   - <prefix>.delay.<queue>.<k>: delay queues, one per binary delay level k in use (classic,
-//     x-message-ttl 100 ms·2^k), dead-lettering through headers exchanges <prefix>.delay.<k>
-//     and <prefix>.delay.out back to the ready queue (delay.go). Scheduled tasks and retries
+//   - <prefix>.delay.<queue>.<k>: delay queues, one per binary delay level k in use (of the
+//     queue type; x-message-ttl 100 ms·2^k; quorum ones dead-letter at least once),
+//     dead-lettering through headers exchanges <prefix>.delay.<k> and <prefix>.delay.out
+//     back to the ready queue (delay.go). Scheduled tasks and retries
 //     waiting for their time are their messages: no plugin, and no worker holds a delayed
 //     message.
 //   - <prefix>.meta and <prefix>.live: two streams that every broker value reads from the

@@ -185,7 +185,7 @@ func (b *Broker) Stats(ctx context.Context) ([]broker.QueueStats, error) {
 		var oldestBuffered time.Time
 		held := int64(0)
 		if c := b.consumers[q.name]; c != nil {
-			buffered, held = int64(len(c.buf)), int64(c.held)
+			buffered, held = int64(len(c.buf)+c.returning), int64(c.held)
 			for _, bd := range c.buf {
 				if r := readyAtOf(&bd.d); oldestBuffered.IsZero() || r.Before(oldestBuffered) {
 					oldestBuffered = r

@@ -92,6 +92,15 @@ func (b *Broker) ensureLevels(ctx context.Context, s *session, q string, bits ui
 				"x-message-ttl":          levelTTL(k).Milliseconds(),
 				"x-dead-letter-exchange": next,
 			}
+			if b.opts.QueueType == Quorum {
+				// A quorum queue dead-letters at least once: it keeps an expired message
+				// until the next level has confirmed it, so a delayed task survives a
+				// RabbitMQ stop between two levels (a classic queue's dead-lettering is at
+				// most once).
+				args["x-queue-type"] = string(Quorum)
+				args["x-dead-letter-strategy"] = "at-least-once"
+				args["x-overflow"] = "reject-publish"
+			}
 			name := b.n.level(q, k)
 			if _, err := ch.QueueDeclare(name, true, false, false, false, args); err != nil {
 				return fmt.Errorf("declaring delay queue %s: %w", name, err)

@@ -190,7 +190,10 @@ func (b *Broker) Reserve(ctx context.Context, p broker.ReserveParams) ([]*broker
 		got, err := b.reserveFrom(ctx, s, ql.Name, want, p.Lease)
 		out = append(out, got...)
 		if err != nil {
-			return out, err
+			if len(out) > 0 {
+				return out, nil // run what is leased; the next call meets the error again
+			}
+			return nil, err
 		}
 	}
 	return out, nil

@@ -101,7 +101,17 @@ func OpenOptions(ctx context.Context, opts Options) (*Broker, error) {
 	if opts.Management != managementOff {
 		b.mgmt = newManagement(opts.Management, opts.URL, opts.DialTimeout)
 	}
+	// A connection that drops while the store is being set up (RabbitMQ restarting) is tried
+	// again within OutageWait; a server that cannot be reached fails at once.
 	s, err := b.connect()
+	for delay, deadline := 50*time.Millisecond, time.Now().Add(opts.OutageWait); err != nil && !errors.Is(err, errDial) && time.Now().Before(deadline); delay = min(2*delay, time.Second) {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("brisk: rabbitmq: %w: %s: %v", broker.ErrUnavailable, redact(opts.URL), ctx.Err())
+		case <-time.After(delay):
+		}
+		s, err = b.connect()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("brisk: rabbitmq: %w: %s: %v", broker.ErrUnavailable, redact(opts.URL), err)
 	}
@@ -170,7 +180,7 @@ func (b *Broker) connect() (*session, error) {
 	}
 	conn, err := amqp.DialConfig(b.opts.URL, cfg)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %v", errDial, err)
 	}
 	s := &session{conn: conn, declared: map[string]bool{}, levels: map[string]uint32{}}
 	fail := func(err error) (*session, error) {
@@ -323,7 +333,11 @@ func (b *Broker) unavailable(what string, err error) error {
 	return fmt.Errorf("brisk: rabbitmq: %s: %w", what, err)
 }
 
-var errNacked = errors.New("the server refused the message (publisher nack)")
+var (
+	errNacked = errors.New("the server refused the message (publisher nack)")
+	// errDial marks a connection that could not be made at all.
+	errDial = errors.New("cannot connect")
+)
 
 // publish publishes messages with publisher confirms and waits until RabbitMQ has taken
 // every one of them.

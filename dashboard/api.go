@@ -81,7 +81,7 @@ func listParams(r *http.Request) (state brisk.State, limit, offset int, err erro
 		state = brisk.State(s)
 	}
 	if !state.Valid() {
-		return "", 0, 0, fmt.Errorf("state %q is not one of pending, scheduled, running, dead", state)
+		return "", 0, 0, fmt.Errorf("state %q is not one of pending, scheduled, running, dead, cancelled", state)
 	}
 	if s := q.Get("limit"); s != "" {
 		if limit, err = strconv.Atoi(s); err != nil || limit < 1 || limit > 1000 {
@@ -163,6 +163,7 @@ type enqueueRequest struct {
 	Type         string          `json:"type"`
 	Payload      json.RawMessage `json:"payload"`
 	DelaySeconds float64         `json:"delay_seconds"`
+	uniqueRequest
 }
 
 func (h *handler) apiEnqueue(w http.ResponseWriter, r *http.Request) {
@@ -186,9 +187,14 @@ func (h *handler) apiEnqueue(w http.ResponseWriter, r *http.Request) {
 	if len(req.Payload) > 0 {
 		payload = []byte(req.Payload)
 	}
-	id, err := h.client.Enqueue(r.Context(), brisk.NewTask(req.Type, payload, brisk.InQueue(r.PathValue("queue")), brisk.Delay(delay)))
+	opts, msg := req.options()
+	if msg != "" {
+		writeError(w, http.StatusBadRequest, msg)
+		return
+	}
+	id, err := h.client.Enqueue(r.Context(), brisk.NewTask(req.Type, payload, brisk.InQueue(r.PathValue("queue")), brisk.Delay(delay)), opts...)
 	if err != nil {
-		h.brokerError(w, r, err)
+		h.enqueueError(w, r, id, err)
 		return
 	}
 	writeJSON(w, http.StatusCreated, map[string]string{"id": id})

@@ -79,6 +79,11 @@
 //	AckReserver     no           yes           no
 //	QueueDeleter    yes          yes           no
 //	SampleStore     yes          yes           no
+//	Unique          yes          yes           no: Enqueue refuses a key (ErrUnsupported)
+//	Canceler        yes          yes           no
+//	Leader          yes          yes           no
+//	ScheduleStore   yes          yes           no
+//	Limiter         yes          yes           no
 //
 // Without ListAll, Tasks lists dead tasks and Task finds dead tasks and the tasks the same
 // broker value runs; for anything else they return broker.ErrUnsupported. Without

@@ -20,6 +20,7 @@ const (
 	hBase       = "brisk-base"       // attempts made before this message was first delivered
 	hLastError  = "brisk-last-error" // LastError of the last failed attempt
 	hFailed     = "brisk-failed"     // FailedAt
+	hHeaders    = "brisk-headers"    // Task.Headers, a table of strings (absent: none)
 	hDeathCount = "x-delivery-count" // set by a quorum queue: how often the message was returned
 	// hDelayQueue and hBit route a delayed message through the delay levels (delay.go).
 	hDelayQueue = "bq"
@@ -43,6 +44,13 @@ func publishing(t *broker.Task, base int) amqp.Publishing {
 	}
 	if !t.FailedAt.IsZero() {
 		h[hFailed] = t.FailedAt.UnixNano()
+	}
+	if len(t.Headers) > 0 {
+		th := make(amqp.Table, len(t.Headers))
+		for k, v := range t.Headers {
+			th[k] = v
+		}
+		h[hHeaders] = th
 	}
 	return amqp.Publishing{
 		MessageId:    t.ID,
@@ -81,6 +89,17 @@ func decode(d *amqp.Delivery, qt QueueType) (decoded, error) {
 	t.ReadyAt = headerTime(h, hReady)
 	t.FailedAt = headerTime(h, hFailed)
 	t.LastError, _ = h[hLastError].(string)
+	if th, ok := h[hHeaders].(amqp.Table); ok && len(th) > 0 {
+		t.Headers = make(map[string]string, len(th))
+		for k, v := range th {
+			switch v := v.(type) {
+			case string:
+				t.Headers[k] = v
+			case []byte:
+				t.Headers[k] = string(v)
+			}
+		}
+	}
 	out := decoded{task: t, base: int(headerInt(h, hBase))}
 	switch {
 	case qt == Quorum:

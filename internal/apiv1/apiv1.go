@@ -29,6 +29,8 @@ type Queue struct {
 	// Notes says which figures the broker cannot give exactly and where they come from
 	// (absent when every figure is exact).
 	Notes []string `json:"notes,omitempty"`
+	// Cancelled counts the cancelled tasks kept.
+	Cancelled int64 `json:"cancelled"`
 }
 
 // FromQueue converts a queue's statistics to its JSON shape.
@@ -36,7 +38,7 @@ func FromQueue(q brisk.QueueInfo) Queue {
 	j := Queue{
 		Name: q.Name, Pending: q.Pending, Scheduled: q.Scheduled, Running: q.Running, Dead: q.Dead,
 		LatencySeconds: q.Latency.Seconds(), WithinSLA: brisk.WithinSLA(q),
-		Completed: q.Completed, Failed: q.Failed, Paused: q.Paused, Notes: q.Notes,
+		Completed: q.Completed, Failed: q.Failed, Paused: q.Paused, Cancelled: q.Cancelled, Notes: q.Notes,
 	}
 	if q.SLA > 0 {
 		s := q.SLA.Seconds()
@@ -71,6 +73,8 @@ type Task struct {
 	LastError      string          `json:"last_error"`
 	Payload        json.RawMessage `json:"payload"`
 	PayloadBase64  *string         `json:"payload_base64,omitempty"`
+	// Headers are the task's string headers ({} when none).
+	Headers map[string]string `json:"headers"`
 }
 
 // FromTask converts a stored task to its JSON shape: the payload as a JSON value when it
@@ -81,17 +85,26 @@ func FromTask(t *brisk.TaskInfo) Task {
 		MaxAttempts: t.MaxAttempts, TimeoutSeconds: t.Timeout.Seconds(),
 		EnqueuedAt: Time(t.EnqueuedAt), ReadyAt: Time(t.ReadyAt), StartedAt: Time(t.StartedAt),
 		FailedAt: Time(t.FailedAt), LeaseUntil: Time(t.LeaseUntil), LastError: t.LastError,
-		Payload: json.RawMessage("null"),
 	}
-	switch {
-	case len(t.Payload) == 0:
-	case json.Valid(t.Payload) && utf8.Valid(t.Payload): // json.Valid lets invalid UTF-8 in strings through
-		j.Payload = json.RawMessage(t.Payload)
-	default:
-		b := base64.StdEncoding.EncodeToString(t.Payload)
-		j.PayloadBase64 = &b
+	j.Payload, j.PayloadBase64 = payload(t.Payload)
+	j.Headers = t.Headers
+	if j.Headers == nil {
+		j.Headers = map[string]string{}
 	}
 	return j
+}
+
+// payload is a payload as a JSON value when it is valid JSON, else null with the bytes in
+// base64.
+func payload(p []byte) (json.RawMessage, *string) {
+	switch {
+	case len(p) == 0:
+		return json.RawMessage("null"), nil
+	case json.Valid(p) && utf8.Valid(p): // json.Valid lets invalid UTF-8 in strings through
+		return json.RawMessage(p), nil
+	}
+	b := base64.StdEncoding.EncodeToString(p)
+	return json.RawMessage("null"), &b
 }
 
 // Tasks converts a listing; it is never nil.
@@ -137,6 +150,66 @@ func Workers(ws []brisk.WorkerInfo) []Worker {
 			ID: w.ID, Host: w.Host, PID: w.PID, Queues: qs, Concurrency: w.Concurrency,
 			Busy: w.Busy, StartedAt: Time(w.StartedAt), LastSeen: Time(w.LastSeen), Version: w.Version,
 		})
+	}
+	return out
+}
+
+// Periodic is a schedule in "brisk periodic list --json" and GET /api/v1/periodic.
+type Periodic struct {
+	Name           string          `json:"name"`
+	Spec           string          `json:"spec"`
+	Queue          string          `json:"queue"`
+	Type           string          `json:"type"`
+	Payload        json.RawMessage `json:"payload"`
+	PayloadBase64  *string         `json:"payload_base64,omitempty"`
+	MaxAttempts    int             `json:"max_attempts"`
+	TimeoutSeconds float64         `json:"timeout_seconds"`
+	CatchUp        bool            `json:"catch_up"`
+	CreatedAt      *string         `json:"created_at"`
+	UpdatedAt      *string         `json:"updated_at"`
+	LastRun        *string         `json:"last_run"`
+	LastTaskID     string          `json:"last_task_id"`
+	NextRun        *string         `json:"next_run"`
+}
+
+// FromPeriodic converts a stored schedule to its JSON shape.
+func FromPeriodic(p brisk.PeriodicInfo) Periodic {
+	j := Periodic{
+		Name: p.Name, Spec: p.Spec, CatchUp: p.CatchUp, CreatedAt: Time(p.CreatedAt), UpdatedAt: Time(p.UpdatedAt),
+		LastRun: Time(p.LastRun), LastTaskID: p.LastTaskID, NextRun: Time(p.NextRun),
+	}
+	if t := p.Task; t != nil {
+		j.Queue, j.Type, j.MaxAttempts, j.TimeoutSeconds = t.Queue, t.Type, t.MaxAttempts, t.Timeout.Seconds()
+		j.Payload, j.PayloadBase64 = payload(t.Payload)
+	}
+	return j
+}
+
+// PeriodicList converts a listing; it is never nil.
+func PeriodicList(ps []brisk.PeriodicInfo) []Periodic {
+	out := make([]Periodic, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, FromPeriodic(p))
+	}
+	return out
+}
+
+// Limit is a limit in "brisk limit list --json" and GET /api/v1/limits; type is "" for a
+// queue's own limit, rate 0 for no rate limit, max_running 0 for no concurrency limit.
+type Limit struct {
+	Queue      string  `json:"queue"`
+	Type       string  `json:"type"`
+	Rate       int     `json:"rate"`
+	PerSeconds float64 `json:"per_seconds"`
+	Burst      int     `json:"burst"`
+	MaxRunning int     `json:"max_running"`
+}
+
+// Limits converts a listing; it is never nil.
+func Limits(ls []brisk.Limit) []Limit {
+	out := make([]Limit, 0, len(ls))
+	for _, l := range ls {
+		out = append(out, Limit{Queue: l.Queue, Type: l.Type, Rate: l.Rate, PerSeconds: l.Per.Seconds(), Burst: l.Burst, MaxRunning: l.MaxRunning})
 	}
 	return out
 }

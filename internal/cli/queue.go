@@ -15,8 +15,8 @@ var queueCmd = &command{
 	summary:  "manage a queue itself: delete removes a queue that holds no task",
 	detail: `
 "brisk queue delete NAME" removes the queue NAME with its SLA, pause, counters and
-dashboard history, when it holds no task in any state (pending, scheduled, running or
-dead): delete its tasks first (brisk delete --queue NAME --state dead --all, and so on for
+dashboard history, when it holds no task in any state (pending, scheduled, running, dead
+or cancelled): delete its tasks first (brisk delete --queue NAME --state dead --all, and so on for
 the other states). A queue that holds tasks is kept and the command fails, saying how
 many; so does a queue that does not exist. An enqueue to NAME later creates it afresh.
 The SQLite and Redis brokers can delete queues; others answer that they cannot.`,

@@ -21,9 +21,9 @@ when the broker cannot tell, with a note under the table saying why). A queue wi
 paused queue (see brisk pause) shows PAUSED in the status column.
 
 --json prints an array of objects with the keys name, pending, scheduled, running, dead,
-latency_seconds, sla_seconds (null when no SLA is set), within_sla, completed, failed and
-paused, and notes (an array, present only when the broker cannot give a figure exactly:
-where it comes from, how old it may be).`,
+latency_seconds, sla_seconds (null when no SLA is set), within_sla, completed, failed,
+paused and cancelled, and notes (an array, present only when the broker cannot give a
+figure exactly: where it comes from, how old it may be).`,
 	run: runQueues,
 }
 

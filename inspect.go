@@ -64,10 +64,15 @@ func (i *Inspector) Queues(ctx context.Context) ([]QueueInfo, error) {
 // WithinSLA reports whether a queue's latency is at or below its SLA (true when none is set).
 func WithinSLA(q QueueInfo) bool { return q.SLA == 0 || q.Latency <= q.SLA }
 
-// Tasks lists the tasks of queue in state, oldest first, limit at a time from offset.
+// Tasks lists the tasks of queue in state, oldest first, limit at a time from offset. A
+// broker without the capability ListAll lists dead tasks only: for another state the error
+// wraps ErrUnsupported and names the broker.
 func (i *Inspector) Tasks(ctx context.Context, queue string, state State, limit, offset int) ([]*TaskInfo, error) {
 	if !state.Valid() {
 		return nil, fmt.Errorf("%w: unknown state %q (want scheduled, pending, running, dead or cancelled)", ErrInvalid, state)
+	}
+	if state != StateDead && !i.b.Capabilities().ListAll {
+		return nil, fmt.Errorf("brisk: list %s tasks of %s: this broker (%T) lists dead tasks only (capability ListAll): %w", state, queue, i.b, ErrUnsupported)
 	}
 	ts, err := i.b.Tasks(ctx, broker.ListParams{Queue: queue, State: state, Limit: limit, Offset: offset})
 	if err != nil {
@@ -80,7 +85,9 @@ func (i *Inspector) Tasks(ctx context.Context, queue string, state State, limit,
 	return infos, nil
 }
 
-// Task returns one task by ID.
+// Task returns one task by ID. A broker without the capability ListAll finds only dead tasks
+// and the running tasks of its own broker value; for any other ID the error wraps
+// ErrUnsupported and names the broker.
 func (i *Inspector) Task(ctx context.Context, id string) (*TaskInfo, error) {
 	t, err := i.b.Task(ctx, id)
 	if err != nil {
@@ -104,6 +111,9 @@ func (i *Inspector) RetryDead(ctx context.Context, queue string, ids ...string) 
 func (i *Inspector) DeleteTasks(ctx context.Context, queue string, state State, ids ...string) (int, error) {
 	if !state.Valid() {
 		return 0, fmt.Errorf("%w: unknown state %q", ErrInvalid, state)
+	}
+	if len(ids) > 0 && (state == StatePending || state == StateScheduled) && !i.b.Capabilities().DeleteQueued {
+		return 0, fmt.Errorf("brisk: delete %s tasks of %s by id: this broker (%T) deletes waiting tasks only all at once (capability DeleteQueued): %w", state, queue, i.b, ErrUnsupported)
 	}
 	n, err := i.b.Delete(ctx, queue, state, nilIfEmpty(ids))
 	if err != nil {

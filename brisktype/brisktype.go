@@ -93,6 +93,11 @@ type QueueInfo struct {
 	Completed, Failed int64
 	// Paused reports a paused queue: workers take none of its tasks until it is resumed.
 	Paused bool
+	// Notes says which figures are not exact at the time of the read, where they come from
+	// and how old they may be (for example "running: this process only (management API
+	// off)"). Empty when every figure is exact, as for brokers that keep the whole task
+	// state machine.
+	Notes []string
 }
 
 // QueueSample is one queue's latency and counters at one moment, as the dashboard samples

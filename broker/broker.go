@@ -106,7 +106,8 @@ type Broker interface {
 	// non-zero EnqueuedAt and ReadyAt, and a payload within the broker's limit; otherwise
 	// Enqueue returns an error wrapping ErrInvalid or ErrPayloadTooLarge and stores nothing.
 	// It wakes waiting workers (see Wait). Enqueue of an ID that its queue holds returns
-	// ErrDuplicate. An ID is unique within its queue; whether an ID held by another queue is
+	// ErrDuplicate where the broker declares UniqueIDs (a broker without it refuses only a
+	// duplicate within the batch, and a task enqueued twice runs twice). An ID is unique within its queue; whether an ID held by another queue is
 	// refused too is the broker's to document (SQLite refuses it: its IDs are unique in the
 	// whole store; Redis does not, so that a queue's scripts touch only that queue's keys,
 	// which Redis Cluster needs). brisk's own IDs (UUIDv7) never repeat anywhere.

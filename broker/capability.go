@@ -21,8 +21,9 @@ type Capabilities struct {
 	// Kill or Release it, and closing the value that reserved does not hand the task back.
 	DetachedLeases bool
 	// ListAll: Tasks lists every state with Offset paging, and Task finds a task by ID in
-	// every state. Without it a broker lists what its Tasks documentation says (at least
-	// dead tasks) and Task may return ErrUnsupported.
+	// every state (ErrNotFound for an ID not stored). Without it a broker still lists and
+	// finds dead tasks, and finds the running tasks that the same broker value reserved;
+	// for anything else Tasks and Task may return ErrUnsupported.
 	ListAll bool
 	// DeleteQueued: Delete and RetryDead take IDs of pending and scheduled tasks too
 	// (delete by ID of a task that waits). Without it only dead tasks can be deleted.
@@ -30,6 +31,15 @@ type Capabilities struct {
 	// ExactRunning: QueueStats.Running counts the tasks held by every process on the
 	// store, exactly, at the time of the call.
 	ExactRunning bool
+	// UniqueIDs: Enqueue refuses a task whose ID its queue already holds with ErrDuplicate.
+	// Without it only a duplicate within one batch is refused, and a task enqueued twice
+	// runs twice.
+	UniqueIDs bool
+	// ExactLatency: QueueStats.OldestReadyAt and Latency are exact at the time of the call,
+	// whichever process holds the queue's tasks. Without it they are an estimate that
+	// QueueStats.Notes describes (where it comes from, how old it may be, which way it errs),
+	// and zero only when nothing is pending.
+	ExactLatency bool
 	// Unique: Enqueue honours Task.Unique (a uniqueness key held for a window, checked
 	// atomically with the enqueue; see Unique). Without it Enqueue refuses a task that
 	// carries a key with an error wrapping ErrUnsupported, never enqueues it twice silently.
@@ -47,5 +57,7 @@ func AllCapabilities() Capabilities {
 		ListAll:        true,
 		DeleteQueued:   true,
 		ExactRunning:   true,
+		UniqueIDs:      true,
+		ExactLatency:   true,
 	}
 }

@@ -221,3 +221,18 @@ func ValidateReserve(p ReserveParams) error {
 	}
 	return nil
 }
+
+// ValidateList checks list parameters: a valid queue name, a known state, and no negative
+// limit or offset.
+func ValidateList(p ListParams) error {
+	if err := ValidateQueueName(p.Queue); err != nil {
+		return err
+	}
+	if !p.State.Valid() {
+		return fmt.Errorf("%w: tasks of queue %q: unknown state %q", ErrInvalid, p.Queue, p.State)
+	}
+	if p.Limit < 0 || p.Offset < 0 {
+		return fmt.Errorf("%w: tasks of queue %q: negative limit or offset", ErrInvalid, p.Queue)
+	}
+	return nil
+}

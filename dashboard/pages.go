@@ -187,6 +187,8 @@ type queueData struct {
 	HasPrev   bool
 	HasNext   bool
 	ListTitle string
+	// Unsupported says why the tasks of this state cannot be listed by this broker.
+	Unsupported string
 }
 
 type taskRow struct {
@@ -220,6 +222,10 @@ func (h *handler) pageQueue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ts, err := h.in.Tasks(r.Context(), name, state, limit, offset)
+	unsupported := ""
+	if errors.Is(err, brisk.ErrUnsupported) {
+		unsupported, err = message(err), nil // the page says so instead of listing nothing
+	}
 	if err != nil {
 		h.pageError(w, r, err)
 		return
@@ -230,7 +236,7 @@ func (h *handler) pageQueue(w http.ResponseWriter, r *http.Request) {
 			h.sampler.decisionsOf(name), now, time.Hour),
 		State: string(state), States: []string{"pending", "scheduled", "running", "dead", "cancelled"},
 		Offset: offset, Limit: limit, HasPrev: offset > 0, PrevPage: max(0, offset-limit),
-		HasNext: len(ts) == limit, NextPage: offset + limit,
+		HasNext: len(ts) == limit, NextPage: offset + limit, Unsupported: unsupported,
 	}
 	for _, t := range ts {
 		d.Tasks = append(d.Tasks, taskRow{TaskInfo: t, PayloadShort: truncate(payloadText(t.Payload), 80)})

@@ -112,6 +112,20 @@ ensure_postgres() {
 	fi
 }
 
+# ensure_rabbitmq_management enables the management plugin (Stats of the RabbitMQ broker reads
+# running counts from its HTTP API on 127.0.0.1:15672, and the tests clean their queues
+# through it) unless the API answers already.
+ensure_rabbitmq_management() {
+	if (exec 3<>/dev/tcp/127.0.0.1/15672) 2>/dev/null; then return; fi
+	echo "enabling rabbitmq_management"
+	rabbitmq-plugins enable rabbitmq_management >/dev/null
+	for _ in $(seq 120); do
+		if (exec 3<>/dev/tcp/127.0.0.1/15672) 2>/dev/null; then return; fi
+		sleep 0.5
+	done
+	echo "the RabbitMQ management API did not answer on 127.0.0.1:15672 within 60s"; exit 1
+}
+
 # ensure_chromium installs Debian's Chromium (and a font, so screenshots have text) for the
 # dashboard's browser test.
 ensure_chromium() {
@@ -122,7 +136,7 @@ ensure_chromium() {
 
 echo "== services"
 if [ -d broker/redisbroker ]; then ensure_redis; ensure_redis_cluster; fi
-if [ -d broker/rabbitbroker ]; then ensure_rabbitmq; fi
+if [ -d broker/rabbitbroker ]; then ensure_rabbitmq; ensure_rabbitmq_management; fi
 if [ -d broker/pgbroker ]; then ensure_postgres; fi
 if [ -d dashboard ]; then ensure_chromium; fi
 

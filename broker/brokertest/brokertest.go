@@ -28,8 +28,11 @@
 // counted), and rate and concurrency limits (broker.Limiter, with consumers in three
 // processes, one killed while it holds slots). Parts of the contract that are optional
 // (broker.Reaper, broker.Pauser, broker.AckReserver, broker.QueueDeleter,
-// broker.SampleStore, broker.TxEnqueuer and the above) are skipped with a message when a
-// broker lacks them, never passed silently.
+// broker.SampleStore, broker.TxEnqueuer and the above) are skipped with a message when a broker lacks them,
+// never passed silently; so are the behaviours a broker does not declare in its
+// broker.Capabilities: a test whose point is such a behaviour is skipped ("SKIPPED: … does
+// not declare capability …"), and a single check inside a test is logged as "SKIPPED
+// CHECK: …" while the rest of the test goes on.
 //
 // The multi-process check re-executes the test binary that called Run, selecting the same
 // test with -test.run and telling the child its role through environment variables; Run

@@ -46,6 +46,8 @@ func (s *suite) testStats(t *testing.T) {
 	})
 
 	s.test(t, "Latency", func(e *env) {
+		e.requires(readyAtOrder, "ReadyAtOrder", "the head of a queue is the task enqueued first, not the oldest ReadyAt")
+		e.requires(exactLatency, "ExactLatency", "the latency is an estimate that QueueStats.Notes describes")
 		now := time.Now().Round(0)
 		oldest, newer := NewTask("lat", "t", nil), NewTask("lat", "t", nil)
 		oldest.EnqueuedAt, oldest.ReadyAt = now.Add(-2*time.Second), now.Add(-2*time.Second)

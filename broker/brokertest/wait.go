@@ -49,6 +49,7 @@ func (s *suite) testWait(t *testing.T) {
 		e.wantCounts("w", counts{pending: 1})
 	})
 	s.test(t, "WakesOnRelease", func(e *env) {
+		e.requires(detachedLeases, "DetachedLeases", "only the broker value that reserved a task can release it")
 		other := e.open()
 		e.enqueue(NewTask("w", "t", nil))
 		got := e.reserveOne("w", longLease)

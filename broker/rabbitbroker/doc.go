@@ -1,95 +1,102 @@
-// Package rabbitbroker is brisk's RabbitMQ broker: the store is a replicated journal (a
-// RabbitMQ stream) of every change, applied in stream order by every broker value.
+// Package rabbitbroker is brisk's RabbitMQ broker: every brisk queue is a RabbitMQ queue
+// (durable, quorum by default), so it shows in the management UI, KEDA's RabbitMQ scaler
+// counts it, RabbitMQ redelivers a dead worker's tasks, and a RabbitMQ cluster replicates it.
 //
 // Importing it (usually blank) registers the URL schemes amqp and amqps with
 // broker.Register:
 //
-//	amqp://user:password@host:5672/vhost?prefix=brisk&max_payload=1048576&dial_timeout=3s&outage_wait=5s&snapshot_every=10000&rollover_grace=30s
+//	amqp://user:password@host:5672/vhost?prefix=brisk&queue_type=quorum&management=http://user:password@host:15672&max_payload=1048576&dial_timeout=3s&outage_wait=5s
 //	amqps://…  (TLS)
 //
-// prefix (default "brisk") names the store: its journal is the chain of streams
-// "<prefix>.journal" (generation 0) and "<prefix>.journal.<g>", and the queue
-// "<prefix>.snapshot" holds a hint to the current generation, in the URL's vhost, so that
-// several installations (or tests) share one vhost; max_payload is the largest payload
-// Enqueue accepts; dial_timeout bounds each connection attempt; outage_wait is how long a
-// call waits for a lost connection to come back when its context allows longer;
-// snapshot_every is how many entries a journal generation holds before the journal rolls
-// over to a new one (negative: never, and the journal grows forever); rollover_grace is how
-// long old generations are kept after a rollover before they are deleted. Any other
-// parameter is refused with broker.ErrInvalid.
+// prefix (default "brisk") starts the name of everything the store declares in the vhost;
+// queue_type is quorum (default) or classic; management is the management API's base URL
+// (default: the AMQP host on port 15672 with the same credentials; "off" to do without);
+// max_payload is the largest payload Enqueue accepts; dial_timeout bounds each connection
+// attempt; outage_wait is how long a call waits for a lost connection to come back before it
+// fails with broker.ErrUnavailable. Any other parameter is refused with broker.ErrInvalid.
 //
-// # Why a journal and not one RabbitMQ queue per brisk queue
+// # What the store is
 //
-// The broker contract is richer than a queue: Reserve takes the oldest ReadyAt first even
-// when tasks were enqueued out of that order, a reservation outlives the connection that
-// made it (a task stays running, with its lease, after its broker closes, and another
-// broker value may Ack it), every broker value can read any task by ID in any state, count
-// running tasks held by other processes, list and delete by ID, and retry at any time. A
-// RabbitMQ queue is FIFO, can be read only by removing messages, ties an unacked delivery
-// to its channel, and cannot be counted by state without the management plugin. So the
-// broker uses RabbitMQ for what it is good at (a durable, replicated, ordered log with
-// publisher confirms and push delivery to every reader) and keeps the task state machine
-// in the broker:
+//   - <prefix>.q.<queue>: the ready queue of a brisk queue; one persistent message per task,
+//     the payload as body, the rest in headers (message.go). Pending tasks are its ready
+//     messages; running tasks are deliveries held unacked by a consumer.
+//   - <prefix>.dead.<queue>: its dead tasks, with the last error and the failure time in
+//     headers. Nothing consumes it, so it is browsed (basic.get, then a reject of the rest)
+//     to list, retry and delete dead tasks.
+//   - <prefix>.delay.<queue>.<k>: delay queues, one per binary delay level k in use (of the
+//     queue type; x-message-ttl 100 ms·2^k; quorum ones dead-letter at least once),
+//     dead-lettering through headers exchanges <prefix>.delay.<k> and <prefix>.delay.out
+//     back to the ready queue (delay.go). Scheduled tasks and retries
+//     waiting for their time are their messages: no plugin, and no worker holds a delayed
+//     message.
+//   - <prefix>.meta and <prefix>.live: two streams that every broker value reads from the
+//     start: queue declarations (with SLAs) and the delay levels in use; worker heartbeats
+//     and head reports (kept an hour).
 //
-//   - Every change (enqueue, reserve, extend, ack, retry, kill, release, declare, pause,
-//     retry-dead, delete, heartbeat, deregister, release-worker) is one JSON entry published
-//     with a publisher confirm to the journal's current generation. The entries that
-//     goroutines of one broker value submit while a message of it waits for its confirm go
-//     together into the next message (group commit); that message does not wait for the
-//     confirm once it is full (pipelined confirms).
-//   - Every broker value finds the current generation, loads its base (a snapshot of the
-//     whole state), consumes the stream (Open returns once it has caught up) and applies
-//     the entries in stream order to its own copy of the state. The result of an entry
-//     depends only on the state and the entry, including the time it carries (the
-//     publisher's clock), so every copy is the same.
-//   - Every snapshot_every entries, the journal rolls over: a "moved" entry ends the
-//     generation (the first one wins; what follows it is sent again by its publishers to
-//     the next generation), the winner writes its state at that point as the base of the
-//     next generation, and the old stream is deleted after rollover_grace. A broker value
-//     away for longer reloads the state from the oldest generation left (rollover.go).
-//   - A call that changes the store publishes its entry and returns the result of applying
-//     it, once this broker value has applied it: Enqueue returns after RabbitMQ confirmed
-//     the batch (one entry: all of it or none); Reserve publishes a request and the tasks it
-//     gets are decided at the request's place in the stream, so no two callers in any
-//     processes ever get one task under unexpired leases.
-//   - Reads (Stats, Tasks, Task, Workers) first publish a no-op entry and wait until it is
-//     applied: a read barrier, so they see every change any process made before the call.
-//   - Wait is woken by the stream consumer, about a millisecond after another process's
-//     change is confirmed, and by a timer for the earliest ReadyAt or lease expiry.
+// # How the contract maps
 //
-// # How each contract point is met
+// Enqueue publishes one message per task with publisher confirms and returns when RabbitMQ
+// has confirmed all of them. A batch is not atomic: AMQP has no transaction across queues
+// that quorum queues support, so when the connection drops in the middle some tasks of a
+// batch may be stored; Enqueue then fails with broker.ErrUnavailable, and an Enqueue that is
+// retried stores those tasks again (RabbitMQ cannot refuse a stored ID: capability
+// UniqueIDs is not declared). Invalid input is refused before anything is published.
 //
-// Leases: a reservation is an entry with a token and an expiry (the publisher's clock plus
-// the lease). A Reserve whose time is past a lease's expiry takes the task again with the
-// next attempt and a new token (or moves it to dead after its last attempt), so changes
-// under the old token get broker.ErrLeaseLost. A worker process that dies simply stops
-// extending; its tasks come back when their leases expire, or at once through
-// ReleaseWorker (broker.Reaper). Delayed tasks and retries are tasks whose ReadyAt is in the
-// future: no plugin, no TTL queue, no message held by a worker; every broker value sees
-// them fall due from its own timer. Dead tasks keep their last error and are listed,
-// retried and deleted through the ordinary calls. Stats are exact and as fresh as the read
-// barrier (a millisecond), the queue latency is now minus the smallest ReadyAt of the
-// pending tasks, with no management plugin needed. Reserve takes exactly the number of
-// tasks the worker asks for (its free slots plus its prefetch): nothing is pushed to a
-// worker ahead of time, so a busy worker never hoards tasks.
+// Reserve takes deliveries from a consumer that the broker value runs per queue with manual
+// acks and a per-consumer prefetch. The prefetch follows what Reserve asks for: the most held
+// plus asked at once, which for a worker is its concurrency plus its Prefetch, so RabbitMQ
+// never pushes a worker more than its free slots plus its Prefetch (consume.go). A lease is
+// the delivery: Ack acks it, Retry publishes the task again through the delay levels with
+// the attempt counted and then acks, Kill publishes it to the dead queue and then acks,
+// Release publishes it again with the attempt given back and then acks (it goes to the back
+// of the queue), and a lease that is not extended in time is rejected back to the queue (a
+// quorum queue counts it: the next delivery is the next attempt). If the process dies or
+// its connection drops, RabbitMQ delivers its unacked messages again, and a quorum queue's
+// x-delivery-count makes the next delivery the next attempt; a delivery past the last
+// attempt goes to the dead queue unrun. Wait is woken by deliveries to the consumers of the
+// queues it waits for.
+//
+// Stats counts pending, scheduled and dead tasks from RabbitMQ's queue counts at the call,
+// running tasks from the management API, and gives the queue latency as described in
+// stats.go; QueueStats.Notes says where the figures that are not exact come from.
+//
+// # Capabilities
+//
+// A RabbitMQ queue is FIFO, a delivery belongs to the channel that received it, and a
+// message can be read only by taking it. So this broker declares none of the optional
+// behaviours of broker.Capabilities. Every broker's, for comparison:
+//
+//	                SQLite       Redis         RabbitMQ
+//	ReadyAtOrder    yes          yes           no: in the order tasks reach the queue
+//	DetachedLeases  yes          yes           no: a lease is a delivery of one connection
+//	ListAll         yes          yes           no: dead tasks, and running ones of the same value
+//	DeleteQueued    yes          yes           no: by ID only dead ones; all pending or scheduled
+//	ExactRunning    yes          yes           no: management API (5 s old) or this process
+//	UniqueIDs       yes (file)   yes (queue)   no
+//	ExactLatency    yes          yes           no: an upper bound (stats.go)
+//	broker.Reaper   yes          yes           no
+//	broker.Pauser   yes          yes           no
+//	AckReserver     no           yes           no
+//	QueueDeleter    yes          yes           no
+//	SampleStore     yes          yes           no
+//	Unique          yes          yes           no: Enqueue refuses a key (ErrUnsupported)
+//	Canceler        yes          yes           no
+//	Leader          yes          yes           no
+//	ScheduleStore   yes          yes           no
+//	Limiter         yes          yes           no
+//
+// Without ListAll, Tasks lists dead tasks and Task finds dead tasks and the tasks the same
+// broker value runs; for anything else they return broker.ErrUnsupported. Without
+// DeleteQueued, Delete removes dead tasks by ID, or every pending or every scheduled task of
+// a queue at once (a purge), and returns broker.ErrUnsupported for waiting tasks by ID.
+// Completed and Failed counters are not kept (0).
 //
 // # Faults
 //
-// When the connection drops, the broker reconnects with backoff (50 ms doubling to 2 s)
-// and consumes its generation from the entry after the last one it applied, or reloads
-// from the oldest generation left if its own was deleted meanwhile. A
-// call made while disconnected waits for the connection within its context, but no longer
-// than outage_wait, and then fails with an error wrapping broker.ErrUnavailable. A call
-// whose entry was published but not confirmed when the connection dropped fails with
-// broker.ErrUnavailable too: its change may or may not be applied (an Enqueue retried after
-// it gets broker.ErrDuplicate if it was).
-//
-// # Limits
-//
-// Each rollover encodes the whole state once (about 250 ms of CPU for 20,000 tasks) and
-// every broker value reads it; every broker value holds the whole store in memory; a state
-// larger than 120 MiB encoded stops the truncation; all processes on a store must run
-// this version; see docs/rabbitmq.md. One Enqueue batch is one journal entry, at most
-// 120 MiB encoded. Times come from the callers' clocks, so the machines that share a store
-// must keep their clocks in sync (NTP).
+// When the connection drops, the broker reconnects with backoff (50 ms doubling to 2 s),
+// declares its exchanges and streams again, and starts consumers again when asked; the
+// leases of the lost connection are lost (broker.ErrLeaseLost), and RabbitMQ has given
+// their tasks to other consumers. A call made while disconnected waits for the connection
+// within its context, but no longer than outage_wait, and then fails with an error wrapping
+// broker.ErrUnavailable. See docs/rabbitmq.md for measurements, a cluster, and limits.
 package rabbitbroker

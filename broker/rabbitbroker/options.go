@@ -11,17 +11,43 @@ import (
 	"github.com/briskq/brisk/broker"
 )
 
+// QueueType is the RabbitMQ type of the queue that holds a brisk queue's ready tasks (and of
+// its dead queue).
+type QueueType string
+
+// The queue types a brisk queue can have.
+const (
+	// Quorum is a replicated, durable Raft queue: the default. It counts the deliveries
+	// of every message (x-delivery-count), so attempts survive a worker crash exactly.
+	Quorum QueueType = "quorum"
+	// Classic is a single-node durable queue. RabbitMQ marks a redelivery but does not count
+	// them, so a task redelivered several times by crashes counts one attempt for all of
+	// them; the management plugin reports the age of its head.
+	Classic QueueType = "classic"
+)
+
 // Options configures a Broker.
 type Options struct {
 	// URL is the AMQP 0-9-1 URL of the RabbitMQ server, with user, password and vhost
 	// (amqp://guest:guest@127.0.0.1:5672/). Required.
 	URL string
 
-	// Prefix names the store: its journal streams ("<prefix>.journal", "<prefix>.journal.<g>")
-	// and its hint queue ("<prefix>.snapshot"), so that several
-	// brisk installations (or tests) share one vhost: letters, digits and "_-.:".
-	// Default "brisk".
+	// Prefix starts the name of every queue, exchange and stream of the store
+	// ("<prefix>.q.<queue>", …), so that several brisk installations (or tests) share one
+	// vhost: letters, digits and "_-.:". Default "brisk".
 	Prefix string
+
+	// QueueType is the type of each brisk queue's ready and dead queues. Default Quorum.
+	// A queue keeps the type it was created with: opening a store whose queues have the
+	// other type fails when the queue is first used.
+	QueueType QueueType
+
+	// Management is the base URL of the RabbitMQ management HTTP API
+	// (http://user:password@host:15672), from which Stats reads the running counts and, for
+	// classic queues, the age of the head message. Default: the AMQP URL's host and
+	// credentials on port 15672. "off" turns it off: Stats then counts running tasks of
+	// this broker value only and says so in QueueStats.Notes.
+	Management string
 
 	// MaxPayload is the largest payload Enqueue accepts, in bytes.
 	// Default broker.DefaultMaxPayload (1 MiB).
@@ -36,32 +62,18 @@ type Options struct {
 	// wrapping broker.ErrUnavailable. Default 5s.
 	OutageWait time.Duration
 
-	// SnapshotEvery is how many journal entries a generation of the journal holds after
-	// its base before a broker value rolls the journal over to a new generation that starts
-	// with a snapshot of the state (see rollover.go); a broker that opens replays about
-	// that many entries (at most about twice as many) after loading the base. Negative turns
-	// rollovers off: the journal then grows forever. Default 10000.
-	SnapshotEvery int
-
-	// RolloverGrace is how long the streams of old generations are kept after a rollover
-	// before they are deleted. A broker value that is disconnected or stalled for longer
-	// reloads the state from the oldest generation left (see rollover.go). Default 30s.
-	RolloverGrace time.Duration
-
 	// Logger receives what the broker cannot return as an error (the connection dropped
 	// and came back). Default: discard.
 	Logger *slog.Logger
 }
 
 const (
-	defaultPrefix        = "brisk"
-	defaultDialTimeout   = 3 * time.Second
-	defaultOutageWait    = 5 * time.Second
-	defaultSnapshotEvery = 10000
-	defaultRolloverGrace = 30 * time.Second
-	// maxPayloadLimit stays well below RabbitMQ's default max_message_size (128 MiB), since
-	// a batch of tasks is one message.
+	defaultPrefix      = "brisk"
+	defaultDialTimeout = 3 * time.Second
+	defaultOutageWait  = 5 * time.Second
+	// maxPayloadLimit stays well below RabbitMQ's default max_message_size (128 MiB).
 	maxPayloadLimit = 64 << 20
+	managementOff   = "off"
 )
 
 func (o Options) withDefaults() (Options, error) {
@@ -71,11 +83,35 @@ func (o Options) withDefaults() (Options, error) {
 	if o.URL == "" {
 		return bad("URL", `""`, "required")
 	}
+	u, err := url.Parse(o.URL)
+	if err != nil || (u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "" {
+		return bad("URL", strconv.Quote(redact(o.URL)), "want amqp://user:password@host:port/vhost")
+	}
 	if o.Prefix == "" {
 		o.Prefix = defaultPrefix
 	}
 	if err := broker.ValidatePrefix(o.Prefix); err != nil {
 		return bad("Prefix", strconv.Quote(o.Prefix), err.Error())
+	}
+	switch o.QueueType {
+	case "":
+		o.QueueType = Quorum
+	case Quorum, Classic:
+	default:
+		return bad("QueueType", strconv.Quote(string(o.QueueType)), "want quorum or classic")
+	}
+	if o.Management == "" {
+		host := u.Hostname()
+		m := url.URL{Scheme: "http", Host: host + ":15672", User: u.User}
+		if u.Scheme == "amqps" {
+			m.Scheme, m.Host = "https", host+":15671"
+		}
+		o.Management = m.String()
+	} else if o.Management != managementOff {
+		m, err := url.Parse(o.Management)
+		if err != nil || (m.Scheme != "http" && m.Scheme != "https") || m.Host == "" {
+			return bad("Management", strconv.Quote(redact(o.Management)), `want http(s)://user:password@host:port or "off"`)
+		}
 	}
 	switch {
 	case o.MaxPayload < 0:
@@ -96,18 +132,6 @@ func (o Options) withDefaults() (Options, error) {
 		return bad("OutageWait", o.OutageWait, "must not be negative")
 	case o.OutageWait == 0:
 		o.OutageWait = defaultOutageWait
-	}
-	switch {
-	case o.SnapshotEvery < 0:
-		o.SnapshotEvery = 0
-	case o.SnapshotEvery == 0:
-		o.SnapshotEvery = defaultSnapshotEvery
-	}
-	switch {
-	case o.RolloverGrace < 0:
-		return bad("RolloverGrace", o.RolloverGrace, "must not be negative")
-	case o.RolloverGrace == 0:
-		o.RolloverGrace = defaultRolloverGrace
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -133,7 +157,7 @@ func Open(ctx context.Context, rawURL string) (*Broker, error) {
 }
 
 // urlParams are the query parameters brisk reads; any other is refused.
-var urlParams = []string{"dial_timeout", "max_payload", "outage_wait", "prefix", "rollover_grace", "snapshot_every"}
+var urlParams = []string{"dial_timeout", "management", "max_payload", "outage_wait", "prefix", "queue_type"}
 
 func parseURL(u *url.URL) (Options, error) {
 	var opts Options
@@ -151,8 +175,7 @@ func parseURL(u *url.URL) (Options, error) {
 		return bad("%v", err)
 	}
 	for _, param := range params {
-		name, vals := param.Name, param.Values
-		v := vals[0]
+		name, v := param.Name, param.Values[0]
 		switch name {
 		case "prefix":
 			if v == "" {
@@ -162,30 +185,31 @@ func parseURL(u *url.URL) (Options, error) {
 				return bad("parameter prefix=%q: %v", v, err)
 			}
 			opts.Prefix = v
+		case "queue_type":
+			if v != string(Quorum) && v != string(Classic) {
+				return bad("parameter queue_type=%q: want quorum or classic", v)
+			}
+			opts.QueueType = QueueType(v)
+		case "management":
+			if v == "" {
+				return bad(`parameter management is empty (want a URL or "off")`)
+			}
+			opts.Management = v
 		case "max_payload":
 			n, err := strconv.Atoi(v)
 			if err != nil || n <= 0 {
 				return bad("parameter max_payload=%q: want a positive number of bytes", v)
 			}
 			opts.MaxPayload = n
-		case "snapshot_every":
-			n, err := strconv.Atoi(v)
-			if err != nil || n == 0 {
-				return bad("parameter snapshot_every=%q: want a number of journal entries (negative: no snapshots)", v)
-			}
-			opts.SnapshotEvery = n
-		case "dial_timeout", "outage_wait", "rollover_grace":
+		case "dial_timeout", "outage_wait":
 			d, err := time.ParseDuration(v)
 			if err != nil || d <= 0 {
 				return bad("parameter %s=%q: want a positive duration such as 3s", name, v)
 			}
-			switch name {
-			case "dial_timeout":
+			if name == "dial_timeout" {
 				opts.DialTimeout = d
-			case "outage_wait":
+			} else {
 				opts.OutageWait = d
-			default:
-				opts.RolloverGrace = d
 			}
 		default:
 			return bad("unknown parameter %q (known: %v)", name, urlParams)
@@ -198,4 +222,13 @@ func parseURL(u *url.URL) (Options, error) {
 		return opts, err
 	}
 	return opts, nil
+}
+
+// redact hides the password of a URL for messages.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable url)"
+	}
+	return u.Redacted()
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/briskq/brisk/broker"
 	"github.com/briskq/brisk/broker/brokertest"
-	"github.com/briskq/brisk/broker/rabbitbroker"
 	"github.com/briskq/brisk/internal/rabbittest"
 	"github.com/briskq/brisk/internal/testenv"
 )
@@ -17,11 +16,11 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// newURL returns the URL of a fresh store (its own journal stream) on the test RabbitMQ.
+// newURL returns the URL of a fresh store (its own prefix) on the test RabbitMQ.
 func newURL(t testing.TB) string {
 	raw := rabbittest.URL(t)
+	rabbittest.ManagementURL(t, raw)
 	prefix := rabbittest.NewPrefix(t, raw, "brisktest")
-	t.Cleanup(func() { rabbitbroker.CleanGenerations(t, raw, prefix) })
 	return testenv.WithPrefix(t, raw, prefix)
 }
 

@@ -103,6 +103,30 @@
 // ran, an enqueue then reports broker.ErrDuplicate for a task it stored and a reserve
 // leaves leased tasks that nobody holds until their lease expires. Neither loses a task.
 //
+// # Capabilities
+//
+// The whole task state machine is in Redis, so Capabilities declares every optional
+// behaviour (broker.AllCapabilities). Every broker's, for comparison:
+//
+//	                SQLite       Redis         RabbitMQ
+//	ReadyAtOrder    yes          yes           no: in the order tasks reach the queue
+//	DetachedLeases  yes          yes           no: a lease is a delivery of one connection
+//	ListAll         yes          yes           no: dead tasks, and running ones of the same value
+//	DeleteQueued    yes          yes           no: by ID only dead ones; all pending or scheduled
+//	ExactRunning    yes          yes           no: management API (5 s old) or this process
+//	UniqueIDs       yes (file)   yes (queue)   no
+//	ExactLatency    yes          yes           no: an upper bound (stats.go)
+//	broker.Reaper   yes          yes           no
+//	broker.Pauser   yes          yes           no
+//	AckReserver     no           yes           no
+//	QueueDeleter    yes          yes           no
+//	SampleStore     yes          yes           no
+//	Unique          yes          yes           no: Enqueue refuses a key (ErrUnsupported)
+//	Canceler        yes          yes           no
+//	Leader          yes          yes           no
+//	ScheduleStore   yes          yes           no
+//	Limiter         yes          yes           no
+//
 // # Limits
 //
 // A task ID is unique within its queue (the enqueue script refuses a stored ID of that queue

@@ -149,14 +149,8 @@ func (b *Broker) Tasks(ctx context.Context, p broker.ListParams) ([]*broker.Task
 	if b.closed.Load() {
 		return nil, errClosed("tasks")
 	}
-	if err := broker.ValidateQueueName(p.Queue); err != nil {
-		return nil, fmt.Errorf("brisk: redis: tasks: %w", err)
-	}
-	if !p.State.Valid() {
-		return nil, fmt.Errorf("brisk: redis: tasks of queue %q: unknown state %q: %w", p.Queue, p.State, broker.ErrInvalid)
-	}
-	if p.Limit < 0 || p.Offset < 0 {
-		return nil, fmt.Errorf("brisk: redis: tasks of queue %q: negative limit or offset: %w", p.Queue, broker.ErrInvalid)
+	if err := broker.ValidateList(p); err != nil {
+		return nil, fmt.Errorf("brisk: redis: %w", err)
 	}
 	limit := p.Limit
 	if limit == 0 {

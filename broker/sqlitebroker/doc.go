@@ -42,6 +42,30 @@
 // that any queue holds returns broker.ErrDuplicate, and Task finds an ID with one index
 // lookup.
 //
+// # Capabilities
+//
+// The whole task state machine is in the file, so Capabilities declares every optional
+// behaviour (broker.AllCapabilities). Every broker's, for comparison:
+//
+//	                SQLite       Redis         RabbitMQ
+//	ReadyAtOrder    yes          yes           no: in the order tasks reach the queue
+//	DetachedLeases  yes          yes           no: a lease is a delivery of one connection
+//	ListAll         yes          yes           no: dead tasks, and running ones of the same value
+//	DeleteQueued    yes          yes           no: by ID only dead ones; all pending or scheduled
+//	ExactRunning    yes          yes           no: management API (5 s old) or this process
+//	UniqueIDs       yes (file)   yes (queue)   no
+//	ExactLatency    yes          yes           no: an upper bound (stats.go)
+//	broker.Reaper   yes          yes           no
+//	broker.Pauser   yes          yes           no
+//	AckReserver     no           yes           no
+//	QueueDeleter    yes          yes           no
+//	SampleStore     yes          yes           no
+//	Unique          yes          yes           no: Enqueue refuses a key (ErrUnsupported)
+//	Canceler        yes          yes           no
+//	Leader          yes          yes           no
+//	ScheduleStore   yes          yes           no
+//	Limiter         yes          yes           no
+//
 // # Durability
 //
 // With WAL and synchronous=NORMAL (the default) a committed Enqueue survives the process

@@ -26,6 +26,9 @@ type Queue struct {
 	Failed         int64    `json:"failed"`
 	// Paused is true while the queue is paused (workers take none of its tasks).
 	Paused bool `json:"paused"`
+	// Notes says which figures the broker cannot give exactly and where they come from
+	// (absent when every figure is exact).
+	Notes []string `json:"notes,omitempty"`
 	// Cancelled counts the cancelled tasks kept.
 	Cancelled int64 `json:"cancelled"`
 }
@@ -35,7 +38,7 @@ func FromQueue(q brisk.QueueInfo) Queue {
 	j := Queue{
 		Name: q.Name, Pending: q.Pending, Scheduled: q.Scheduled, Running: q.Running, Dead: q.Dead,
 		LatencySeconds: q.Latency.Seconds(), WithinSLA: brisk.WithinSLA(q),
-		Completed: q.Completed, Failed: q.Failed, Paused: q.Paused, Cancelled: q.Cancelled,
+		Completed: q.Completed, Failed: q.Failed, Paused: q.Paused, Cancelled: q.Cancelled, Notes: q.Notes,
 	}
 	if q.SLA > 0 {
 		s := q.SLA.Seconds()

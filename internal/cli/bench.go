@@ -20,7 +20,7 @@ import (
 
 var benchCmd = &command{
 	name:     "bench",
-	synopsis: "--workload W1|W2|W3|W4|W5 [--tasks N] [--rate R] [--concurrency N] [--json]",
+	synopsis: "--workload W1|W2|W3|W4|W5 [--tasks N] [--rate R] [--concurrency N] [--prefetch N] [--json]",
 	summary:  "run a benchmark workload against brisk and print its figures",
 	detail: `
 The workloads (docs/workloads.md); each task carries a 100-byte JSON payload with its
@@ -47,8 +47,12 @@ Without --broker and $BRISK_BROKER the run uses a fresh SQLite file in a tempora
 directory, removed at the end (not ./brisk.db). With a broker it uses a queue of its own
 (bench_w1_<random>) and deletes the tasks it leaves.
 
+--prefetch N lets the worker hold N tasks beyond its free handlers (WorkerConfig.Prefetch,
+default 0): on RabbitMQ's quorum queues the drain rate grows with it (docs/rabbitmq.md).
+
 --json prints one JSON object on one line with workload, broker (password masked), queue,
-tasks, concurrency, the workload's figures and seconds (the run's wall time).`,
+tasks, concurrency (and prefetch when set), the workload's figures and seconds (the run's
+wall time).`,
 	run: runBench,
 }
 
@@ -59,6 +63,7 @@ func runBench(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	tasks := fs.Int("tasks", 0, "run `N` tasks (default: the workload's)")
 	rate := fs.Float64("rate", 0, "enqueue `R` tasks per second in W2 (default 500) or W3 (default 5)")
 	concurrency := fs.Int("concurrency", workload.Concurrency, "run `N` handlers at once in the worker")
+	prefetch := fs.Int("prefetch", 0, "let the worker hold `N` tasks beyond its free handlers (WorkerConfig.Prefetch)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a summary")
 	pos, err := e.parse(fs, args)
 	if err != nil {
@@ -81,6 +86,8 @@ func runBench(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 		return usagef("--rate applies to W2 and W3 only")
 	case *concurrency < 1:
 		return usagef("--concurrency %d must be at least 1", *concurrency)
+	case *prefetch < 0:
+		return usagef("--prefetch %d is negative", *prefetch)
 	}
 	n, r := *tasks, *rate
 	switch wl {
@@ -116,7 +123,7 @@ func runBench(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	}
 	defer closeClient(c)
 	sys := &workload.Brisk{Client: c, Inspector: brisk.NewInspector(c.Broker()), Queue: queue,
-		Worker: brisk.WorkerConfig{Concurrency: *concurrency}}
+		Worker: brisk.WorkerConfig{Concurrency: *concurrency, Prefetch: *prefetch}}
 	defer benchCleanup(ctx, sys)
 	run := &workload.Runner{System: sys, Progress: e.stderr}
 	if *asJSON {
@@ -129,6 +136,9 @@ func runBench(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	out.Add("queue", "queue", queue, "")
 	out.Add("tasks", "tasks", n, "")
 	out.Add("concurrency", "concurrency", *concurrency, "")
+	if *prefetch > 0 {
+		out.Add("prefetch", "prefetch", *prefetch, "")
+	}
 	if wl == "W2" || wl == "W3" {
 		out.Add("rate", "target rate", r, "/s")
 	}

@@ -16,13 +16,14 @@ var queuesCmd = &command{
 	synopsis: "[flags]",
 	summary:  "list queues with their task counts, queue latency and SLA",
 	detail: `
-Queue latency is how long the oldest ready task has waited (0 when none is pending). A
-queue with an SLA is "ok" while its latency is at or below it, "OVER SLA" otherwise. A
+Queue latency is how long the oldest ready task has waited (0 when none is pending; "?"
+when the broker cannot tell, with a note under the table saying why). A queue with an SLA is "ok" while its latency is at or below it, "OVER SLA" otherwise. A
 paused queue (see brisk pause) shows PAUSED in the status column.
 
 --json prints an array of objects with the keys name, pending, scheduled, running, dead,
 latency_seconds, sla_seconds (null when no SLA is set), within_sla, completed, failed,
-paused and cancelled.`,
+paused and cancelled, and notes (an array, present only when the broker cannot give a
+figure exactly: where it comes from, how old it may be).`,
 	run: runQueues,
 }
 
@@ -66,9 +67,18 @@ func runQueues(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 	fmt.Fprintf(tw, "NAME\tPENDING\tSCHEDULED\tRUNNING\tDEAD\tLATENCY\tSLA\tSTATUS\n")
 	for _, q := range qs {
 		sla, status := "-", "-"
+		// Tasks pending without an oldest ready time: the broker cannot tell the latency
+		// (its notes say why), so neither it nor the SLA status is shown as a number.
+		latency, unknown := humanize.Duration(q.Latency), q.Pending > 0 && q.OldestReadyAt.IsZero()
+		if unknown {
+			latency = "?"
+		}
 		if q.SLA > 0 {
 			sla, status = humanize.Duration(q.SLA), "ok"
-			if !brisk.WithinSLA(q) {
+			switch {
+			case unknown:
+				status = "unknown"
+			case !brisk.WithinSLA(q):
 				status = "OVER SLA"
 			}
 		}
@@ -80,7 +90,17 @@ func runQueues(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", termSafe(q.Name), q.Pending, q.Scheduled, q.Running, q.Dead,
-			humanize.Duration(q.Latency), sla, status)
+			latency, sla, status)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, q := range qs { // figures the broker gives only as an estimate, and why
+		for _, n := range q.Notes {
+			if _, err := fmt.Fprintf(e.stdout, "note: %s: %s\n", termSafe(q.Name), termSafe(n)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

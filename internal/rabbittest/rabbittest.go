@@ -1,10 +1,14 @@
 // Package rabbittest gives tests a RabbitMQ to talk to: the URL of a reachable server and a
-// fresh store prefix whose queues are deleted when the test ends.
+// fresh store prefix whose queues and exchanges are deleted when the test ends.
 package rabbittest
 
 import (
+	"encoding/json"
+	"fmt"
+	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"testing"
 	"time"
 
@@ -30,32 +34,110 @@ func URL(t testing.TB) string {
 	return raw
 }
 
-// NewPrefix returns a fresh random store prefix (starting with name) whose journal stream
-// and snapshot queue are deleted when t ends.
+// ManagementURL returns the management API of the RabbitMQ of raw (port 15672, the same
+// credentials), failing the test under CI and skipping it out loud elsewhere when it does not
+// answer.
+func ManagementURL(t testing.TB, raw string) string {
+	t.Helper()
+	m := managementURL(raw)
+	if _, err := get(m, "/api/overview"); err != nil {
+		testenv.Missing(t, "no RabbitMQ management API at %s (rabbitmq-plugins enable rabbitmq_management): %v", redact(m), err)
+	}
+	return m
+}
+
+func managementURL(raw string) string {
+	u, _ := url.Parse(raw)
+	m := url.URL{Scheme: "http", Host: u.Hostname() + ":15672", User: u.User}
+	return m.String()
+}
+
+// NewPrefix returns a fresh random store prefix (starting with name) whose queues and
+// exchanges are deleted when t ends.
 func NewPrefix(t testing.TB, raw, name string) string {
 	t.Helper()
 	return testenv.NewPrefix(t, name, func(prefix string) { Clean(t, raw, prefix) })
 }
 
-// Clean deletes the queues of a prefix (its journal stream and its snapshot queue).
+// Clean deletes the queues, streams and exchanges whose names start with prefix and a dot,
+// found through the management API.
 func Clean(t testing.TB, raw, prefix string) {
-	conn, err := amqp.DialConfig(raw, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
-	if err != nil {
-		t.Logf("deleting the stream of %s: %v", prefix, err)
-		return
+	m := managementURL(raw)
+	vhost := "/"
+	if u, err := url.Parse(raw); err == nil && len(u.Path) > 1 {
+		vhost, _ = url.PathUnescape(u.Path[1:])
 	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Logf("deleting the stream of %s: %v", prefix, err)
-		return
-	}
-	for _, q := range []string{prefix + ".journal", prefix + ".snapshot"} {
-		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
-			t.Logf("deleting queue %s: %v", q, err)
-			return // the channel is closed after an error
+	pattern := "^" + regexp.QuoteMeta(prefix+".")
+	for _, kind := range []string{"queues", "exchanges"} {
+		path := fmt.Sprintf("/api/%s/%s?page=1&page_size=500&use_regex=true&columns=name&name=%s", kind, url.PathEscape(vhost), url.QueryEscape(pattern))
+		for range 20 { // pages of 500
+			body, err := get(m, path)
+			if err != nil {
+				t.Logf("cleaning %s of %s: %v", kind, prefix, err)
+				return
+			}
+			var page struct {
+				Items []struct {
+					Name string `json:"name"`
+				} `json:"items"`
+			}
+			if err := json.Unmarshal(body, &page); err != nil {
+				t.Logf("cleaning %s of %s: %v", kind, prefix, err)
+				return
+			}
+			if len(page.Items) == 0 {
+				break
+			}
+			for _, it := range page.Items {
+				if err := del(m, fmt.Sprintf("/api/%s/%s/%s", kind, url.PathEscape(vhost), url.PathEscape(it.Name))); err != nil {
+					t.Logf("cleaning %s %s: %v", kind, it.Name, err)
+					return
+				}
+			}
 		}
 	}
+}
+
+var client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+func request(method, base, path string) ([]byte, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequest(method, u.Scheme+"://"+u.Host+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	if u.User != nil {
+		pw, _ := u.User.Password()
+		req.SetBasicAuth(u.User.Username(), pw)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var body []byte
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		body = append(body, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	if resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusNotFound {
+		return nil, fmt.Errorf("%s %s: %s", method, path, resp.Status)
+	}
+	return body, nil
+}
+
+func get(base, path string) ([]byte, error) { return request(http.MethodGet, base, path) }
+
+func del(base, path string) error {
+	_, err := request(http.MethodDelete, base, path)
+	return err
 }
 
 func redact(raw string) string {

@@ -1,8 +1,9 @@
 // Command rabbitbench compares, in one run on one RabbitMQ, brisk's RabbitMQ broker with
 // Celery on RabbitMQ (Debian's python3-celery) on the workloads W1 (drain) and W3 (idle
-// pickup) of docs/workloads.md, and measures the limit: what RabbitMQ itself sustains for
-// publish-with-confirm and consume-with-ack of the same messages. It prints one Markdown
-// table with ratios.
+// pickup) of docs/workloads.md, runs brisk's W2 (500/s and 2,000/s), W4 and W5 on RabbitMQ,
+// and measures the limit: what RabbitMQ itself sustains for publish-with-confirm and
+// consume-with-ack of the same messages. It prints Markdown tables with ratios and the
+// targets met or missed.
 //
 // brisk runs through `brisk bench` (built from this repository), Celery through
 // bench/python/celery_bench.py, so that each follows the same definitions as peerbench.
@@ -27,6 +28,8 @@ func main() {
 	url := flag.String("url", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ `URL` (vhost /)")
 	n := flag.Int("n", 20000, "W1 tasks for brisk (it drains 2n: n enqueued one call each, n in batches)")
 	nCelery := flag.Int("n-celery", 10000, "W1 tasks for Celery (it drains n)")
+	prefetch := flag.Int("prefetch", 24, "the brisk worker's Prefetch in the second W1 run (8 handlers + 24 = a window of 32, as Celery's default prefetch multiplier 4 gives 8 threads)")
+	prefetch2 := flag.Int("prefetch2", 120, "the brisk worker's Prefetch in the third W1 run (a window of 128)")
 	rawN := flag.Int("raw-n", 100000, "messages per queue type for the RabbitMQ limit")
 	python := flag.String("python", "/usr/bin/python3", "the Python with python3-celery")
 	flag.Parse()
@@ -47,13 +50,22 @@ func main() {
 	prefix := fmt.Sprintf("rabbitbench%d", time.Now().Unix())
 	briskURL := strings.TrimSuffix(*url, "/") + "/?prefix=" + prefix
 	defer deleteQueuesWithPrefix(*url, prefix)
-	for _, w := range []string{"W1", "W3"} {
-		log.Printf("brisk %s", w)
-		args := []string{"bench", "--broker", briskURL, "--workload", w, "--json"}
-		if w == "W1" {
-			args = append(args, "--tasks", fmt.Sprint(*n))
-		}
-		res["brisk "+w] = runJSON(exec.Command(bin, args...))
+	runs := []struct {
+		key  string
+		args []string
+	}{
+		{"brisk W1", []string{"--workload", "W1", "--tasks", fmt.Sprint(*n)}},
+		{"brisk W1 prefetch", []string{"--workload", "W1", "--tasks", fmt.Sprint(*n), "--prefetch", fmt.Sprint(*prefetch)}},
+		{"brisk W1 prefetch2", []string{"--workload", "W1", "--tasks", fmt.Sprint(*n), "--prefetch", fmt.Sprint(*prefetch2)}},
+		{"brisk W2 500", []string{"--workload", "W2", "--rate", "500"}},
+		{"brisk W2 2000", []string{"--workload", "W2", "--rate", "2000"}},
+		{"brisk W3", []string{"--workload", "W3"}},
+		{"brisk W4", []string{"--workload", "W4"}},
+		{"brisk W5", []string{"--workload", "W5"}},
+	}
+	for _, r := range runs {
+		log.Printf("%s", r.key)
+		res[r.key] = runJSON(exec.Command(bin, append([]string{"bench", "--broker", briskURL, "--json"}, r.args...)...))
 	}
 	celeryURL := strings.TrimSuffix(*url, "/") + "//"
 	for _, pool := range []struct{ name, conc string }{{"prefork", "2"}, {"threads", "8"}} {
@@ -89,33 +101,74 @@ func main() {
 		return v
 	}
 	fmt.Printf("## rabbitbench %s, %s\n\n", start.UTC().Format("2006-01-02 15:04 UTC"), time.Since(start).Round(time.Second))
-	fmt.Printf("RabbitMQ at %s; brisk W1 n=%d (drains 2n), Celery n=%d; brisk 8 handlers, Celery prefork 2 processes or 8 threads; payload about 100 bytes.\n\n", redact(*url), *n, *nCelery)
-	fmt.Println("| figure | brisk | celery-prefork | celery-threads | ÷celery-prefork | ÷celery-threads |")
-	fmt.Println("| --- | --- | --- | --- | --- | --- |")
-	row := func(name, bField, cField string, scale float64) {
-		b := num("brisk "+name[:2], bField) * scale
-		p := num("celery-prefork "+name[:2], cField) * scale
-		t := num("celery-threads "+name[:2], cField) * scale
-		fmt.Printf("| %s | %.4g | %.4g | %.4g | %s | %s |\n", name, b, p, t, ratio(b, p), ratio(b, t))
+	fmt.Printf("RabbitMQ at %s, brisk on durable quorum queues; brisk 8 handlers (prefetch 0, and %d where said), W1 n=%d (drains 2n); Celery %s (its default classic queue), prefork 2 processes or 8 threads, prefetch multiplier 4, W1 n=%d; payload about 100 bytes.\n\n",
+		redact(*url), *prefetch, *n, celeryVersion(res), *nCelery)
+	fmt.Printf("brisk W1 with prefetch %d: enqueue %s/s, batch %s/s, drain %s/s.\n\n", *prefetch2,
+		g(num("brisk W1 prefetch2", "enqueue_per_s")), g(num("brisk W1 prefetch2", "enqueue_batch_per_s")), g(num("brisk W1 prefetch2", "drain_per_s")))
+	fmt.Println("| figure | brisk | brisk prefetch | celery-prefork | celery-threads | brisk ÷ celery-prefork | brisk prefetch ÷ celery-prefork |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- | --- |")
+	row := func(name, field string, w string) {
+		b, bp := num("brisk "+w, field), num("brisk "+w+" prefetch", field)
+		p, t := num("celery-prefork "+w, field), num("celery-threads "+w, field)
+		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s |\n", name, g(b), g(bp), g(p), g(t), ratio(b, p), ratio(bp, p))
 	}
-	row("W1 enqueue, one call each (/s)", "enqueue_per_s", "enqueue_per_s", 1)
-	row("W1 drain, 1 worker (/s)", "drain_per_s", "drain_per_s", 1)
-	row("W3 idle pickup p50 (ms)", "pickup_p50_ms", "pickup_p50_ms", 1)
-	row("W3 idle pickup p99 (ms)", "pickup_p99_ms", "pickup_p99_ms", 1)
-	fmt.Printf("\nbrisk W1 batch enqueue (batches of 1,000): %.0f/s (Celery has no batch enqueue).\n\n", num("brisk W1", "enqueue_batch_per_s"))
-	fmt.Println("RabbitMQ's own limit, same run (100-byte persistent messages, 1,000 unconfirmed in flight, prefetch 1,000):")
+	row("W1 enqueue, one call each (/s)", "enqueue_per_s", "W1")
+	row("W1 batch enqueue, 1,000 a call (/s)", "enqueue_batch_per_s", "W1")
+	row("W1 drain, 1 worker (/s)", "drain_per_s", "W1")
+	row("W3 idle pickup p50 (ms)", "pickup_p50_ms", "W3")
+	row("W3 idle pickup p99 (ms)", "pickup_p99_ms", "W3")
 	fmt.Println()
-	fmt.Println("| queue | publish with confirms (/s) | consume with acks (/s) | brisk W1 drain ÷ min of the two |")
-	fmt.Println("| --- | --- | --- | --- |")
+	fmt.Println("brisk, the other workloads (prefetch 0):")
+	fmt.Println()
+	fmt.Println("| workload | figures |")
+	fmt.Println("| --- | --- |")
+	for _, rate := range []string{"500", "2000"} {
+		k := "brisk W2 " + rate
+		fmt.Printf("| W2 at %s/s | pickup p50 %s ms, p90 %s ms, p99 %s ms, max %s ms; kept up: %v |\n", rate,
+			g(num(k, "pickup_p50_ms")), g(num(k, "pickup_p90_ms")), g(num(k, "pickup_p99_ms")), g(num(k, "pickup_max_ms")), res[k]["kept_up"])
+	}
+	fmt.Printf("| W4 crash | lost %s, run twice %s, %s s from the kill until the last interrupted task started again |\n",
+		g(num("brisk W4", "lost")), g(num("brisk W4", "duplicates")), g(num("brisk W4", "redelivery_s")))
+	fmt.Printf("| W5 timely | lateness p50 %s ms, p99 %s ms, max %s ms |\n",
+		g(num("brisk W5", "late_p50_ms")), g(num("brisk W5", "late_p99_ms")), g(num("brisk W5", "late_max_ms")))
+	fmt.Println()
+	fmt.Println("RabbitMQ's own limit, same run (100-byte persistent messages, 1,000 unconfirmed in flight, one consumer, prefetch 1,000, one ack per message):")
+	fmt.Println()
+	fmt.Printf("| queue | publish with confirms (/s) | consume with acks (/s) | brisk W1 drain ÷ consume | prefetch %d ÷ consume | prefetch %d ÷ consume |\n", *prefetch, *prefetch2)
+	fmt.Println("| --- | --- | --- | --- | --- | --- |")
 	for _, typ := range []string{"quorum", "classic"} {
 		l := limit[typ]
-		fmt.Printf("| durable %s | %.0f | %.0f | %s |\n", typ, l[0], l[1], ratio(num("brisk W1", "drain_per_s"), min(l[0], l[1])))
+		fmt.Printf("| durable %s | %.0f | %.0f | %s | %s | %s |\n", typ, l[0], l[1], ratio(num("brisk W1", "drain_per_s"), l[1]),
+			ratio(num("brisk W1 prefetch", "drain_per_s"), l[1]), ratio(num("brisk W1 prefetch2", "drain_per_s"), l[1]))
 	}
-	drain, celery := num("brisk W1", "drain_per_s"), num("celery-prefork W1", "drain_per_s")
-	q := limit["quorum"]
-	fmt.Printf("\nIssue 4 targets: W1 drain ≥ 5× Celery-on-RabbitMQ: %s (%s); within 2× of the raw quorum limit (≥ %.0f/s): %s; W3 p50 < 2 ms: %s (%.3g ms).\n",
-		mark(drain >= 5*celery), ratio(drain, celery), min(q[0], q[1])/2, mark(drain >= min(q[0], q[1])/2),
-		mark(num("brisk W3", "pickup_p50_ms") < 2), num("brisk W3", "pickup_p50_ms"))
+	celery := num("celery-prefork W1", "drain_per_s")
+	qc := limit["quorum"][1]
+	fmt.Println()
+	fmt.Println("Targets:")
+	fmt.Println()
+	for _, d := range []struct {
+		name string
+		key  string
+	}{{"prefetch 0", "brisk W1"}, {fmt.Sprintf("prefetch %d", *prefetch), "brisk W1 prefetch"}, {fmt.Sprintf("prefetch %d", *prefetch2), "brisk W1 prefetch2"}} {
+		drain := num(d.key, "drain_per_s")
+		fmt.Printf("- W1 drain (%s) ≥ 5× the best Celery pool: %s (%s of celery-prefork, %s of celery-threads); ≥ half of RabbitMQ's consume-with-ack on a quorum queue: %s (%s)\n",
+			d.name, mark(drain >= 5*max(celery, num("celery-threads W1", "drain_per_s"))), ratio(drain, celery), ratio(drain, num("celery-threads W1", "drain_per_s")), mark(drain >= qc/2), ratio(drain, qc))
+	}
+	w2 := "brisk W2 2000"
+	keptUp, _ := res[w2]["kept_up"].(bool)
+	fmt.Printf("- W2 at 2,000/s keeps up with p99 pickup < 20 ms: %s (kept up %v, p99 %s ms)\n", mark(keptUp && num(w2, "pickup_p99_ms") < 20), keptUp, g(num(w2, "pickup_p99_ms")))
+	fmt.Printf("- W3 idle pickup p50 < 2 ms: %s (%s ms)\n", mark(num("brisk W3", "pickup_p50_ms") < 2), g(num("brisk W3", "pickup_p50_ms")))
+	fmt.Printf("- W4 loses nothing: %s (lost %s)\n", mark(res["brisk W4"]["lost"] != nil && num("brisk W4", "lost") == 0), g(num("brisk W4", "lost")))
+	fmt.Printf("- W5 lateness p99 < 1.5 s: %s (%s ms)\n", mark(num("brisk W5", "late_p99_ms") < 1500), g(num("brisk W5", "late_p99_ms")))
+}
+
+func g(v float64) string { return fmt.Sprintf("%.4g", v) }
+
+func celeryVersion(res map[string]map[string]any) string {
+	if v, ok := res["celery-prefork W1"]["celery"].(string); ok {
+		return v
+	}
+	return "?"
 }
 
 // runJSON runs cmd and decodes the last line of its standard output as a JSON object.

@@ -205,6 +205,9 @@ func (b *Broker) prepareEnqueue(ctx context.Context, tasks []*broker.Task) (stri
 	if err := broker.ValidateTasks(tasks, b.opts.MaxPayload); err != nil {
 		return "", fmt.Errorf("brisk: postgres: enqueue: %w", err)
 	}
+	if err := broker.CheckUnique(b, tasks); err != nil { // no uniqueness locks here
+		return "", err
+	}
 	var unknown []string
 	for _, t := range tasks {
 		if _, ok := b.known.Load(t.Queue); !ok && !slices.Contains(unknown, t.Queue) {

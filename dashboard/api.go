@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"mime"
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/briskq/brisk"
 	"github.com/briskq/brisk/internal/apiv1"
@@ -157,37 +155,9 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	return false
 }
 
-// enqueueRequest is the body of POST /api/v1/queues/{queue}/tasks.
-type enqueueRequest struct {
-	Type         string          `json:"type"`
-	Payload      json.RawMessage `json:"payload"`
-	DelaySeconds float64         `json:"delay_seconds"`
-}
-
+// apiEnqueue handles POST /api/v1/queues/{queue}/tasks (see enqueueOne).
 func (h *handler) apiEnqueue(w http.ResponseWriter, r *http.Request) {
-	var req enqueueRequest
-	if !decodeJSON(w, r, &req) {
-		return
-	}
-	switch {
-	case req.Type == "":
-		writeError(w, http.StatusBadRequest, "type is required")
-		return
-	case req.DelaySeconds < 0 || math.IsNaN(req.DelaySeconds) || req.DelaySeconds > 10*365*24*3600:
-		writeError(w, http.StatusBadRequest, "delay_seconds must be from 0 to ten years")
-		return
-	}
-	var payload []byte
-	if len(req.Payload) > 0 {
-		payload = []byte(req.Payload)
-	}
-	delay := time.Duration(req.DelaySeconds * float64(time.Second))
-	id, err := h.client.Enqueue(r.Context(), brisk.NewTask(req.Type, payload, brisk.InQueue(r.PathValue("queue")), brisk.Delay(delay)))
-	if err != nil {
-		h.brokerError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, map[string]string{"id": id})
+	h.enqueueOne(w, r)
 }
 
 // selection is the body of the dead-task actions: some ids, or all.

@@ -77,17 +77,22 @@ func FromTask(t *brisk.TaskInfo) Task {
 		MaxAttempts: t.MaxAttempts, TimeoutSeconds: t.Timeout.Seconds(),
 		EnqueuedAt: Time(t.EnqueuedAt), ReadyAt: Time(t.ReadyAt), StartedAt: Time(t.StartedAt),
 		FailedAt: Time(t.FailedAt), LeaseUntil: Time(t.LeaseUntil), LastError: t.LastError,
-		Payload: json.RawMessage("null"),
 	}
-	switch {
-	case len(t.Payload) == 0:
-	case json.Valid(t.Payload):
-		j.Payload = json.RawMessage(t.Payload)
-	default:
-		b := base64.StdEncoding.EncodeToString(t.Payload)
-		j.PayloadBase64 = &b
-	}
+	j.Payload, j.PayloadBase64 = payload(t.Payload)
 	return j
+}
+
+// payload is a payload for JSON output: its JSON value when it is valid JSON, else null
+// with the bytes in base64 (null, nil when empty).
+func payload(p []byte) (json.RawMessage, *string) {
+	switch {
+	case len(p) == 0:
+		return json.RawMessage("null"), nil
+	case json.Valid(p):
+		return json.RawMessage(p), nil
+	}
+	b := base64.StdEncoding.EncodeToString(p)
+	return json.RawMessage("null"), &b
 }
 
 // Tasks converts a listing; it is never nil.
@@ -135,4 +140,52 @@ func Workers(ws []brisk.WorkerInfo) []Worker {
 		})
 	}
 	return out
+}
+
+// Delivery is one task handed to a handler in another language: a line of JSON on the
+// standard input of a "brisk worker --exec" child, and the body that "brisk worker --http"
+// POSTs (docs/worker-protocol.md). The payload is the task's JSON value, or null with the
+// bytes in base64 under payload_base64 when it is not JSON.
+type Delivery struct {
+	ID            string          `json:"id"`
+	Type          string          `json:"type"`
+	Queue         string          `json:"queue"`
+	Payload       json.RawMessage `json:"payload"`
+	PayloadBase64 *string         `json:"payload_base64,omitempty"`
+	Attempt       int             `json:"attempt"`
+	MaxAttempts   int             `json:"max_attempts"`
+	EnqueuedAt    *string         `json:"enqueued_at"`
+	ReadyAt       *string         `json:"ready_at"`
+	// Deadline is when the worker gives up on this run (the task's timeout from its start).
+	Deadline  *string `json:"deadline"`
+	LastError string  `json:"last_error"`
+}
+
+// The statuses of an Outcome.
+const (
+	OutcomeOK    = "ok"    // done: the task is acked
+	OutcomeRetry = "retry" // run it again after delay_seconds (or the backoff without it)
+	OutcomeFail  = "fail"  // the attempt failed: retried with backoff until attempts are spent
+	OutcomeDead  = "dead"  // failed, do not retry: the task is dead at once
+)
+
+// Outcome is what a "brisk worker --exec" child answers for one Delivery, one line of JSON
+// on its standard output.
+type Outcome struct {
+	ID           string  `json:"id"`
+	Status       string  `json:"status"`
+	Error        string  `json:"error,omitempty"`
+	DelaySeconds float64 `json:"delay_seconds,omitempty"`
+}
+
+// FromDelivery converts a task handed to a handler, whose run ends at deadline, to the
+// Delivery shape.
+func FromDelivery(t *brisk.Task, deadline time.Time) Delivery {
+	d := Delivery{
+		ID: t.ID, Type: t.Type, Queue: t.Queue, Attempt: t.Attempt, MaxAttempts: t.MaxAttempts,
+		EnqueuedAt: Time(t.EnqueuedAt), ReadyAt: Time(t.ReadyAt), Deadline: Time(deadline),
+		LastError: t.LastError,
+	}
+	d.Payload, d.PayloadBase64 = payload(t.Payload)
+	return d
 }

@@ -46,7 +46,7 @@ var commands []*command
 
 func init() {
 	commands = []*command{
-		enqueueCmd, queuesCmd, tasksCmd, retryCmd, deleteCmd, pauseCmd, resumeCmd, benchCmd, simulateCmd, autoscaleCmd, dashboardCmd, demoCmd,
+		enqueueCmd, queuesCmd, queueCmd, tasksCmd, retryCmd, deleteCmd, pauseCmd, resumeCmd, benchCmd, simulateCmd, autoscaleCmd, workerCmd, workersCmd, dashboardCmd, demoCmd,
 		versionCmd, helpCmd, benchWorkerCmd,
 	}
 }
@@ -314,6 +314,15 @@ func openClient(ctx context.Context, url string) (*brisk.Client, error) {
 }
 
 func closeClient(c *brisk.Client) { _ = c.Broker().Close() }
+
+// parseNoArgs parses args with fs for a command that takes no positional argument.
+func (e *env) parseNoArgs(fs *flag.FlagSet, args []string) error {
+	pos, err := e.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	return noArgs(pos)
+}
 
 // noArgs returns a usage error when a command that takes no positional argument got some.
 func noArgs(pos []string) error {

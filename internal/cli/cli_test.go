@@ -17,9 +17,10 @@ import (
 )
 
 // TestMain doubles as bench W4's worker process: W4 re-executes os.Executable(), which
-// under "go test" is this test binary, with the hidden command first.
+// under "go test" is this test binary, with the hidden command first. With $BRISK_CLI_MAIN
+// set to 1 it is the brisk command (the tests of brisk worker run it as a process).
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == benchWorkerName {
+	if len(os.Args) > 1 && (os.Args[1] == benchWorkerName || os.Getenv(runAsBrisk) == "1") {
 		os.Exit(Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
 	goleak.VerifyTestMain(m)

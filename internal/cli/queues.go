@@ -35,11 +35,7 @@ func toQueueJSON(q brisk.QueueInfo) queueJSON { return apiv1.FromQueue(q) }
 func runQueues(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	brokerURL := brokerFlag(fs)
 	asJSON := jsonFlag(fs)
-	pos, err := e.parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
+	if err := e.parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	c, err := openClient(ctx, *brokerURL)

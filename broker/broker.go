@@ -124,6 +124,11 @@ type QueueStats struct {
 	Completed, Failed int64
 	// Paused reports a queue paused through Pauser (always false for brokers without it).
 	Paused bool
+	// LatencySource says how Latency was measured, for brokers that watch another
+	// system's queues and cannot always know when a message became ready: "" for brokers
+	// that store ReadyAt (brisk's own), else a word the broker documents, such as
+	// "enqueued_at", "published_at", "eta", "timestamp" or "first_seen" (an estimate).
+	LatencySource string
 }
 
 // ListParams selects tasks to list.

@@ -7,6 +7,7 @@ import (
 
 	_ "github.com/briskq/brisk/broker/rabbitbroker" // amqp:// and amqps://
 	_ "github.com/briskq/brisk/broker/redisbroker"  // redis:// and rediss://
+	_ "github.com/briskq/brisk/broker/rqbroker"     // rq+redis:// (RQ's queues, read only)
 	"github.com/briskq/brisk/internal/cli"
 )
 

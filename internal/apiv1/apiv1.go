@@ -25,6 +25,10 @@ type Queue struct {
 	Failed         int64    `json:"failed"`
 	// Paused is true while the queue is paused (workers take none of its tasks).
 	Paused bool `json:"paused"`
+	// LatencySource says what latency_seconds is measured from: "ready_at" for brisk's
+	// own brokers; on a watched Celery or RQ broker "enqueued_at", "published_at",
+	// "eta", "timestamp", or "first_seen" when it is an estimate (docs/python.md).
+	LatencySource string `json:"latency_source"`
 }
 
 // FromQueue converts a queue's statistics to its JSON shape.
@@ -32,7 +36,10 @@ func FromQueue(q brisk.QueueInfo) Queue {
 	j := Queue{
 		Name: q.Name, Pending: q.Pending, Scheduled: q.Scheduled, Running: q.Running, Dead: q.Dead,
 		LatencySeconds: q.Latency.Seconds(), WithinSLA: brisk.WithinSLA(q),
-		Completed: q.Completed, Failed: q.Failed, Paused: q.Paused,
+		Completed: q.Completed, Failed: q.Failed, Paused: q.Paused, LatencySource: q.LatencySource,
+	}
+	if j.LatencySource == "" {
+		j.LatencySource = "ready_at"
 	}
 	if q.SLA > 0 {
 		s := q.SLA.Seconds()

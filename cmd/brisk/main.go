@@ -5,6 +5,7 @@ package main
 import (
 	"os"
 
+	_ "github.com/briskq/brisk/broker/celerybroker" // celery+redis://, celery+amqp:// (Celery's queues, read only)
 	_ "github.com/briskq/brisk/broker/rabbitbroker" // amqp:// and amqps://
 	_ "github.com/briskq/brisk/broker/redisbroker"  // redis:// and rediss://
 	_ "github.com/briskq/brisk/broker/rqbroker"     // rq+redis:// (RQ's queues, read only)

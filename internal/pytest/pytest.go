@@ -40,8 +40,8 @@ func Python(t testing.TB, modules ...string) string {
 
 // RedisDB returns the URL of database db of the tests' Redis ($BRISK_REDIS_URL), emptied
 // before the test and after it. Each package that uses one takes its own number, so that
-// packages tested in parallel do not meet: 9 rqbroker, 10 celerybroker, 8 the live
-// autoscaling tests.
+// packages tested in parallel do not meet: 9 rqbroker, 10 celerybroker, 7 and 8 the live
+// autoscaling tests of internal/cli (peerbench takes 11 to 14).
 func RedisDB(t testing.TB, db int) string {
 	t.Helper()
 	raw := redistest.URL(t)

@@ -1,9 +1,13 @@
 package brisk
 
 import (
+	"context"
+	"errors"
 	"sync"
+	"time"
 
 	"github.com/briskq/brisk/broker"
+	"github.com/briskq/brisk/internal/service"
 )
 
 // ackQueue holds the leases of tasks whose handlers succeeded until they are acked. Two
@@ -94,4 +98,73 @@ func (q *ackQueue) next() (batch []broker.Lease, done bool) {
 	rest := copy(q.leases, q.leases[n:])
 	q.leases = q.leases[:rest]
 	return batch, false
+}
+
+// acker is the worker's service that acks finished tasks in batches while the fetch loop
+// does not take them: whatever has queued up while the last batch was being written goes in
+// the next one, so batching adds no delay. It stops after the handlers, once every outcome
+// is written or queued, and writes what is queued before it ends.
+type acker struct {
+	service.Base
+	w *Worker
+}
+
+// Start starts the ack loop.
+func (a *acker) Start(ctx context.Context) error { return a.StartLoop(ctx, a.loop) }
+
+// Stop closes the queue of acks, waits until the loop has written them, and ends it.
+func (a *acker) Stop() {
+	a.w.acks.close()
+	if done := a.Done(); done != nil {
+		<-done
+	}
+	a.Base.Stop()
+}
+
+func (a *acker) loop(context.Context) {
+	w := a.w
+	for range w.acks.wake {
+		for {
+			batch, done := w.acks.next()
+			if done {
+				return
+			}
+			if len(batch) == 0 {
+				break
+			}
+			w.ackBatch(batch, false)
+		}
+	}
+}
+
+// ackBatch acks batch, trying again on failure. again tells that a failed round trip may
+// have acked the batch already.
+func (w *Worker) ackBatch(batch []broker.Lease, again bool) {
+	ctx := w.bgCtx
+	var err error
+	for try := 0; try < 5; try++ {
+		err = w.b.Ack(ctx, batch)
+		if err == nil || errors.Is(err, broker.ErrLeaseLost) || errors.Is(err, ErrClosed) {
+			break
+		}
+		service.Sleep(ctx, time.Duration(50<<try)*time.Millisecond)
+	}
+	w.acked(batch, err, again)
+}
+
+// acked logs the outcome of acking batch and forgets its tasks.
+func (w *Worker) acked(batch []broker.Lease, err error, again bool) {
+	switch {
+	case err == nil:
+	case again && errors.Is(err, broker.ErrLeaseLost):
+		w.log.WarnContext(w.bgCtx, "ack after a failed round trip: some leases not held (acked by that round trip, or expired)", "err", err, "tasks", len(batch))
+	default:
+		// The leases run out and the tasks are delivered again: at-least-once.
+		w.log.ErrorContext(w.bgCtx, "ack", "err", err, "tasks", len(batch))
+	}
+	w.mu.Lock()
+	for _, l := range batch {
+		delete(w.held, l.TaskID)
+	}
+	w.mu.Unlock()
 }

@@ -77,7 +77,7 @@ func rssKiB() int64 {
 }
 
 // BenchmarkDrain measures how fast one worker with 8 handlers drains a queue of no-op tasks
-// (the W1 drain of BRIEF.md inside go test).
+// (the W1 drain of docs/workloads.md inside go test).
 func BenchmarkDrain(b *testing.B) {
 	ctx := context.Background()
 	br, err := brisk.Open(ctx, "sqlite://"+filepath.Join(b.TempDir(), "brisk.db"))

@@ -3,21 +3,33 @@ package brisk
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
+	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 )
 
 // Client enqueues tasks. It is safe for concurrent use.
 type Client struct {
-	b broker.Broker
+	b     Broker
+	mu    sync.RWMutex
+	hooks hookList
 }
 
 // NewClient returns a client that enqueues into broker b.
-func NewClient(b broker.Broker) *Client { return &Client{b: b} }
+func NewClient(b Broker) *Client { return &Client{b: b} }
 
 // Broker returns the client's broker.
-func (c *Client) Broker() broker.Broker { return c.b }
+func (c *Client) Broker() Broker { return c.b }
+
+// AddHooks adds hooks whose Enqueue is called for every task the client enqueues, in the
+// order added (see Hooks; Start and Finish are a worker's).
+func (c *Client) AddHooks(h Hooks) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.hooks = append(c.hooks, h)
+}
 
 // Enqueue stores one task, with opts applied on top of the task's own options, and returns
 // its ID. The task itself is not modified.
@@ -48,9 +60,22 @@ func (c *Client) EnqueueBatch(ctx context.Context, tasks []*Task) ([]string, err
 	now := time.Now()
 	stored := make([]*broker.Task, len(tasks))
 	ids := make([]string, len(tasks))
+	c.mu.RLock()
+	hooks := c.hooks
+	c.mu.RUnlock()
 	for i, t := range tasks {
 		if t == nil {
 			return nil, fmt.Errorf("%w: task %d of the batch is nil", ErrInvalid, i)
+		}
+		if len(hooks) > 0 {
+			cp := *t
+			if cp.ID == "" {
+				cp.ID = newID() // the hooks see the ID the task will have
+			}
+			if err := hooks.enqueue(ctx, &cp); err != nil {
+				return nil, fmt.Errorf("brisk: enqueue %s: %w", t.Type, err)
+			}
+			t = &cp
 		}
 		bt, err := toBroker(t, now)
 		if err != nil {
@@ -76,8 +101,16 @@ func toBroker(t *Task, now time.Time) (*broker.Task, error) {
 		return nil, fmt.Errorf("%w: negative max attempts %d", ErrInvalid, t.MaxAttempts)
 	}
 	bt := &broker.Task{
-		ID: t.ID, Queue: t.Queue, Type: t.Type, Payload: t.Payload,
-		MaxAttempts: t.MaxAttempts, Timeout: t.Timeout, EnqueuedAt: now, ReadyAt: now,
+		TaskInfo: brisktype.TaskInfo{
+			ID:          t.ID,
+			Queue:       t.Queue,
+			Type:        t.Type,
+			Payload:     t.Payload,
+			MaxAttempts: t.MaxAttempts,
+			Timeout:     t.Timeout,
+			EnqueuedAt:  now,
+			ReadyAt:     now,
+		},
 	}
 	if bt.ID == "" {
 		bt.ID = newID()

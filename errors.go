@@ -16,7 +16,7 @@ var (
 	ErrInvalid = broker.ErrInvalid
 	// ErrPayloadTooLarge: a payload is over the broker's limit (1 MiB by default).
 	ErrPayloadTooLarge = broker.ErrPayloadTooLarge
-	// ErrDuplicate: a task with that ID is already stored.
+	// ErrDuplicate: a task with that ID is already stored in its queue.
 	ErrDuplicate = broker.ErrDuplicate
 	// ErrNotFound: no task has that ID.
 	ErrNotFound = broker.ErrNotFound

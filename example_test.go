@@ -2,12 +2,14 @@ package brisk_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/briskq/brisk"
+	_ "github.com/briskq/brisk/broker/sqlitebroker" // sqlite://, the embedded broker
 )
 
 // A program enqueues a task into a queue named after its SLA and a worker runs it.
@@ -81,4 +83,33 @@ func ExampleClient_EnqueueBatch() {
 	ids, err := brisk.NewClient(b).EnqueueBatch(ctx, batch)
 	fmt.Println(len(ids), err)
 	// Output: 1000 <nil>
+}
+
+// Hooks are told what became of each task: here, a task that fails twice is retried once
+// and then dead, and the hook reports it (to an alerting system, say).
+func ExampleWorker_AddHooks() {
+	dir, _ := os.MkdirTemp("", "brisk-example")
+	defer os.RemoveAll(dir)
+	ctx := context.Background()
+	b, _ := brisk.Open(ctx, "sqlite://"+filepath.Join(dir, "brisk.db"))
+	defer b.Close()
+	brisk.NewClient(b).Enqueue(ctx, brisk.NewTask("invoice.send", []byte("42"), brisk.MaxAttempts(2)))
+
+	dead := make(chan struct{})
+	w, _ := brisk.NewWorker(b, brisk.WorkerConfig{Backoff: func(int, error) time.Duration { return 0 }})
+	w.AddHooks(brisk.Hooks{Finish: func(ctx context.Context, t *brisk.Task, o brisk.Outcome) {
+		fmt.Printf("%s %s attempt %d: %s (%v)\n", t.Type, t.Payload, t.Attempt, o.Kind, o.Err)
+		if o.Kind == brisk.OutcomeDead {
+			close(dead)
+		}
+	}})
+	w.HandleFunc("invoice.send", func(ctx context.Context, t *brisk.Task) error {
+		return errors.New("mail server refused")
+	})
+	w.Start(ctx)
+	<-dead
+	w.Stop()
+	// Output:
+	// invoice.send 42 attempt 1: retried (mail server refused)
+	// invoice.send 42 attempt 2: dead (mail server refused)
 }

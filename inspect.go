@@ -5,37 +5,38 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 )
 
 // State is a task's state: scheduled, pending, running or dead.
-type State = broker.State
+type State = brisktype.State
 
 // The states of a stored task.
 const (
-	StateScheduled = broker.StateScheduled
-	StatePending   = broker.StatePending
-	StateRunning   = broker.StateRunning
-	StateDead      = broker.StateDead
+	StateScheduled = brisktype.StateScheduled
+	StatePending   = brisktype.StatePending
+	StateRunning   = brisktype.StateRunning
+	StateDead      = brisktype.StateDead
 )
 
 // QueueInfo is a queue's statistics at one moment: counts by state, queue latency, SLA.
-type QueueInfo = broker.QueueStats
+type QueueInfo = brisktype.QueueInfo
 
-// TaskInfo is a stored task as the broker holds it.
-type TaskInfo = broker.Task
+// TaskInfo is a stored task as an inspector lists it.
+type TaskInfo = brisktype.TaskInfo
 
 // WorkerInfo is a worker's last heartbeat.
-type WorkerInfo = broker.WorkerInfo
+type WorkerInfo = brisktype.WorkerInfo
 
 // Inspector reads and manages what a broker stores: queues, tasks, dead tasks, workers.
 // The CLI and the dashboard are built on it.
 type Inspector struct {
-	b broker.Broker
+	b Broker
 }
 
 // NewInspector returns an inspector of broker b.
-func NewInspector(b broker.Broker) *Inspector { return &Inspector{b: b} }
+func NewInspector(b Broker) *Inspector { return &Inspector{b: b} }
 
 // Queues returns every known queue's statistics, sorted by name. A queue without a
 // declared SLA whose name states one ("five_second", see SLAFromName) reports that SLA.
@@ -64,7 +65,11 @@ func (i *Inspector) Tasks(ctx context.Context, queue string, state State, limit,
 	if err != nil {
 		return nil, fmt.Errorf("brisk: list %s tasks of %s: %w", state, queue, err)
 	}
-	return ts, nil
+	infos := make([]*TaskInfo, len(ts))
+	for j, t := range ts {
+		infos[j] = &t.TaskInfo
+	}
+	return infos, nil
 }
 
 // Task returns one task by ID.
@@ -73,7 +78,7 @@ func (i *Inspector) Task(ctx context.Context, id string) (*TaskInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("brisk: task %s: %w", id, err)
 	}
-	return t, nil
+	return &t.TaskInfo, nil
 }
 
 // RetryDead makes dead tasks of queue pending again with a fresh attempt budget: those
@@ -113,6 +118,12 @@ func (i *Inspector) PauseQueue(ctx context.Context, queue string) error {
 // an error wrapping ErrUnsupported and ErrInvalid.
 func (i *Inspector) ResumeQueue(ctx context.Context, queue string) error {
 	return i.pause(ctx, queue, false)
+}
+
+// CanPause reports whether the broker can pause queues (PauseQueue and ResumeQueue work).
+func (i *Inspector) CanPause() bool {
+	_, ok := i.b.(broker.Pauser)
+	return ok
 }
 
 func (i *Inspector) pause(ctx context.Context, queue string, paused bool) error {

@@ -19,9 +19,9 @@ var unitWords = map[string]time.Duration{
 	"h": time.Hour, "hour": time.Hour, "hours": time.Hour,
 }
 
-// SLAFromName reads the latency target from a queue named after it, the convention the
-// article recommends: "five_second" → 5s, "thirty_seconds" → 30s, "one_minute" → 1m,
-// "10_minutes" → 10m, "within_5_seconds" → 5s. It reports false for other names.
+// SLAFromName reads the latency target from the name of a queue that is named after it:
+// "five_second" → 5s, "thirty_seconds" → 30s, "one_minute" → 1m, "10_minutes" → 10m,
+// "within_5_seconds" → 5s. It reports false for other names.
 func SLAFromName(name string) (time.Duration, bool) {
 	parts := strings.Split(strings.ToLower(name), "_")
 	if len(parts) < 2 {

@@ -69,7 +69,9 @@ func MaxAttempts(n int) Option { return func(t *Task) { t.MaxAttempts = n } }
 func Timeout(d time.Duration) Option { return func(t *Task) { t.Timeout = d } }
 
 // WithID sets the task's ID (for idempotent enqueues: a second enqueue of the same ID
-// fails with an error wrapping ErrDuplicate while the first is stored).
+// fails with an error wrapping ErrDuplicate while the first is stored in the same queue; an
+// ID is unique within its queue, and some brokers, SQLite among them, refuse it in any
+// queue).
 func WithID(id string) Option { return func(t *Task) { t.ID = id } }
 
 // NewTask returns a task of type typ with payload and options.

@@ -8,16 +8,13 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"runtime"
-	"runtime/debug"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/briskq/brisk/broker"
 	"github.com/briskq/brisk/internal/histogram"
-	"github.com/briskq/brisk/internal/proc"
+	"github.com/briskq/brisk/internal/service"
 )
 
 // Version is brisk's version, reported in worker heartbeats.
@@ -76,7 +73,9 @@ type WorkerConfig struct {
 	KeepDeadWorkersTasks bool
 	// ID names the worker in heartbeats. Default host-pid-random.
 	ID string
-	// Logger receives the worker's logs. Default: discard.
+	// Logger receives the worker's logs. Default: warnings and errors as text on standard
+	// error (a worker whose broker fails says so); pass slog.New(slog.DiscardHandler) for
+	// none.
 	Logger *slog.Logger
 }
 
@@ -166,7 +165,7 @@ func (c *WorkerConfig) setDefaults() {
 		c.ID = fmt.Sprintf("%s-%d-%04x", host, os.Getpid(), rand.IntN(1<<16))
 	}
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
+		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 }
 
@@ -181,6 +180,7 @@ type Worker struct {
 	handlers   map[string]Handler
 	fallback   Handler // for types without a handler of their own (HandleDefault), or nil
 	middleware []Middleware
+	hooks      hookList
 	chains     map[string]Handler // handlers wrapped in the middleware, built once by Start
 	anyChain   Handler            // fallback wrapped in the middleware, or nil
 
@@ -203,19 +203,22 @@ type Worker struct {
 	slotFreed chan struct{} // signalled when a slot frees or concurrency grows
 
 	acks        *ackQueue
-	ackDone     chan struct{}
 	ackReserver broker.AckReserver // b, when it can ack and reserve in one round trip
 
-	fetchCtx    context.Context // cancelled when the worker stops reserving
-	fetchCancel context.CancelFunc
-	hardCtx     context.Context // cancelled when the grace period ends
-	hardCancel  context.CancelFunc
-	bgCtx       context.Context // background loops (acks, leases, heartbeat)
-	bgCancel    context.CancelFunc
+	// The background services, started in this order by Start and stopped by Stop in
+	// the order fetcher, (handlers), acker, leases, heartbeat.
+	fetcher   fetcher
+	acker     acker
+	leases    leaseKeeper
+	heartbeat heartbeater
+	clock     service.Clock
+
+	hardCtx    context.Context // cancelled when the grace period ends: the handlers' parent
+	hardCancel context.CancelFunc
+	bgCtx      context.Context // writes of outcomes, releases and acks, until the worker has stopped
+	bgCancel   context.CancelFunc
 
 	handlersWG sync.WaitGroup
-	loopsWG    sync.WaitGroup
-	fetchDone  chan struct{}
 	stopOnce   sync.Once
 	stopErr    error
 }
@@ -228,7 +231,7 @@ type heldTask struct {
 }
 
 // NewWorker returns a worker on broker b. It returns an error naming the bad field of cfg.
-func NewWorker(b broker.Broker, cfg WorkerConfig) (*Worker, error) {
+func NewWorker(b Broker, cfg WorkerConfig) (*Worker, error) {
 	if b == nil {
 		return nil, fmt.Errorf("%w: NewWorker needs a broker", ErrInvalid)
 	}
@@ -247,10 +250,10 @@ func NewWorker(b broker.Broker, cfg WorkerConfig) (*Worker, error) {
 		held:      map[string]*heldTask{},
 		slotFreed: make(chan struct{}, 1),
 		acks:      newAckQueue(),
-		ackDone:   make(chan struct{}),
-		fetchDone: make(chan struct{}),
+		clock:     service.SystemClock{},
 	}
 	w.ackReserver, _ = b.(broker.AckReserver)
+	w.fetcher.w, w.acker.w, w.leases.w, w.heartbeat.w = w, w, w, w
 	w.concurrency.Store(int64(cfg.Concurrency))
 	return w, nil
 }
@@ -304,6 +307,17 @@ func (w *Worker) Use(mw ...Middleware) {
 	w.middleware = append(w.middleware, mw...)
 }
 
+// AddHooks adds hooks that are told when a handler starts and what became of its task (see
+// Hooks), called in the order added. It panics if the worker has started.
+func (w *Worker) AddHooks(h Hooks) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.started {
+		panic("brisk: AddHooks called after the worker started")
+	}
+	w.hooks = append(w.hooks, h)
+}
+
 // SetConcurrency changes how many handlers run at once, while the worker runs. Handlers
 // already running over a lowered limit finish first; nothing is interrupted.
 func (w *Worker) SetConcurrency(n int) {
@@ -344,7 +358,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		return fmt.Errorf("%w: worker %s already started", ErrInvalid, w.cfg.ID)
 	}
 	w.started = true
-	w.startedAt = time.Now()
+	w.startedAt = w.clock.Now()
 	w.chains = make(map[string]Handler, len(w.handlers))
 	for typ, h := range w.handlers {
 		w.chains[typ] = w.wrap(h)
@@ -361,16 +375,18 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 
 	base := context.WithoutCancel(ctx)
-	w.fetchCtx, w.fetchCancel = context.WithCancel(base)
 	w.hardCtx, w.hardCancel = context.WithCancel(base)
 	w.bgCtx, w.bgCancel = context.WithCancel(base)
-
-	w.loopsWG.Add(2)
-	go w.ackLoop()
-	go w.leaseLoop()
-	go w.heartbeatLoop()
-	go w.fetchLoop()
-	w.log.Info("worker started", "queues", w.queueNames(), "concurrency", w.Concurrency())
+	w.fetcher.Init("fetcher", w.log, w.clock)
+	w.acker.Init("acker", w.log, w.clock)
+	w.leases.Init("leases", w.log, w.clock)
+	w.heartbeat.Init("heartbeat", w.log, w.clock)
+	for _, svc := range []interface{ Start(context.Context) error }{&w.acker, &w.leases, &w.heartbeat, &w.fetcher} {
+		if err := svc.Start(base); err != nil {
+			return fmt.Errorf("brisk: worker start: %w", err)
+		}
+	}
+	w.log.InfoContext(ctx, "worker started", "queues", w.queueNames(), "concurrency", w.Concurrency())
 	return nil
 }
 
@@ -423,8 +439,7 @@ func (w *Worker) stop() error {
 	w.mu.Lock()
 	w.stopping = true // no buffered task starts from now on
 	w.mu.Unlock()
-	w.fetchCancel()
-	<-w.fetchDone
+	w.fetcher.Stop()
 
 	w.mu.Lock()
 	var back []broker.Lease
@@ -441,7 +456,7 @@ func (w *Worker) stop() error {
 	ctx := w.bgCtx
 	if len(back) > 0 {
 		if err := w.b.Release(ctx, back); err != nil {
-			w.log.Warn("hand back prefetched tasks", "err", err, "tasks", len(back))
+			w.log.WarnContext(ctx, "hand back prefetched tasks", "err", err, "tasks", len(back))
 		}
 	}
 
@@ -463,28 +478,28 @@ func (w *Worker) stop() error {
 		w.mu.Unlock()
 		if len(back) > 0 {
 			if err := w.b.Release(ctx, back); err != nil {
-				w.log.Warn("hand back unfinished tasks", "err", err, "tasks", len(back))
+				w.log.WarnContext(ctx, "hand back unfinished tasks", "err", err, "tasks", len(back))
 			} else {
-				w.log.Info("handed back unfinished tasks", "tasks", len(back))
+				w.log.InfoContext(ctx, "handed back unfinished tasks", "tasks", len(back))
 			}
 		}
 		w.hardCancel()
 		select {
 		case <-done:
 		case <-time.After(time.Second):
-			w.log.Warn("handlers ignore their cancelled context; leaving them behind")
+			w.log.WarnContext(ctx, "handlers ignore their cancelled context; leaving them behind")
 		}
 	}
 	// Every outcome is now written or queued: flush the acks, then end the loops.
-	w.acks.close()
-	<-w.ackDone
+	w.acker.Stop()
+	w.leases.Stop()
+	w.heartbeat.Stop()
 	w.bgCancel()
-	w.loopsWG.Wait()
 	w.hardCancel()
 	if err := w.b.Deregister(context.WithoutCancel(ctx), w.cfg.ID); err != nil && !errors.Is(err, ErrClosed) {
-		w.log.Warn("deregister", "err", err)
+		w.log.WarnContext(ctx, "deregister", "err", err)
 	}
-	w.log.Info("worker stopped", "processed", w.processed.Load(), "failed", w.failed.Load())
+	w.log.InfoContext(ctx, "worker stopped", "processed", w.processed.Load(), "failed", w.failed.Load())
 	return nil
 }
 
@@ -502,7 +517,7 @@ func (w *Worker) info() broker.WorkerInfo {
 	w.mu.Unlock()
 	return broker.WorkerInfo{
 		ID: w.cfg.ID, Host: w.host, PID: os.Getpid(), Queues: w.queueNames(),
-		Concurrency: w.Concurrency(), Busy: busy, StartedAt: w.startedAt, LastSeen: time.Now(),
+		Concurrency: w.Concurrency(), Busy: busy, StartedAt: w.startedAt, LastSeen: w.clock.Now(),
 		Version: Version,
 	}
 }
@@ -511,391 +526,6 @@ func (w *Worker) signalSlot() {
 	select {
 	case w.slotFreed <- struct{}{}:
 	default:
-	}
-}
-
-// fetchLoop reserves tasks while there are free slots and hands them to handlers.
-func (w *Worker) fetchLoop() {
-	defer close(w.fetchDone)
-	defer w.acks.setIdle()
-	ctx := w.fetchCtx
-	names := w.queueNames()
-	errDelay := 50 * time.Millisecond
-	for ctx.Err() == nil {
-		limit, queues := w.wants()
-		if limit == 0 || len(queues) == 0 {
-			w.acks.setIdle()
-			select {
-			case <-w.slotFreed:
-			case <-ctx.Done():
-			}
-			continue
-		}
-		tasks, err := w.reserve(ctx, broker.ReserveParams{Queues: queues, Limit: limit, Lease: w.cfg.Lease, WorkerID: w.cfg.ID})
-		if err != nil {
-			w.acks.setIdle()
-			if ctx.Err() != nil {
-				break
-			}
-			w.log.Error("reserve", "err", err)
-			sleepCtx(ctx, errDelay)
-			errDelay = min(errDelay*2, 5*time.Second)
-			continue
-		}
-		errDelay = 50 * time.Millisecond
-		if len(tasks) == 0 {
-			w.acks.setIdle()
-			if err := w.b.Wait(ctx, names, w.cfg.IdleWait); err != nil && ctx.Err() == nil {
-				w.log.Error("wait", "err", err)
-				sleepCtx(ctx, time.Second)
-			}
-			continue
-		}
-		w.dispatch(tasks)
-		// Let the handlers just started run before counting free slots again: a new
-		// goroutine waits for this one to block, and handlers that finish at once free
-		// their slots for the next reserve, which then takes a full batch.
-		runtime.Gosched()
-	}
-}
-
-// reserve reserves tasks; when the broker can, it acks the tasks finished since the last
-// reserve in the same round trip.
-func (w *Worker) reserve(ctx context.Context, p broker.ReserveParams) ([]*broker.Task, error) {
-	if w.ackReserver == nil {
-		return w.b.Reserve(ctx, p)
-	}
-	acks := w.acks.takeForReserve()
-	if len(acks) == 0 {
-		return w.b.Reserve(ctx, p)
-	}
-	tasks, ackErr, err := w.ackReserver.AckReserve(ctx, acks, p)
-	if ackErr == nil || errors.Is(ackErr, broker.ErrLeaseLost) || errors.Is(ackErr, ErrClosed) {
-		w.acked(acks, ackErr, false)
-	} else {
-		// The round trip failed, maybe after the acks took effect: ack them again.
-		w.ackBatch(acks, true)
-	}
-	return tasks, err
-}
-
-// wants returns how many tasks to reserve now and from which queues, in the order to try.
-func (w *Worker) wants() (int, []broker.QueueLimit) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	free := int(w.concurrency.Load()) + w.cfg.Prefetch - w.running - len(w.buffer)
-	if free <= 0 {
-		return 0, nil
-	}
-	order := w.cfg.Queues
-	if !w.cfg.StrictPriority && len(order) > 1 {
-		order = weightedOrder(order)
-	}
-	queues := make([]broker.QueueLimit, 0, len(order))
-	for _, q := range order {
-		max := 0
-		if q.MaxConcurrency > 0 {
-			max = q.MaxConcurrency - w.perQueue[q.Name]
-			if max <= 0 {
-				continue
-			}
-		}
-		queues = append(queues, broker.QueueLimit{Name: q.Name, Max: max})
-	}
-	return free, queues
-}
-
-// weightedOrder draws a random order in which a queue of weight w comes first w times as
-// often as one of weight 1 (Efraimidis–Spirakis sampling without replacement).
-func weightedOrder(qs []QueueSpec) []QueueSpec {
-	type keyed struct {
-		q   QueueSpec
-		key float64
-	}
-	ks := make([]keyed, len(qs))
-	for i, q := range qs {
-		ks[i] = keyed{q, math.Pow(rand.Float64(), 1/float64(q.Weight))}
-	}
-	sort.Slice(ks, func(i, j int) bool { return ks[i].key > ks[j].key })
-	out := make([]QueueSpec, len(qs))
-	for i, k := range ks {
-		out[i] = k.q
-	}
-	return out
-}
-
-func (w *Worker) dispatch(tasks []*broker.Task) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, t := range tasks {
-		w.held[t.ID] = &heldTask{lease: t.Lease}
-		w.perQueue[t.Queue]++
-		w.buffer = append(w.buffer, t)
-	}
-	w.startBufferedLocked()
-}
-
-// startBufferedLocked starts buffered tasks while slots are free. w.mu must be held.
-func (w *Worker) startBufferedLocked() {
-	for len(w.buffer) > 0 && w.running < int(w.concurrency.Load()) && !w.stopping {
-		t := w.buffer[0]
-		w.buffer[0] = nil
-		w.buffer = w.buffer[1:]
-		h := w.held[t.ID]
-		if h == nil { // lease lost while buffered
-			w.perQueue[t.Queue]--
-			continue
-		}
-		timeout := t.Timeout
-		if timeout <= 0 {
-			timeout = w.cfg.DefaultTimeout
-		}
-		ctx, cancel := context.WithTimeout(w.hardCtx, timeout)
-		h.cancel = cancel
-		w.running++
-		w.handlersWG.Add(1)
-		go w.run(ctx, cancel, t)
-	}
-}
-
-func (w *Worker) pickupHistogram(queue string) *histogram.Histogram {
-	if h, ok := w.pickup.Load(queue); ok {
-		return h.(*histogram.Histogram)
-	}
-	h, _ := w.pickup.LoadOrStore(queue, new(histogram.Histogram))
-	return h.(*histogram.Histogram)
-}
-
-func (w *Worker) run(ctx context.Context, cancel context.CancelFunc, bt *broker.Task) {
-	defer w.handlersWG.Done()
-	start := time.Now()
-	w.pickupHistogram(bt.Queue).Observe(start.Sub(bt.ReadyAt))
-	t := &Task{
-		Type: bt.Type, Payload: bt.Payload, Queue: bt.Queue, MaxAttempts: bt.MaxAttempts,
-		Timeout: bt.Timeout, ID: bt.ID, Attempt: bt.Attempt, EnqueuedAt: bt.EnqueuedAt,
-		ReadyAt: bt.ReadyAt, LastError: bt.LastError,
-	}
-	err := w.call(ctx, t)
-	if err != nil && ctx.Err() == context.DeadlineExceeded && w.hardCtx.Err() == nil {
-		err = fmt.Errorf("timed out after %s: %w", time.Since(start).Round(time.Millisecond), err)
-	}
-	cancel()
-
-	w.mu.Lock()
-	w.running--
-	w.perQueue[bt.Queue]--
-	h := w.held[bt.ID]
-	released := h == nil || h.released
-	if !released {
-		h.returned = true
-	}
-	w.startBufferedLocked()
-	w.mu.Unlock()
-	w.signalSlot()
-	if !released { // else handed back at shutdown or lost to another worker: not ours
-		w.finish(bt, err)
-	}
-}
-
-// call runs the handler, turning a panic into an error that wraps ErrPanic.
-func (w *Worker) call(ctx context.Context, t *Task) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: %v\n%s", ErrPanic, r, debug.Stack())
-		}
-	}()
-	h, ok := w.chains[t.Type]
-	if !ok {
-		if h = w.anyChain; h == nil {
-			return fmt.Errorf("%w for type %s", ErrNoHandler, t.Type)
-		}
-	}
-	return h.ProcessTask(ctx, t)
-}
-
-// finish records the outcome of a task whose handler returned.
-func (w *Worker) finish(t *broker.Task, err error) {
-	if err == nil {
-		w.processed.Add(1)
-		w.acks.push(t.Lease) // whoever acks it forgets the task
-		return
-	}
-	w.failed.Add(1)
-	ctx := w.bgCtx
-	msg := err.Error()
-	var ra *RetryAfterError
-	switch {
-	case errors.Is(err, ErrSkipRetry) || t.Attempt >= t.MaxAttempts:
-		if e := w.b.Kill(ctx, t.Lease, msg); e != nil {
-			w.log.Error("move task to dead", "task", t.ID, "err", e)
-		} else {
-			w.log.Warn("task dead", "task", t.ID, "type", t.Type, "attempt", t.Attempt, "err", firstLine(msg))
-		}
-	default:
-		delay := w.cfg.Backoff(t.Attempt, err)
-		if errors.As(err, &ra) {
-			delay = ra.Delay
-		}
-		if e := w.b.Retry(ctx, t.Lease, time.Now().Add(delay), msg); e != nil {
-			w.log.Error("schedule retry", "task", t.ID, "err", e)
-		} else {
-			w.log.Info("task failed, will retry", "task", t.ID, "type", t.Type, "attempt", t.Attempt, "in", delay, "err", firstLine(msg))
-		}
-	}
-	w.forget(t)
-}
-
-// forget drops a finished task from the held set.
-func (w *Worker) forget(t *broker.Task) {
-	w.mu.Lock()
-	delete(w.held, t.ID)
-	w.mu.Unlock()
-}
-
-// ackLoop acks finished tasks in batches while the fetch loop does not take them: whatever
-// has queued up while the last batch was being written goes in the next one, so batching
-// adds no delay.
-func (w *Worker) ackLoop() {
-	defer close(w.ackDone)
-	for range w.acks.wake {
-		for {
-			batch, done := w.acks.next()
-			if done {
-				return
-			}
-			if len(batch) == 0 {
-				break
-			}
-			w.ackBatch(batch, false)
-		}
-	}
-}
-
-// ackBatch acks batch, trying again on failure. again tells that a failed round trip may
-// have acked the batch already.
-func (w *Worker) ackBatch(batch []broker.Lease, again bool) {
-	ctx := w.bgCtx
-	var err error
-	for try := 0; try < 5; try++ {
-		err = w.b.Ack(ctx, batch)
-		if err == nil || errors.Is(err, broker.ErrLeaseLost) || errors.Is(err, ErrClosed) {
-			break
-		}
-		sleepCtx(ctx, time.Duration(50<<try)*time.Millisecond)
-	}
-	w.acked(batch, err, again)
-}
-
-// acked logs the outcome of acking batch and forgets its tasks.
-func (w *Worker) acked(batch []broker.Lease, err error, again bool) {
-	switch {
-	case err == nil:
-	case again && errors.Is(err, broker.ErrLeaseLost):
-		w.log.Warn("ack after a failed round trip: some leases not held (acked by that round trip, or expired)", "err", err, "tasks", len(batch))
-	default:
-		// The leases run out and the tasks are delivered again: at-least-once.
-		w.log.Error("ack", "err", err, "tasks", len(batch))
-	}
-	w.mu.Lock()
-	for _, l := range batch {
-		delete(w.held, l.TaskID)
-	}
-	w.mu.Unlock()
-}
-
-// leaseLoop extends the leases of every held task every Lease/3.
-func (w *Worker) leaseLoop() {
-	defer w.loopsWG.Done()
-	tick := time.NewTicker(w.cfg.Lease / 3)
-	defer tick.Stop()
-	for {
-		select {
-		case <-w.bgCtx.Done():
-			return
-		case <-tick.C:
-		}
-		w.mu.Lock()
-		leases := make([]broker.Lease, 0, len(w.held))
-		for _, h := range w.held {
-			leases = append(leases, h.lease)
-		}
-		w.mu.Unlock()
-		if len(leases) == 0 {
-			continue
-		}
-		lost, err := w.b.Extend(w.bgCtx, leases, w.cfg.Lease)
-		if err != nil {
-			if w.bgCtx.Err() == nil {
-				w.log.Error("extend leases", "err", err, "tasks", len(leases))
-			}
-			continue
-		}
-		if len(lost) == 0 {
-			continue
-		}
-		taken := 0
-		w.mu.Lock()
-		for _, l := range lost {
-			// A task acked while the extension was under way shows up as lost: not a loss.
-			if h := w.held[l.TaskID]; h != nil && h.lease == l && !h.returned {
-				// Another worker has the task now: stop our run and ignore its outcome.
-				h.released = true
-				if h.cancel != nil {
-					h.cancel()
-				}
-				delete(w.held, l.TaskID)
-				taken++
-			}
-		}
-		w.mu.Unlock()
-		if taken > 0 {
-			w.log.Warn("leases lost: tasks taken over by another worker", "tasks", taken)
-		}
-	}
-}
-
-// heartbeatLoop records the worker in the broker and reaps dead local workers.
-func (w *Worker) heartbeatLoop() {
-	defer w.loopsWG.Done()
-	tick := time.NewTicker(w.cfg.HeartbeatInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-w.bgCtx.Done():
-			return
-		case <-tick.C:
-		}
-		if err := w.b.Heartbeat(w.bgCtx, w.info()); err != nil && w.bgCtx.Err() == nil {
-			w.log.Warn("heartbeat", "err", err)
-		}
-		w.reapDeadWorkers(w.bgCtx)
-	}
-}
-
-// reapDeadWorkers hands back the tasks of workers on this host whose process is gone, so
-// that a crashed worker restarted at once does not wait for its old leases to expire.
-func (w *Worker) reapDeadWorkers(ctx context.Context) {
-	if w.cfg.KeepDeadWorkersTasks {
-		return
-	}
-	reaper, ok := w.b.(broker.Reaper)
-	if !ok {
-		return
-	}
-	workers, err := w.b.Workers(ctx, time.Time{})
-	if err != nil {
-		return
-	}
-	for _, o := range workers {
-		if o.ID == w.cfg.ID || o.Host != w.host || proc.Alive(o.PID) {
-			continue
-		}
-		n, err := reaper.ReleaseWorker(ctx, o.ID)
-		if err != nil {
-			w.log.Warn("reap dead worker", "dead", o.ID, "err", err)
-			continue
-		}
-		w.log.Info("reaped dead worker", "dead", o.ID, "pid", o.PID, "tasks", n)
 	}
 }
 
@@ -935,23 +565,5 @@ func (w *Worker) Stats() WorkerStats {
 		s.Pickup[k.(string)] = LatencyHistogram{Bounds: histogram.Bounds, Counts: snap.Counts, Count: snap.Count, Sum: snap.Sum}
 		return true
 	})
-	return s
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
-
-func firstLine(s string) string {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\n' {
-			return s[:i]
-		}
-	}
 	return s
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/briskq/brisk"
 	"github.com/briskq/brisk/broker"
+	_ "github.com/briskq/brisk/broker/sqlitebroker" // sqlite://
 )
 
 func TestMain(m *testing.M) {
@@ -627,6 +629,53 @@ func TestMiddlewareWrapsEveryHandlerOutermostFirst(t *testing.T) {
 	}()
 	w.Use(tag("late"))
 }
+
+// failingReserve is a broker whose Reserve always fails, as one that lost its server would.
+type failingReserve struct{ brisk.Broker }
+
+func (failingReserve) Reserve(context.Context, broker.ReserveParams) ([]*broker.Task, error) {
+	return nil, fmt.Errorf("reserve: connection refused: %w", brisk.ErrUnavailable)
+}
+
+func TestWorkerSaysWhenReserveFails(t *testing.T) {
+	t.Parallel()
+	b, _ := setup(t)
+	var mu sync.Mutex
+	var logs strings.Builder
+	w, err := brisk.NewWorker(failingReserve{b}, brisk.WorkerConfig{
+		Logger: slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return logs.Write(p)
+		}), &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		got := logs.String()
+		mu.Unlock()
+		if strings.Contains(got, "level=ERROR") && strings.Contains(got, "msg=reserve") && strings.Contains(got, "connection refused") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no error logged for a failing Reserve within 5 s; logs:\n%s", got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := w.Stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func TestHandleDefaultTakesTypesWithoutAHandler(t *testing.T) {
 	t.Parallel()

@@ -9,12 +9,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/briskq/brisk"
 )
@@ -25,7 +26,7 @@ func TestMain(m *testing.M) {
 	if role := os.Getenv("BRISK_TEST_CHILD"); role != "" {
 		os.Exit(child(role))
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 func child(role string) int {
@@ -52,6 +53,7 @@ func child(role string) int {
 		return 0
 	case "burn": // keeps one core busy until SIGTERM
 		logf("start %d", os.Getpid())
+		//lint:ignore SA5002 the child burns a core on purpose, for the CPU policy's tests
 		for {
 		}
 	case "crash":
@@ -97,28 +99,6 @@ func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
 func logHas(t *testing.T, path, line string) bool {
 	b, _ := os.ReadFile(path)
 	return slices.Contains(strings.Split(string(b), "\n"), line)
-}
-
-func TestSplitWords(t *testing.T) {
-	for _, c := range []struct {
-		in   string
-		want []string
-	}{
-		{"brisk worker --queue q", []string{"brisk", "worker", "--queue", "q"}},
-		{`  a  'b c'  "d \"e\" $f \x"  g\ h ''`, []string{"a", "b c", `d "e" $f \x`, "g h", ""}},
-		{`sh -c 'echo {{count}} >> /tmp/x'`, []string{"sh", "-c", "echo {{count}} >> /tmp/x"}},
-		{`a"b"'c'`, []string{"abc"}},
-	} {
-		got, err := SplitWords(c.in)
-		if err != nil || !reflect.DeepEqual(got, c.want) {
-			t.Errorf("SplitWords(%q) = %q, %v; want %q", c.in, got, err, c.want)
-		}
-	}
-	for _, in := range []string{"", "   ", `a 'b`, `a "b`} {
-		if _, err := SplitWords(in); !errors.Is(err, brisk.ErrInvalid) {
-			t.Errorf("SplitWords(%q): err %v, want ErrInvalid", in, err)
-		}
-	}
 }
 
 func TestProcessActuatorScalesNewestFirst(t *testing.T) {

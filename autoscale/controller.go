@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/briskq/brisk"
+	"github.com/briskq/brisk/internal/service"
 )
 
 // Source samples a queue. Implementations fill what they can measure; the controller fills
@@ -93,8 +94,7 @@ type Controller struct {
 	mu      sync.Mutex
 	current int
 	history []Decision
-	cancel  context.CancelFunc
-	done    chan struct{}
+	svc     service.Base // the background loop of Start
 }
 
 // NewController checks cfg and returns a controller; Start runs it.
@@ -198,40 +198,22 @@ func (c *Controller) record(d Decision) {
 
 // Start runs the controller in the background until ctx is done or Stop is called.
 func (c *Controller) Start(ctx context.Context) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.done != nil {
+	err := c.svc.StartLoop(ctx, func(loop context.Context) {
+		loop, cancel := context.WithCancel(loop)
+		defer cancel()
+		defer context.AfterFunc(ctx, cancel)() // ctx's end ends the loop too
+		service.Every(loop, c.cfg.Interval, func(ctx context.Context) {
+			_, _ = c.Step(ctx) // errors are logged and recorded
+		})
+	})
+	if err != nil {
 		return errors.New("autoscale: controller already started")
 	}
-	ctx, c.cancel = context.WithCancel(ctx)
-	c.done = make(chan struct{})
-	go func() {
-		defer close(c.done)
-		t := time.NewTicker(c.cfg.Interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				_, _ = c.Step(ctx) // errors are logged and recorded
-			}
-		}
-	}()
 	return nil
 }
 
 // Stop stops a started controller and waits for it. It is idempotent.
-func (c *Controller) Stop() {
-	c.mu.Lock()
-	cancel, done := c.cancel, c.done
-	c.mu.Unlock()
-	if cancel == nil {
-		return
-	}
-	cancel()
-	<-done
-}
+func (c *Controller) Stop() { c.svc.Stop() }
 
 // BrokerSource samples queues through a brisk.Inspector. Rates come from the differences
 // between two samples: completions from the Completed counter, arrivals from completions

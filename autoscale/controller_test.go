@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/briskq/brisk"
+	_ "github.com/briskq/brisk/broker/sqlitebroker" // sqlite://
 )
 
 type fakeSource struct {

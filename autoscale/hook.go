@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/briskq/brisk/internal/shellwords"
 )
 
 // CountPlaceholder is replaced by the desired count in a CommandActuator's template.
@@ -17,7 +19,7 @@ const CountPlaceholder = "{{count}}"
 
 // CommandConfig configures a CommandActuator.
 type CommandConfig struct {
-	// Template is the command line, split with SplitWords (no shell runs it), in which every
+	// Template is the command line, split with shellwords.Split (no shell runs it), in which every
 	// {{count}} is replaced by the desired count, e.g. "heroku ps:scale worker={{count}}" or
 	// "docker compose up -d --no-recreate --scale worker={{count}}". Required, and it must
 	// contain {{count}}.
@@ -46,9 +48,9 @@ func NewCommandActuator(cfg CommandConfig) (*CommandActuator, error) {
 	if !strings.Contains(cfg.Template, CountPlaceholder) {
 		return nil, invalidf("hook %q does not contain %s", cfg.Template, CountPlaceholder)
 	}
-	words, err := SplitWords(cfg.Template)
+	words, err := shellwords.Split(cfg.Template)
 	if err != nil {
-		return nil, err
+		return nil, invalidf("hook: %v", err)
 	}
 	if cfg.Timeout < 0 {
 		return nil, invalidf("hook: timeout %s is negative", cfg.Timeout)

@@ -14,7 +14,7 @@ import (
 
 // ProcessConfig configures a ProcessActuator.
 type ProcessConfig struct {
-	// Command is the worker's command line: the program and its arguments (see SplitWords
+	// Command is the worker's command line: the program and its arguments (split as a POSIX shell would
 	// to get it from one string). No shell runs it. Required.
 	Command []string
 	// Env is added to the autoscaler's environment for each process.

@@ -8,64 +8,29 @@ package broker
 import (
 	"context"
 	"time"
+
+	"github.com/briskq/brisk/brisktype"
 )
 
-// State is the state of a stored task. See the package documentation of brisk for the words.
-type State string
+// State is the state of a stored task (brisktype.State).
+type State = brisktype.State
 
-// The states a task moves through. Scheduled and pending differ only by time: a task in
-// StateScheduled becomes pending when its ReadyAt passes, without any write.
+// The states a task moves through (see brisktype).
 const (
-	StateScheduled State = "scheduled"
-	StatePending   State = "pending"
-	StateRunning   State = "running"
-	StateDead      State = "dead"
+	StateScheduled = brisktype.StateScheduled
+	StatePending   = brisktype.StatePending
+	StateRunning   = brisktype.StateRunning
+	StateDead      = brisktype.StateDead
 )
 
-// Valid reports whether s is one of the known states.
-func (s State) Valid() bool {
-	switch s {
-	case StateScheduled, StatePending, StateRunning, StateDead:
-		return true
-	}
-	return false
-}
-
-// Task is one stored unit of work as a broker sees it.
+// Task is one stored unit of work as a broker sees it: what an inspector sees (the
+// embedded TaskInfo, whose State, Attempt, StartedAt, LeaseUntil, LastError and FailedAt
+// are filled in by reads and ignored by Enqueue) and the lease of the current reservation.
 type Task struct {
-	// ID is set by the caller of Enqueue (brisk uses time-ordered UUIDs) and never changes.
-	ID string
-	// Queue the task belongs to.
-	Queue string
-	// Type names the handler that runs the task.
-	Type string
-	// Payload is opaque to the broker.
-	Payload []byte
-	// State is filled in by reads (Reserve, Tasks, Task); Enqueue ignores it.
-	State State
-	// Attempt counts the deliveries so far: 0 before the first Reserve, 1 while the first
-	// attempt runs. A Release gives back the attempt it was reserved with.
-	Attempt int
-	// MaxAttempts is how many deliveries the task may have before it is dead (at least 1).
-	MaxAttempts int
-	// Timeout bounds one run of the handler; 0 means the worker's default.
-	Timeout time.Duration
-	// EnqueuedAt is when the task was first enqueued.
-	EnqueuedAt time.Time
-	// ReadyAt is when the task becomes (or became) ready to run: EnqueuedAt, a delayed time,
-	// or the time of the next retry. Queue latency and pickup latency are measured from it.
-	ReadyAt time.Time
-	// StartedAt is when the current or last attempt was reserved (zero before the first).
-	StartedAt time.Time
-	// LeaseUntil is when the current lease expires (only for running tasks).
-	LeaseUntil time.Time
+	brisktype.TaskInfo
 	// Lease identifies the current reservation; Reserve sets it, and Extend, Ack, Retry,
-	// Kill and Release must be given it back.
+	// Kill and Release must be given it back. It never leaves brisk's worker.
 	Lease Lease
-	// LastError is the error of the last failed attempt ("" if none).
-	LastError string
-	// FailedAt is when the last attempt failed (zero if none).
-	FailedAt time.Time
 }
 
 // Lease names one reservation of one task. A broker refuses changes made under a lease
@@ -108,28 +73,8 @@ type QueueConfig struct {
 	SLA time.Duration
 }
 
-// QueueStats describes one queue at one moment.
-type QueueStats struct {
-	Name string
-	// SLA as declared (0 if none).
-	SLA time.Duration
-	// Counts by state. Scheduled includes tasks waiting for a retry.
-	Pending, Scheduled, Running, Dead int64
-	// OldestReadyAt is the smallest ReadyAt among pending tasks (zero when none is pending).
-	OldestReadyAt time.Time
-	// Latency is the queue latency at the time of the call: now − OldestReadyAt, or 0.
-	Latency time.Duration
-	// Completed and Failed count acks and failed attempts since the queue was created
-	// (counters, for rates; brokers that cannot keep them report 0).
-	Completed, Failed int64
-	// Paused reports a queue paused through Pauser (always false for brokers without it).
-	Paused bool
-	// LatencySource says how Latency was measured, for brokers that watch another
-	// system's queues and cannot always know when a message became ready: "" for brokers
-	// that store ReadyAt (brisk's own), else a word the broker documents, such as
-	// "enqueued_at", "published_at", "eta", "timestamp" or "first_seen" (an estimate).
-	LatencySource string
-}
+// QueueStats describes one queue at one moment (brisktype.QueueInfo).
+type QueueStats = brisktype.QueueInfo
 
 // ListParams selects tasks to list.
 type ListParams struct {
@@ -143,28 +88,22 @@ type ListParams struct {
 	Offset int
 }
 
-// WorkerInfo is a worker's heartbeat.
-type WorkerInfo struct {
-	ID          string
-	Host        string
-	PID         int
-	Queues      []string
-	Concurrency int
-	Busy        int
-	StartedAt   time.Time
-	LastSeen    time.Time
-	Version     string
-}
+// WorkerInfo is a worker's heartbeat (brisktype.WorkerInfo).
+type WorkerInfo = brisktype.WorkerInfo
 
 // Broker stores tasks and hands them to workers. Every method is safe for concurrent use
 // by many goroutines, and several Broker values (in several processes) may share one store.
 // After Close, every method returns an error wrapping ErrClosed.
 type Broker interface {
 	// Enqueue stores tasks atomically: all of them or, with an error, none. Each task must
-	// carry an ID not used before in the store, a valid Queue and Type, MaxAttempts ≥ 1,
+	// carry an ID that its queue does not hold, a valid Queue and Type, MaxAttempts ≥ 1,
 	// non-zero EnqueuedAt and ReadyAt, and a payload within the broker's limit; otherwise
 	// Enqueue returns an error wrapping ErrInvalid or ErrPayloadTooLarge and stores nothing.
-	// It wakes waiting workers (see Wait). Enqueue of an ID that exists returns ErrDuplicate.
+	// It wakes waiting workers (see Wait). Enqueue of an ID that its queue holds returns
+	// ErrDuplicate. An ID is unique within its queue; whether an ID held by another queue is
+	// refused too is the broker's to document (SQLite refuses it: its IDs are unique in the
+	// whole store; Redis does not, so that a queue's scripts touch only that queue's keys,
+	// which Redis Cluster needs). brisk's own IDs (UUIDv7) never repeat anywhere.
 	Enqueue(ctx context.Context, tasks []*Task) error
 
 	// Reserve leases up to p.Limit ready tasks (pending, or running with an expired lease)
@@ -217,7 +156,8 @@ type Broker interface {
 	// included.
 	Tasks(ctx context.Context, p ListParams) ([]*Task, error)
 
-	// Task returns one task by ID, or an error wrapping ErrNotFound.
+	// Task returns one task by ID, or an error wrapping ErrNotFound. Where two queues hold the
+	// same ID (only possible with IDs given by the enqueuer), it returns one of them.
 	Task(ctx context.Context, id string) (*Task, error)
 
 	// RetryDead makes dead tasks of queue pending again, with a fresh attempt budget (Attempt

@@ -42,6 +42,16 @@ func Schemes() []string {
 	return out
 }
 
+// packageOf names the package that registers each scheme of brisk's own brokers, so that an
+// unregistered scheme's error can say what to import.
+var packageOf = map[string]string{
+	"sqlite": "github.com/briskq/brisk/broker/sqlitebroker",
+	"redis":  "github.com/briskq/brisk/broker/redisbroker",
+	"rediss": "github.com/briskq/brisk/broker/redisbroker",
+	"amqp":   "github.com/briskq/brisk/broker/rabbitbroker",
+	"amqps":  "github.com/briskq/brisk/broker/rabbitbroker",
+}
+
 // Open opens the broker that rawURL names, by its scheme.
 func Open(ctx context.Context, rawURL string) (Broker, error) {
 	u, err := url.Parse(rawURL)
@@ -55,6 +65,9 @@ func Open(ctx context.Context, rawURL string) (Broker, error) {
 	open, ok := registry[u.Scheme]
 	registryMu.RUnlock()
 	if !ok {
+		if pkg, known := packageOf[u.Scheme]; known {
+			return nil, fmt.Errorf("%w: %q: no broker is registered for it in this program: import _ %q", ErrUnknownScheme, u.Scheme, pkg)
+		}
 		return nil, fmt.Errorf("%w: %q in %q (want one of %s)", ErrUnknownScheme, u.Scheme, rawURL, strings.Join(Schemes(), ", "))
 	}
 	return open(ctx, u)

@@ -9,7 +9,7 @@
 //
 // It also serves every queue's statistics for Prometheus at /metrics (read from the broker
 // at each scrape; the same authentication applies). Pausing and resuming a queue is
-// offered for brokers that implement broker.Pauser.
+// offered for brokers that can pause queues.
 package dashboard
 
 import (
@@ -28,7 +28,6 @@ import (
 	"time"
 
 	"github.com/briskq/brisk"
-	"github.com/briskq/brisk/broker"
 )
 
 // DefaultMaxBodyBytes is the default limit on a request body: the default payload limit of
@@ -70,7 +69,7 @@ type Options struct {
 
 // handler is the dashboard.
 type handler struct {
-	b        broker.Broker
+	b        brisk.Broker
 	in       *brisk.Inspector
 	client   *brisk.Client
 	opts     Options
@@ -85,7 +84,7 @@ type handler struct {
 // New returns the dashboard and API of broker b as an http.Handler, and starts the
 // sampler that keeps the last hour of queue latency and counters in memory (until
 // opts.Context is done).
-func New(b broker.Broker, opts Options) (http.Handler, error) {
+func New(b brisk.Broker, opts Options) (http.Handler, error) {
 	if b == nil {
 		return nil, fmt.Errorf("%w: dashboard: nil broker", brisk.ErrInvalid)
 	}

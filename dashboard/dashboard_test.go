@@ -19,7 +19,8 @@ import (
 
 	"github.com/briskq/brisk"
 	"github.com/briskq/brisk/broker"
-	_ "github.com/briskq/brisk/broker/redisbroker" // redis:// for the API tests on a network broker
+	_ "github.com/briskq/brisk/broker/redisbroker"  // redis:// for the API tests on a network broker
+	_ "github.com/briskq/brisk/broker/sqlitebroker" // sqlite://
 	"github.com/briskq/brisk/dashboard"
 	"github.com/briskq/brisk/internal/cli"
 	"github.com/briskq/brisk/internal/redistest"

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/briskq/brisk"
-	"github.com/briskq/brisk/broker"
 	"github.com/briskq/brisk/internal/humanize"
 )
 
@@ -72,8 +71,7 @@ type page struct {
 // render executes page name, or only its "live" block when the page's polling script asks
 // for it (?fragment=1), into a buffer first so an error never sends half a page.
 func (h *handler) render(w http.ResponseWriter, r *http.Request, name, title string, data any) {
-	_, pauser := h.b.(broker.Pauser)
-	p := page{Title: title, Base: h.basePath, CSRF: h.csrfToken(r), ReadOnly: h.opts.ReadOnly, CanPause: pauser && !h.opts.ReadOnly, Now: time.Now(), Data: data}
+	p := page{Title: title, Base: h.basePath, CSRF: h.csrfToken(r), ReadOnly: h.opts.ReadOnly, CanPause: h.in.CanPause() && !h.opts.ReadOnly, Now: time.Now(), Data: data}
 	tmpl := "layout"
 	if r.URL.Query().Get("fragment") == "1" {
 		tmpl = "live"

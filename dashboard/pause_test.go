@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/briskq/brisk"
+	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 	"github.com/briskq/brisk/dashboard"
 )
@@ -221,7 +222,7 @@ func TestPauseReadOnly(t *testing.T) {
 	e := setup(t, dashboard.Options{ReadOnly: true})
 	code, body := e.do(t, "POST", "/api/v1/queues/q/pause", "application/json", "")
 	wantError(t, code, body, 403)
-	if err := e.b.Enqueue(context.Background(), []*broker.Task{{ID: "t1", Queue: "q", Type: "a", MaxAttempts: 1, EnqueuedAt: time.Now(), ReadyAt: time.Now()}}); err != nil {
+	if err := e.b.Enqueue(context.Background(), []*broker.Task{{TaskInfo: brisktype.TaskInfo{ID: "t1", Queue: "q", Type: "a", MaxAttempts: 1, EnqueuedAt: time.Now(), ReadyAt: time.Now()}}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, page := e.do(t, "GET", "/", "", ""); strings.Contains(page, "/pause") {

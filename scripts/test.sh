@@ -102,6 +102,10 @@ fi
 echo "== go vet"
 go vet ./...
 
+# staticcheck, pinned (the same version as `make lint`); fetched through the module proxy.
+echo "== staticcheck"
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
 echo "== go test -race"
 set +e
 go test -race -count=1 -timeout 40m ./... 2>&1 | tee /tmp/brisk-test.$$.log

@@ -1,4 +1,4 @@
-"""Workloads W1, W2, W3, W5 and MEM of BRIEF.md against Celery 5 on Redis; prints one JSON
+"""Workloads W1, W2, W3, W5 and MEM of docs/workloads.md against Celery 5 on Redis; prints one JSON
 line. Run by bench/cmd/peerbench with Debian's /usr/bin/python3 (python3-celery)."""
 
 import argparse

@@ -1,4 +1,4 @@
-"""The Celery app of the benchmark: tasks that do what BRIEF.md's handlers do."""
+"""The Celery app of the benchmark: tasks that do what the workloads' handlers do (docs/workloads.md)."""
 
 import os
 

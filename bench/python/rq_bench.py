@@ -1,4 +1,4 @@
-"""Workloads W1, W2, W3, W5 and MEM of BRIEF.md against RQ on Redis; prints one JSON line.
+"""Workloads W1, W2, W3, W5 and MEM of docs/workloads.md against RQ on Redis; prints one JSON line.
 Run by bench/cmd/peerbench with Debian's /usr/bin/python3 (python3-rq). With --role worker
 it is the worker: SimpleWorker (jobs in the worker process) or Worker (a fork per job)."""
 

@@ -1,4 +1,4 @@
-"""The RQ job functions of the benchmark: they do what BRIEF.md's handlers do."""
+"""The RQ job functions of the benchmark: they do what the workloads' handlers do (docs/workloads.md)."""
 
 import common
 

@@ -36,6 +36,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 )
 
@@ -110,13 +111,15 @@ func NewID() string {
 func NewTask(queue, typ string, payload []byte) *broker.Task {
 	now := time.Now().Round(0) // wall clock only, as a broker stores it
 	return &broker.Task{
-		ID:          NewID(),
-		Queue:       queue,
-		Type:        typ,
-		Payload:     payload,
-		MaxAttempts: 3,
-		EnqueuedAt:  now,
-		ReadyAt:     now,
+		TaskInfo: brisktype.TaskInfo{
+			ID:          NewID(),
+			Queue:       queue,
+			Type:        typ,
+			Payload:     payload,
+			MaxAttempts: 3,
+			EnqueuedAt:  now,
+			ReadyAt:     now,
+		},
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 )
 
@@ -34,14 +35,16 @@ func (s *suite) testInspect(t *testing.T) {
 		payload = append(payload, 0xff, 0xfe, 0x00, 0xc3) // not UTF-8, with a NUL
 		now := time.Now().Round(0)
 		want := &broker.Task{
-			ID:          NewID(),
-			Queue:       "inspect",
-			Type:        "report/build.v2",
-			Payload:     payload,
-			MaxAttempts: 7,
-			Timeout:     1500 * time.Millisecond,
-			EnqueuedAt:  now.Add(-3 * time.Second),
-			ReadyAt:     now.Add(-time.Second),
+			TaskInfo: brisktype.TaskInfo{
+				ID:          NewID(),
+				Queue:       "inspect",
+				Type:        "report/build.v2",
+				Payload:     payload,
+				MaxAttempts: 7,
+				Timeout:     1500 * time.Millisecond,
+				EnqueuedAt:  now.Add(-3 * time.Second),
+				ReadyAt:     now.Add(-time.Second),
+			},
 		}
 		e.enqueue(want)
 		got := e.task(want.ID)
@@ -124,6 +127,7 @@ func (s *suite) testInspect(t *testing.T) {
 	})
 
 	s.test(t, "TasksPaging", func(e *env) {
+		e.requires(func(c broker.Capabilities) bool { return c.ListAll }, "ListAll", "it lists what its documentation says, without offsets")
 		tasks := NewTasks("page", "t", 120)
 		e.enqueue(tasks...)
 		all := payloads(tasks)

@@ -173,6 +173,7 @@ func (s *suite) testTransitions(t *testing.T) {
 	})
 
 	s.test(t, "DeletePendingAndScheduled", func(e *env) {
+		e.requires(func(c broker.Capabilities) bool { return c.DeleteQueued }, "DeleteQueued", "only dead tasks can be deleted")
 		tasks := NewTasks("del", "t", 3)
 		later := NewTask("del", "t", nil)
 		later.ReadyAt = later.EnqueuedAt.Add(time.Hour)

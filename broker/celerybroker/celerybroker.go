@@ -41,6 +41,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 	"github.com/briskq/brisk/internal/watch"
 )
@@ -121,7 +122,7 @@ func parseETA(s string) (time.Time, bool) {
 // task turns a message into a listed task: its payload is the decoded body (for protocol
 // 2, the JSON [args, kwargs, embed]).
 func (m *message) task(queue string, state broker.State) *broker.Task {
-	t := &broker.Task{ID: m.Headers.ID, Queue: queue, Type: m.Headers.Task, State: state, Attempt: m.Headers.Retries}
+	t := &broker.Task{TaskInfo: brisktype.TaskInfo{ID: m.Headers.ID, Queue: queue, Type: m.Headers.Task, State: state, Attempt: m.Headers.Retries}}
 	t.Payload = []byte(m.Body)
 	if m.Properties.BodyEncoding == "base64" {
 		if b, err := base64.StdEncoding.DecodeString(m.Body); err == nil {

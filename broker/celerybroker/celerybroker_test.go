@@ -166,7 +166,7 @@ func checkReadOnly(t *testing.T, b broker.Broker, queue string) {
 	now := time.Now()
 	in := brisk.NewInspector(b)
 	for what, err := range map[string]error{
-		"enqueue": b.Enqueue(ctx, []*broker.Task{{ID: "x", Queue: queue, Type: "t", MaxAttempts: 1, EnqueuedAt: now, ReadyAt: now}}),
+		"enqueue": b.Enqueue(ctx, []*broker.Task{{TaskInfo: brisk.TaskInfo{ID: "x", Queue: queue, Type: "t", MaxAttempts: 1, EnqueuedAt: now, ReadyAt: now}}}),
 		"reserve": func() error {
 			_, err := b.Reserve(ctx, broker.ReserveParams{Queues: []broker.QueueLimit{{Name: queue}}, Limit: 1, Lease: time.Second})
 			return err

@@ -11,6 +11,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 	"github.com/briskq/brisk/broker/brokertest"
 	"github.com/briskq/brisk/internal/rabbittest"
@@ -402,7 +403,7 @@ func TestBaseAfterEntries(t *testing.T) {
 	}
 	enqueue := func(offset int64, id string) amqp.Delivery {
 		t.Helper()
-		body, err := json.Marshal(&event{Op: opEnqueue, ID: "e" + id, Now: time.Now(), Tasks: []*broker.Task{{ID: id, Queue: "q", Type: "t", MaxAttempts: 1}}})
+		body, err := json.Marshal(&event{Op: opEnqueue, ID: "e" + id, Now: time.Now(), Tasks: []*broker.Task{{TaskInfo: brisktype.TaskInfo{ID: id, Queue: "q", Type: "t", MaxAttempts: 1}}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -410,7 +411,7 @@ func TestBaseAfterEntries(t *testing.T) {
 	}
 	// The base includes offset 0 (task A) of generation 3.
 	base := newState()
-	base.apply(&event{Op: opEnqueue, ID: "eA", Tasks: []*broker.Task{{ID: "A", Queue: "q", Type: "t", MaxAttempts: 1}}})
+	base.apply(&event{Op: opEnqueue, ID: "eA", Tasks: []*broker.Task{{TaskInfo: brisktype.TaskInfo{ID: "A", Queue: "q", Type: "t", MaxAttempts: 1}}}})
 	body, err := base.encode(3, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 )
 
@@ -239,18 +240,20 @@ func decodeTask(id, queue string, h map[string]string, payload *redis.StringCmd,
 		pl = payload.Val()
 	}
 	t := &broker.Task{
-		ID:          id,
-		Queue:       queue,
-		Type:        h["ty"],
-		Payload:     []byte(pl),
-		Attempt:     atoi(h["at"]),
-		MaxAttempts: atoi(h["ma"]),
-		Timeout:     time.Duration(atoi64(h["to"])),
-		EnqueuedAt:  usTime(h["eq"]),
-		ReadyAt:     usTime(h["ra"]),
-		StartedAt:   usTime(h["st"]),
-		LastError:   h["le"],
-		FailedAt:    usTime(h["fa"]),
+		TaskInfo: brisktype.TaskInfo{
+			ID:          id,
+			Queue:       queue,
+			Type:        h["ty"],
+			Payload:     []byte(pl),
+			Attempt:     atoi(h["at"]),
+			MaxAttempts: atoi(h["ma"]),
+			Timeout:     time.Duration(atoi64(h["to"])),
+			EnqueuedAt:  usTime(h["eq"]),
+			ReadyAt:     usTime(h["ra"]),
+			StartedAt:   usTime(h["st"]),
+			LastError:   h["le"],
+			FailedAt:    usTime(h["fa"]),
+		},
 	}
 	switch h["s"] {
 	case "run":

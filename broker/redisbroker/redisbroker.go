@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 )
 
@@ -348,21 +349,23 @@ func (c reserveCall) decode(res []any) []*broker.Task {
 			f[j] = asString(res[i+j])
 		}
 		out = append(out, &broker.Task{
-			ID:          f[0],
-			Queue:       c.queue,
-			Type:        f[3],
-			Payload:     []byte(f[4]),
-			State:       broker.StateRunning,
-			Attempt:     atoi(f[1]),
-			MaxAttempts: atoi(f[5]),
-			Timeout:     time.Duration(atoi64(f[6])),
-			EnqueuedAt:  usTime(f[7]),
-			ReadyAt:     usTime(f[8]),
-			StartedAt:   startedAt,
-			LeaseUntil:  leaseUntil,
-			Lease:       broker.Lease{TaskID: f[0], Queue: c.queue, Token: f[2]},
-			LastError:   f[9],
-			FailedAt:    usTime(f[10]),
+			TaskInfo: brisktype.TaskInfo{
+				ID:          f[0],
+				Queue:       c.queue,
+				Type:        f[3],
+				Payload:     []byte(f[4]),
+				State:       broker.StateRunning,
+				Attempt:     atoi(f[1]),
+				MaxAttempts: atoi(f[5]),
+				Timeout:     time.Duration(atoi64(f[6])),
+				EnqueuedAt:  usTime(f[7]),
+				ReadyAt:     usTime(f[8]),
+				StartedAt:   startedAt,
+				LeaseUntil:  leaseUntil,
+				LastError:   f[9],
+				FailedAt:    usTime(f[10]),
+			},
+			Lease: broker.Lease{TaskID: f[0], Queue: c.queue, Token: f[2]},
 		})
 	}
 	return out

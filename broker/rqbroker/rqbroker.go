@@ -40,6 +40,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 	"github.com/briskq/brisk/internal/watch"
 )
@@ -353,7 +354,7 @@ func jobTask(id string, h map[string]string, state broker.State) *broker.Task {
 		typ = typ[:i]
 	}
 	payload, _ := json.Marshal(desc)
-	t := &broker.Task{ID: id, Queue: h["origin"], Type: typ, Payload: payload, State: state, MaxAttempts: 1}
+	t := &broker.Task{TaskInfo: brisktype.TaskInfo{ID: id, Queue: h["origin"], Type: typ, Payload: payload, State: state, MaxAttempts: 1}}
 	if retries, err := strconv.Atoi(h["retries_left"]); err == nil {
 		t.MaxAttempts += retries
 	}

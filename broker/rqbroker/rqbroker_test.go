@@ -99,7 +99,7 @@ func TestStatsOfQueuesFilledByRQ(t *testing.T) {
 
 	// Every write is refused, and nothing changes.
 	for what, err := range map[string]error{
-		"enqueue": b.Enqueue(ctx, []*broker.Task{{ID: "x", Queue: "rqtest", Type: "t", MaxAttempts: 1, EnqueuedAt: now, ReadyAt: now}}),
+		"enqueue": b.Enqueue(ctx, []*broker.Task{{TaskInfo: brisk.TaskInfo{ID: "x", Queue: "rqtest", Type: "t", MaxAttempts: 1, EnqueuedAt: now, ReadyAt: now}}}),
 		"declare": b.DeclareQueue(ctx, broker.QueueConfig{Name: "rqtest", SLA: time.Second}),
 		"retry":   func() error { _, err := in.RetryDead(ctx, "boom"); return err }(),
 		"delete":  func() error { _, err := in.DeleteTasks(ctx, "boom", brisk.StateDead); return err }(),

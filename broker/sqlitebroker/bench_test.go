@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 	"github.com/briskq/brisk/broker/sqlitebroker"
 )
@@ -32,8 +33,15 @@ func benchBroker(b *testing.B) *sqlitebroker.Broker {
 func benchTask(queue string) *broker.Task {
 	now := time.Now()
 	return &broker.Task{
-		ID: uuid.Must(uuid.NewV7()).String(), Queue: queue, Type: "email.send", Payload: benchPayload(),
-		MaxAttempts: 25, EnqueuedAt: now, ReadyAt: now,
+		TaskInfo: brisktype.TaskInfo{
+			ID:          uuid.Must(uuid.NewV7()).String(),
+			Queue:       queue,
+			Type:        "email.send",
+			Payload:     benchPayload(),
+			MaxAttempts: 25,
+			EnqueuedAt:  now,
+			ReadyAt:     now,
+		},
 	}
 }
 

@@ -26,6 +26,12 @@
 // the same file in the same process. Across processes it notices commits by polling
 // PRAGMA data_version every [Options.PollInterval] (10 ms by default) while anyone waits.
 //
+// # Task IDs
+//
+// A task ID is unique in the whole file, not only within its queue: an Enqueue of an ID
+// that any queue holds returns broker.ErrDuplicate, and Task finds an ID with one index
+// lookup.
+//
 // # Durability
 //
 // With WAL and synchronous=NORMAL (the default) a committed Enqueue survives the process

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 )
 
@@ -125,8 +126,16 @@ func TestQueryPlans(t *testing.T) {
 	now := time.Now()
 	var tasks []*broker.Task
 	for i := range 50 {
-		tasks = append(tasks, &broker.Task{ID: "t" + string(rune('A'+i%26)) + strings.Repeat("x", i), Queue: "q", Type: "t",
-			MaxAttempts: 3, EnqueuedAt: now, ReadyAt: now})
+		tasks = append(tasks, &broker.Task{
+			TaskInfo: brisktype.TaskInfo{
+				ID:          "t" + string(rune('A'+i%26)) + strings.Repeat("x", i),
+				Queue:       "q",
+				Type:        "t",
+				MaxAttempts: 3,
+				EnqueuedAt:  now,
+				ReadyAt:     now,
+			},
+		})
 	}
 	if err := b.Enqueue(ctx, tasks); err != nil {
 		t.Fatal(err)

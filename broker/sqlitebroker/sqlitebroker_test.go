@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/goleak"
 
+	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 	"github.com/briskq/brisk/broker/sqlitebroker"
 )
@@ -60,8 +61,15 @@ func raw(t *testing.T, path string) *sql.DB {
 func newTask(queue string) *broker.Task {
 	now := time.Now()
 	return &broker.Task{
-		ID: uuid.Must(uuid.NewV7()).String(), Queue: queue, Type: "test.task", Payload: []byte(`{"n":1}`),
-		MaxAttempts: 3, EnqueuedAt: now, ReadyAt: now,
+		TaskInfo: brisktype.TaskInfo{
+			ID:          uuid.Must(uuid.NewV7()).String(),
+			Queue:       queue,
+			Type:        "test.task",
+			Payload:     []byte(`{"n":1}`),
+			MaxAttempts: 3,
+			EnqueuedAt:  now,
+			ReadyAt:     now,
+		},
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/briskq/brisk"
 	"github.com/briskq/brisk/autoscale"
 	"github.com/briskq/brisk/internal/humanize"
+	"github.com/briskq/brisk/internal/shellwords"
 )
 
 var autoscaleCmd = &command{
@@ -201,9 +202,9 @@ func runAutoscale(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 		cpu     *autoscale.ProcessCPU
 	)
 	if *execCmd != "" {
-		words, err := autoscale.SplitWords(*execCmd)
+		words, err := shellwords.Split(*execCmd)
 		if err != nil {
-			return usagef("--exec: %s", strings.TrimSuffix(strings.TrimPrefix(err.Error(), "autoscale: "), ": "+brisk.ErrInvalid.Error()))
+			return usagef("--exec: %v", err)
 		}
 		pa, err := autoscale.NewProcessActuator(autoscale.ProcessConfig{Command: words, Grace: *grace,
 			Stdout: out, Stderr: errOut, Logger: logger})

@@ -559,22 +559,3 @@ func TestMaskURL(t *testing.T) {
 		}
 	}
 }
-
-func TestPercentile(t *testing.T) {
-	t.Parallel()
-	var s []time.Duration
-	for i := 1; i <= 100; i++ {
-		s = append(s, time.Duration(i)*time.Millisecond)
-	}
-	for p, want := range map[float64]float64{0.5: 50, 0.9: 90, 0.99: 99, 1: 100} {
-		if got := percentile(s, p); got != want {
-			t.Errorf("p%v = %v, want %v", p, got, want)
-		}
-	}
-	if got := percentile(s[:1], 0.99); got != 1 {
-		t.Errorf("p99 of one sample = %v", got)
-	}
-	if got := percentile(nil, 0.5); got != 0 {
-		t.Errorf("p50 of none = %v", got)
-	}
-}

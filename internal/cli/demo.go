@@ -12,6 +12,7 @@ import (
 
 	"github.com/briskq/brisk"
 	"github.com/briskq/brisk/internal/humanize"
+	"github.com/briskq/brisk/internal/workload"
 )
 
 var demoCmd = &command{
@@ -120,7 +121,7 @@ func runDemo(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error
 		}
 		w.HandleFunc(demoTaskType, func(ctx context.Context, t *brisk.Task) error {
 			d := q.minSleep + time.Duration(rand.Int64N(int64(q.maxSleep-q.minSleep)))
-			sleepCtx(ctx, d)
+			workload.SleepCtx(ctx, d)
 			if err := ctx.Err(); err != nil {
 				return err
 			}

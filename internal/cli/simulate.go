@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/briskq/brisk/autoscale"
+	"github.com/briskq/brisk/autoscale/simulate"
 	"github.com/briskq/brisk/internal/humanize"
 )
 
@@ -46,7 +47,7 @@ Example:
 }
 
 // simulateJSON is one element of "brisk simulate --json": part of the scripting contract
-// (BRIEF.md), so keys are only ever added.
+// (docs/workloads.md), so keys are only ever added.
 type simulateJSON struct {
 	Policy        string             `json:"policy"`
 	Params        map[string]float64 `json:"params"`
@@ -92,9 +93,9 @@ func runSimulate(ctx context.Context, e *env, fs *flag.FlagSet, args []string) e
 	case *slots < 1 || *slots > 10000:
 		return usagef("--slots %d is not from 1 to 10000", *slots)
 	}
-	var tr *autoscale.Trace
+	var tr *simulate.Trace
 	if *traceName != "" {
-		if tr, err = autoscale.BuiltinTrace(*traceName, *seed); err != nil {
+		if tr, err = simulate.BuiltinTrace(*traceName, *seed); err != nil {
 			return usagef("unknown trace %q (want steady, burst, diurnal or spiky)", *traceName)
 		}
 	} else {
@@ -102,13 +103,13 @@ func runSimulate(ctx context.Context, e *env, fs *flag.FlagSet, args []string) e
 		if err != nil {
 			return fmt.Errorf("trace file: %w", err)
 		}
-		tr, err = autoscale.ReadTrace(filepath.Base(*traceFile), f)
+		tr, err = simulate.ReadTrace(filepath.Base(*traceFile), f)
 		f.Close()
 		if err != nil {
 			return err
 		}
 	}
-	cfg := autoscale.SimConfig{
+	cfg := simulate.Config{
 		SLA:   time.Duration(*sla * float64(time.Second)),
 		Slots: *slots, Seed: *seed,
 		Startup: time.Duration(*startup * float64(time.Second)),
@@ -116,14 +117,14 @@ func runSimulate(ctx context.Context, e *env, fs *flag.FlagSet, args []string) e
 	if cfg.Startup == 0 {
 		cfg.Startup = -1 // none (0 would mean the default)
 	}
-	sim := autoscale.NewSimulation(tr, cfg)
+	sim := simulate.New(tr, cfg)
 	// The fixed sweep goes up to a little above what the trace's peak needs.
 	peak := 0.0
 	for _, r := range tr.Rate {
 		peak = max(peak, r)
 	}
 	maxFixed := min(autoscale.DefaultBounds.Max, max(3, int(math.Ceil(peak*0.2/float64(*slots)*1.25))))
-	rs, err := sim.RunAll(autoscale.SweepConfigs(maxFixed))
+	rs, err := sim.RunAll(simulate.Sweep(maxFixed))
 	if err != nil {
 		return err
 	}
@@ -154,14 +155,14 @@ func runSimulate(ctx context.Context, e *env, fs *flag.FlagSet, args []string) e
 	return simulateTable(e.stdout, tr, cfg, sim.Tasks(), rs, *all)
 }
 
-func writePlot(path string, tr *autoscale.Trace, sla float64, rs []autoscale.Result) error {
-	var picked []autoscale.Result
+func writePlot(path string, tr *simulate.Trace, sla float64, rs []simulate.Result) error {
+	var picked []simulate.Result
 	for _, r := range rs {
 		if r.Default {
 			picked = append(picked, r)
 		}
 	}
-	best := autoscale.Best(rs)
+	best := simulate.Best(rs)
 	for _, p := range autoscale.PolicyNames[1:] {
 		if i, ok := best[p]; ok {
 			picked = append(picked, rs[i])
@@ -172,7 +173,7 @@ func writePlot(path string, tr *autoscale.Trace, sla float64, rs []autoscale.Res
 		return fmt.Errorf("plot: %w", err)
 	}
 	title := fmt.Sprintf("brisk simulate: trace %s, SLA %gs (default sla policy and the best of each baseline)", tr.Name, sla)
-	err = autoscale.WritePlot(f, title, sla, picked)
+	err = simulate.WritePlot(f, title, sla, picked)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -191,8 +192,8 @@ var typical = map[string]string{
 	"cpu":          "stabilise=300 target=0.8",
 }
 
-func simulateTable(w io.Writer, tr *autoscale.Trace, cfg autoscale.SimConfig, tasks int, rs []autoscale.Result, all bool) error {
-	var def autoscale.Result
+func simulateTable(w io.Writer, tr *simulate.Trace, cfg simulate.Config, tasks int, rs []simulate.Result, all bool) error {
+	var def simulate.Result
 	for _, r := range rs {
 		if r.Default {
 			def = r
@@ -202,11 +203,11 @@ func simulateTable(w io.Writer, tr *autoscale.Trace, cfg autoscale.SimConfig, ta
 	for i, r := range rs {
 		show[i] = all || r.Policy == "sla"
 	}
-	for _, i := range autoscale.Best(rs) {
+	for _, i := range simulate.Best(rs) {
 		show[i] = true
 	}
 	for i, r := range rs {
-		if typical[r.Policy] == autoscale.ParamString(r.Params) {
+		if typical[r.Policy] == simulate.ParamString(r.Params) {
 			show[i] = true
 		}
 	}
@@ -233,8 +234,8 @@ func simulateTable(w io.Writer, tr *autoscale.Trace, cfg autoscale.SimConfig, ta
 	fmt.Fprintf(tw, "POLICY\tPARAMS\tWITHIN SLA\tP95 LAT\tP99 LAT\tWORKER-S\tACTIONS\t\n")
 	var dominated []string
 	for i, r := range rs {
-		if autoscale.Dominates(r, def) && r.Policy != "sla" {
-			dominated = append(dominated, r.Policy+" "+autoscale.ParamString(r.Params))
+		if simulate.Dominates(r, def) && r.Policy != "sla" {
+			dominated = append(dominated, r.Policy+" "+simulate.ParamString(r.Params))
 		}
 		if !show[i] {
 			continue
@@ -243,7 +244,7 @@ func simulateTable(w io.Writer, tr *autoscale.Trace, cfg autoscale.SimConfig, ta
 		if r.Default {
 			name += " *"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.2f%%\t%.1fs\t%.1fs\t%.0f\t%d\t\n", name, autoscale.ParamString(r.Params),
+		fmt.Fprintf(tw, "%s\t%s\t%.2f%%\t%.1fs\t%.1fs\t%.0f\t%d\t\n", name, simulate.ParamString(r.Params),
 			100*r.WithinSLA, r.P95Latency, r.P99Latency, r.WorkerSeconds, r.Actions)
 	}
 	if err := tw.Flush(); err != nil {
@@ -259,7 +260,7 @@ func simulateTable(w io.Writer, tr *autoscale.Trace, cfg autoscale.SimConfig, ta
 	if j, ok := cheapest["threshold"]; ok {
 		fmt.Fprintf(w, "The default uses %.0f%% of the worker-seconds of the cheapest threshold configuration that is as often within SLA.\n",
 			100*def.WorkerSeconds/rs[j].WorkerSeconds)
-	} else if j, ok := autoscale.Best(rs)["threshold"]; ok {
+	} else if j, ok := simulate.Best(rs)["threshold"]; ok {
 		fmt.Fprintf(w, "No threshold configuration is as often within SLA as the default; the best (%.2f%%) costs %.0f worker-seconds, the default %.0f%% of that.\n",
 			100*rs[j].WithinSLA, rs[j].WorkerSeconds, 100*def.WorkerSeconds/rs[j].WorkerSeconds)
 	}

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/briskq/brisk"
-	"github.com/briskq/brisk/autoscale"
+	"github.com/briskq/brisk/internal/shellwords"
 )
 
 var workerCmd = &command{
@@ -166,9 +166,9 @@ func runWorker(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 	var handler brisk.Handler
 	var closeHandler func()
 	if *execCmd != "" {
-		words, err := autoscale.SplitWords(*execCmd)
+		words, err := shellwords.Split(*execCmd)
 		if err != nil {
-			return usagef("--exec: %s", strings.TrimSuffix(strings.TrimPrefix(err.Error(), "autoscale: "), ": "+brisk.ErrInvalid.Error()))
+			return usagef("--exec: %v", err)
 		}
 		pool, err := newExecPool(execConfig{Command: words, Size: n, WorkerID: w.ID(), Stderr: errOut, Logger: logger})
 		if err != nil {

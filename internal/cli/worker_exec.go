@@ -35,6 +35,9 @@ type execConfig struct {
 	StopWait time.Duration
 }
 
+// errStopping: the pool is closing, so a child is not started again.
+var errStopping = errors.New("the worker is stopping")
+
 // maxReplyLine bounds one line of a child's standard output.
 const maxReplyLine = 1 << 20
 
@@ -199,7 +202,7 @@ func (c *child) restart(ctx context.Context) error {
 	closed := c.pool.closed
 	c.pool.mu.Unlock()
 	if closed {
-		return errors.New("the worker is stopping")
+		return errStopping
 	}
 	c.pool.cfg.Logger.Warn("child exited; starting it again", "child", c.index, "exit", exitText(c.waitErr))
 	return c.start()
@@ -220,7 +223,17 @@ func (p *execPool) ProcessTask(ctx context.Context, t *brisk.Task) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	defer func() { p.idle <- c }()
+	defer func() {
+		// A child killed or exited during the task is started again now, so that the next
+		// task does not wait for it under its own timeout (unless it keeps exiting at once:
+		// then the next task waits for the backoff).
+		if !c.alive() && time.Since(c.started) >= time.Second {
+			if err := c.restart(context.WithoutCancel(ctx)); err != nil && !errors.Is(err, errStopping) {
+				p.cfg.Logger.Warn("start a child again", "child", c.index, "err", err)
+			}
+		}
+		p.idle <- c
+	}()
 	if !c.alive() {
 		if err := c.restart(ctx); err != nil {
 			return fmt.Errorf("start a child: %w", err)

@@ -233,7 +233,7 @@ func TestWorkerExecPython(t *testing.T) {
 		ids[typ] = enqueueN(t, c, "q", typ, `{}`, 1)[0]
 	}
 	ids["fail"] = enqueueN(t, c, "q", "fail", `{}`, 1, brisk.MaxAttempts(2))[0]
-	ids["timeout"] = enqueueN(t, c, "q", "slow", `{"s": 30, "first": true}`, 1, brisk.Timeout(time.Second))[0]
+	ids["timeout"] = enqueueN(t, c, "q", "slow", `{"s": 30, "first": true}`, 1, brisk.Timeout(3*time.Second))[0]
 	ids["killed"] = enqueueN(t, c, "q", "slow", `{"s": 3, "first": true}`, 1)[0]
 
 	w := startWorker(t, env, "--broker", url, "--queue", "q", "--concurrency", "3", "--exec", execCmd)

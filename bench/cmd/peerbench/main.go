@@ -1,4 +1,4 @@
-// Command peerbench runs the workloads W1–W5 of BRIEF.md against brisk on Redis and its
+// Command peerbench runs the workloads W1–W5 (docs/workloads.md) against brisk on Redis and its
 // peers (asynq v0.26, Celery 5, RQ) on the same Redis in one run, and prints one table
 // with the ratios brisk ÷ peer. See bench/README.md.
 package main
@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/briskq/brisk/internal/workload"
 )
 
 type config struct {
@@ -59,8 +61,8 @@ func main() {
 	flag.IntVar(&cfg.nRQFork, "n-rqfork", 300, "W1: n for rq-fork (a fork per task, about 20 tasks/s; drain 2n)")
 	w2 := flag.String("w2-rates", "500,2000", "W2: producer `rates` per second")
 	pyW2 := flag.String("py-w2-rates", "500", "W2: rates for the Celery and RQ SimpleWorker variants (empty: none)")
-	flag.IntVar(&cfg.w2Seconds, "w2-seconds", w2Seconds, "W2: seconds of producing per rate")
-	flag.IntVar(&cfg.w3Tasks, "w3-tasks", w3Tasks, "W3: tasks, one per 200 ms")
+	flag.IntVar(&cfg.w2Seconds, "w2-seconds", workload.W2Seconds, "W2: seconds of producing per rate")
+	flag.IntVar(&cfg.w3Tasks, "w3-tasks", workload.W3Tasks, "W3: tasks, one per 200 ms")
 	flag.IntVar(&cfg.w4Tasks, "w4-tasks", 2000, "W4: tasks of 50 ms")
 	flag.DurationVar(&cfg.w4WaitBrisk, "w4-wait", 2*time.Minute, "W4: longest wait after the kill for brisk")
 	flag.DurationVar(&cfg.w4WaitAsynq, "w4-wait-asynq", 200*time.Second, "W4: longest wait after the kill for asynq (its recoverer needs 1-3 min)")
@@ -226,7 +228,7 @@ func (r *runner) all(ctx context.Context) error {
 	r.print(os.Stdout)
 	if cfg.jsonOut != "" {
 		b, _ := json.MarshalIndent(map[string]any{"results": r.res, "not_run": r.skipped, "redis_benchmark": r.limit,
-			"started": r.started.UTC().Format(time.RFC3339), "seconds": round(time.Since(r.started).Seconds(), 1)}, "", "  ")
+			"started": r.started.UTC().Format(time.RFC3339), "seconds": workload.Round(time.Since(r.started).Seconds(), 1)}, "", "  ")
 		if err := os.WriteFile(cfg.jsonOut, b, 0o644); err != nil {
 			return err
 		}
@@ -286,7 +288,7 @@ func (r *runner) one(ctx context.Context, s, w string) error {
 			}
 		}
 	case "W3":
-		res, err := runPickup(ctx, sys, float64(time.Second/w3Interval), cfg.w3Tasks)
+		res, err := runPickup(ctx, sys, float64(time.Second/workload.W3Interval), cfg.w3Tasks)
 		if err != nil {
 			return err
 		}
@@ -307,7 +309,7 @@ func (r *runner) one(ctx context.Context, s, w string) error {
 			if err := sys.cleanup(ctx); err != nil {
 				return err
 			}
-			b.keepDead = true
+			b.keepDead()
 			progress("%s W4 again with reaping off (lease expiry)", s)
 			res, err := runW4(ctx, sys, cfg.w4Tasks, wait)
 			if err != nil {
@@ -323,22 +325,8 @@ func (r *runner) one(ctx context.Context, s, w string) error {
 		r.set(s, "W5", res)
 	case "MEM":
 		res, err := r.memory(ctx, func() error {
-			for i := 0; i < cfg.memN; i += batchSize {
-				seqs := make([]int, 0, batchSize)
-				for j := i; j < min(cfg.memN, i+batchSize); j++ {
-					seqs = append(seqs, j)
-				}
-				if err := sys.enqueueBatch(ctx, seqs, nil); err == errNoBatch {
-					for _, seq := range seqs {
-						if err := sys.enqueue(ctx, seq, 0); err != nil {
-							return err
-						}
-					}
-				} else if err != nil {
-					return err
-				}
-			}
-			return nil
+			_, err := newRunner(sys).EnqueueAll(ctx, 0, cfg.memN, nil)
+			return err
 		})
 		if err != nil {
 			return err
@@ -362,8 +350,8 @@ func (r *runner) memory(ctx context.Context, fill func() error) (result, error) 
 		return nil, err
 	}
 	per10k := float64(after-before) * 10000 / float64(r.cfg.memN)
-	return result{"tasks": r.cfg.memN, "mem_per_10k_mib": round(per10k/(1<<20), 2),
-		"bytes_per_task": round(float64(after-before)/float64(r.cfg.memN), 0)}, nil
+	return result{"tasks": r.cfg.memN, "mem_per_10k_mib": workload.Round(per10k/(1<<20), 2),
+		"bytes_per_task": workload.Round(float64(after-before)/float64(r.cfg.memN), 0)}, nil
 }
 
 func (r *runner) onePython(ctx context.Context, py *pySystem, w string) error {

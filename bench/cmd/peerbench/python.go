@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/briskq/brisk/internal/workload"
 )
 
 // pySystem is a Python peer run through a script of bench/python: the script runs its own
@@ -27,7 +29,7 @@ func pySystemFor(name string, db int) *pySystem {
 	case "celery-prefork":
 		return &pySystem{name, "celery_bench.py", []string{"--pool", "prefork", "--concurrency", "2"}, db}
 	case "celery-threads":
-		return &pySystem{name, "celery_bench.py", []string{"--pool", "threads", "--concurrency", strconv.Itoa(concurrency)}, db}
+		return &pySystem{name, "celery_bench.py", []string{"--pool", "threads", "--concurrency", strconv.Itoa(workload.Concurrency)}, db}
 	case "rq-simple":
 		return &pySystem{name, "rq_bench.py", []string{"--worker-class", "simple"}, db}
 	case "rq-fork":

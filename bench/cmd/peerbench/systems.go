@@ -15,23 +15,14 @@ import (
 
 	"github.com/briskq/brisk"
 	"github.com/briskq/brisk/broker/redisbroker"
+
+	"github.com/briskq/brisk/internal/workload"
 )
 
-// errNoBatch: the system has no batch enqueue.
-var errNoBatch = errors.New("no batch enqueue")
-
-// goSystem is a task queue driven in-process by the Go harness.
+// goSystem is a task queue driven in-process by the Go harness: a workload.System with what
+// peerbench adds (worker processes for W4, command counts, clean-up).
 type goSystem interface {
-	// enqueue stores task seq, ready after delay, with one call.
-	enqueue(ctx context.Context, seq int, delay time.Duration) error
-	// enqueueBatch stores tasks seqs with the given delays (nil: none) atomically, or
-	// returns errNoBatch.
-	enqueueBatch(ctx context.Context, seqs []int, delays []time.Duration) error
-	// startWorker starts one worker of `concurrency` handlers that call h with each
-	// task's payload, then sleep `sleep`.
-	startWorker(ctx context.Context, h func([]byte)) (stop func() error, err error)
-	// remaining counts the queue's tasks not done yet (pending, scheduled, running).
-	remaining(ctx context.Context) (int, error)
+	workload.System
 	// childArgs are the flags of `peerbench -role worker` that run this system's worker.
 	childArgs() []string
 	// enqueueCalls and workerCalls count the Redis commands the producer and the
@@ -45,15 +36,15 @@ type goSystem interface {
 
 // ---- brisk ----
 
+// briskSystem is brisk on Redis (workload.Brisk) with a random key prefix of its own and
+// connections that count the commands they write.
 type briskSystem struct {
-	addr, prefix, queue string
-	db                  int
-	keepDead            bool // W4: turn off same-host reaping (the lease-expiry path)
-	lease               time.Duration
-	c                   *brisk.Client
-	in                  *brisk.Inspector
-	enqN, workN         atomic.Int64
-	rdb                 *redis.Client
+	*workload.Brisk
+	addr, prefix string
+	db           int
+	enqN, workN  atomic.Int64
+	ib           brisk.Broker // the Inspector's
+	rdb          *redis.Client
 }
 
 func openBrisk(ctx context.Context, addr string, db int, prefix string, n *atomic.Int64) (*redisbroker.Broker, error) {
@@ -64,97 +55,40 @@ func openBrisk(ctx context.Context, addr string, db int, prefix string, n *atomi
 	return redisbroker.OpenOptions(ctx, redisbroker.Options{Redis: ro, Prefix: prefix})
 }
 
+// newBriskSystem runs the workloads on queue "pb" of b; keepDead turns off the reaping of
+// dead workers on this host (W4 then waits for the lease to expire).
+func newBriskSystem(b brisk.Broker, queue string, keepDead bool) *workload.Brisk {
+	return &workload.Brisk{Client: brisk.NewClient(b), Inspector: brisk.NewInspector(b), Queue: queue,
+		Worker: brisk.WorkerConfig{KeepDeadWorkersTasks: keepDead}}
+}
+
 func newBrisk(ctx context.Context, addr string, db int) (*briskSystem, error) {
-	s := &briskSystem{addr: addr, db: db, prefix: fmt.Sprintf("peerbench_%08x", rand.Uint32()), queue: "pb"}
+	s := &briskSystem{addr: addr, db: db, prefix: fmt.Sprintf("peerbench_%08x", rand.Uint32())}
 	b, err := openBrisk(ctx, addr, db, s.prefix, &s.enqN)
 	if err != nil {
 		return nil, err
 	}
-	s.c = brisk.NewClient(b)
+	s.Brisk = newBriskSystem(b, "pb", false)
 	ib, err := openBrisk(ctx, addr, db, s.prefix, nil)
 	if err != nil {
 		b.Close()
 		return nil, err
 	}
-	s.in = brisk.NewInspector(ib)
+	s.ib, s.Inspector = ib, brisk.NewInspector(ib)
+	s.OpenBroker = func(ctx context.Context) (brisk.Broker, error) {
+		return openBrisk(ctx, s.addr, s.db, s.prefix, &s.workN)
+	}
 	s.rdb = redis.NewClient(&redis.Options{Addr: addr, DB: db})
 	return s, nil
 }
 
-func (s *briskSystem) task(seq int, delay time.Duration) *brisk.Task {
-	now := time.Now()
-	return brisk.NewTask(taskType, payload(seq, now, now.Add(delay)), brisk.InQueue(s.queue), brisk.Delay(delay))
-}
-
-func (s *briskSystem) enqueue(ctx context.Context, seq int, delay time.Duration) error {
-	_, err := s.c.Enqueue(ctx, s.task(seq, delay))
-	return err
-}
-
-func (s *briskSystem) enqueueBatch(ctx context.Context, seqs []int, delays []time.Duration) error {
-	batch := make([]*brisk.Task, len(seqs))
-	for i, seq := range seqs {
-		var d time.Duration
-		if delays != nil {
-			d = delays[i]
-		}
-		batch[i] = s.task(seq, d)
-	}
-	_, err := s.c.EnqueueBatch(ctx, batch)
-	return err
-}
-
-func (s *briskSystem) startWorker(ctx context.Context, h func([]byte)) (func() error, error) {
-	b, err := openBrisk(ctx, s.addr, s.db, s.prefix, &s.workN)
-	if err != nil {
-		return nil, err
-	}
-	return startBriskWorker(ctx, b, s.queue, s.keepDead, s.lease, h)
-}
-
-func startBriskWorker(ctx context.Context, b *redisbroker.Broker, queue string, keepDead bool, lease time.Duration, h func([]byte)) (func() error, error) {
-	w, err := brisk.NewWorker(b, brisk.WorkerConfig{
-		Queues:               []brisk.QueueSpec{{Name: queue}},
-		Concurrency:          concurrency,
-		ShutdownTimeout:      5 * time.Second,
-		KeepDeadWorkersTasks: keepDead,
-		Lease:                lease,
-	})
-	if err != nil {
-		b.Close()
-		return nil, err
-	}
-	w.HandleFunc(taskType, func(_ context.Context, t *brisk.Task) error {
-		h(t.Payload)
-		return nil
-	})
-	if err := w.Start(ctx); err != nil {
-		b.Close()
-		return nil, err
-	}
-	return func() error {
-		err := w.Stop()
-		b.Close()
-		return err
-	}, nil
-}
-
-func (s *briskSystem) remaining(ctx context.Context) (int, error) {
-	qs, err := s.in.Queues(ctx)
-	if err != nil {
-		return 0, err
-	}
-	for _, q := range qs {
-		if q.Name == s.queue {
-			return int(q.Pending + q.Scheduled + q.Running), nil
-		}
-	}
-	return 0, nil
-}
+// keepDead turns off the reaping of dead workers on this host, in this process and in the
+// W4 worker processes.
+func (s *briskSystem) keepDead() { s.Worker.KeepDeadWorkersTasks = true }
 
 func (s *briskSystem) childArgs() []string {
-	a := []string{"-system", "brisk", "-addr", s.addr, "-db", fmt.Sprint(s.db), "-prefix", s.prefix, "-queue", s.queue}
-	if s.keepDead {
+	a := []string{"-system", "brisk", "-addr", s.addr, "-db", fmt.Sprint(s.db), "-prefix", s.prefix, "-queue", s.Queue}
+	if s.Worker.KeepDeadWorkersTasks {
 		a = append(a, "-keep-dead")
 	}
 	return a
@@ -168,7 +102,8 @@ func (s *briskSystem) cleanup(ctx context.Context) error {
 }
 
 func (s *briskSystem) close() {
-	s.c.Broker().Close()
+	s.Client.Broker().Close()
+	s.ib.Close()
 	s.rdb.Close()
 }
 
@@ -225,23 +160,23 @@ func newAsynq(addr string, db int, tuned bool) *asynqSystem {
 	return s
 }
 
-func (s *asynqSystem) enqueue(ctx context.Context, seq int, delay time.Duration) error {
+func (s *asynqSystem) Enqueue(ctx context.Context, seq int, delay time.Duration) error {
 	now := time.Now()
 	opts := []asynq.Option{asynq.Queue(s.queue)}
 	if delay > 0 {
 		opts = append(opts, asynq.ProcessIn(delay))
 	}
-	_, err := s.cl.EnqueueContext(ctx, asynq.NewTask(taskType, payload(seq, now, now.Add(delay))), opts...)
+	_, err := s.cl.EnqueueContext(ctx, asynq.NewTask(workload.TaskType, workload.Payload(seq, now, now.Add(delay))), opts...)
 	return err
 }
 
-func (s *asynqSystem) enqueueBatch(context.Context, []int, []time.Duration) error {
-	return errNoBatch
+func (s *asynqSystem) EnqueueBatch(context.Context, []int, []time.Duration) error {
+	return workload.ErrNoBatch
 }
 
 func asynqConfig(queue string, tuned bool) asynq.Config {
 	cfg := asynq.Config{
-		Concurrency:     concurrency,
+		Concurrency:     workload.Concurrency,
 		Queues:          map[string]int{queue: 1},
 		ShutdownTimeout: 5 * time.Second,
 		LogLevel:        asynq.WarnLevel,
@@ -254,12 +189,11 @@ func asynqConfig(queue string, tuned bool) asynq.Config {
 	return cfg
 }
 
-func startAsynqWorker(rdb *redis.Client, queue string, tuned bool, h func([]byte)) (func() error, error) {
+func startAsynqWorker(rdb *redis.Client, queue string, tuned bool, h workload.Handler) (func() error, error) {
 	srv := asynq.NewServerFromRedisClient(rdb, asynqConfig(queue, tuned))
 	mux := asynq.NewServeMux()
-	mux.HandleFunc(taskType, func(ctx context.Context, t *asynq.Task) error {
-		h(t.Payload())
-		return nil
+	mux.HandleFunc(workload.TaskType, func(ctx context.Context, t *asynq.Task) error {
+		return h(ctx, t.Payload())
 	})
 	if err := srv.Start(mux); err != nil {
 		rdb.Close()
@@ -271,11 +205,11 @@ func startAsynqWorker(rdb *redis.Client, queue string, tuned bool, h func([]byte
 	}, nil
 }
 
-func (s *asynqSystem) startWorker(_ context.Context, h func([]byte)) (func() error, error) {
+func (s *asynqSystem) StartWorker(_ context.Context, h workload.Handler) (func() error, error) {
 	return startAsynqWorker(asynqRedis(s.addr, s.db, &s.workN), s.queue, s.tuned, h)
 }
 
-func (s *asynqSystem) remaining(context.Context) (int, error) {
+func (s *asynqSystem) Remaining(context.Context) (int, error) {
 	qi, err := s.in.GetQueueInfo(s.queue)
 	if err != nil {
 		if errors.Is(err, asynq.ErrQueueNotFound) {

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/briskq/brisk/internal/workload"
 )
 
 type row struct {
@@ -142,7 +144,7 @@ func (r *runner) print(w io.Writer) {
 	cfg := r.cfg
 	fmt.Fprintf(w, "\n## peerbench %s UTC, %s\n\n", r.started.UTC().Format("2006-01-02 15:04"), time.Since(r.started).Round(time.Second))
 	fmt.Fprintf(w, "Redis %s; W1 n=%d (drain 2n; Celery n=%d, drain n; rq-simple n=%d, rq-fork n=%d); handlers: %d per Go worker and per Celery threads worker, 2 Celery prefork processes, 1 per RQ worker; payload %d bytes.\n",
-		cfg.addr, cfg.n, min(cfg.n, cfg.nCelery), min(cfg.n, cfg.nRQ), min(cfg.n, cfg.nRQFork), concurrency, payloadSize)
+		cfg.addr, cfg.n, min(cfg.n, cfg.nCelery), min(cfg.n, cfg.nRQ), min(cfg.n, cfg.nRQFork), workload.Concurrency, workload.PayloadSize)
 	fmt.Fprintf(w, "Ratio columns are brisk ÷ that peer: above 1 is brisk higher (better for rates, worse for latencies).\n\n")
 	peers := []string{}
 	for _, s := range cfg.systems {
@@ -151,10 +153,7 @@ func (r *runner) print(w io.Writer) {
 		}
 	}
 	hasBrisk := slices.Contains(cfg.systems, "brisk")
-	hdr := []string{"figure"}
-	for _, s := range cfg.systems {
-		hdr = append(hdr, s)
-	}
+	hdr := append([]string{"figure"}, cfg.systems...)
 	if hasBrisk {
 		for _, p := range peers {
 			hdr = append(hdr, "÷"+p)
@@ -275,7 +274,7 @@ func (r *runner) printTargets(w io.Writer) {
 	if _, ok := r.res["brisk"]; !ok {
 		return
 	}
-	fmt.Fprintf(w, "\n### Issue 3 targets\n\n")
+	fmt.Fprintf(w, "\n### Targets\n\n")
 	check := func(ok bool) string { return map[bool]string{true: "✔", false: "✘"}[ok] }
 	get := func(sys, key, field string) (float64, bool) {
 		v, ok := r.res[sys][key][field]

@@ -2,109 +2,65 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"math/rand/v2"
-	"sync/atomic"
+	"os"
+	"os/exec"
 	"time"
+
+	"github.com/briskq/brisk/internal/workload"
 )
 
-// runW1 is the drain workload: n tasks enqueued one call each, n more in batches of 1000
-// (one call each again, untimed, where the system has no batch enqueue), then one worker
-// of 8 handlers drains the 2n; the drain rate runs from the first task seen done to the
-// last (worker start-up excluded) and waits for the broker to show none left.
-func runW1(ctx context.Context, s goSystem, n int, rs *redisStats) (result, error) {
-	r := result{"tasks": 2 * n}
-	progress("  enqueueing %d tasks one call each", n)
-	c0 := s.enqueueCalls()
-	start := time.Now()
-	for i := range n {
-		if err := s.enqueue(ctx, i, 0); err != nil {
-			return nil, err
-		}
-	}
-	r["enqueue_per_s"] = round(float64(n)/time.Since(start).Seconds(), 1)
-	r["enqueue_cmds_per_task"] = round(float64(s.enqueueCalls()-c0)/float64(n), 3)
+// The Go systems run the workloads of internal/workload, the same code as `brisk bench`;
+// peerbench adds the Redis commands each side sends per task around W1's phases.
 
-	progress("  enqueueing %d tasks in batches of %d", n, batchSize)
-	start = time.Now()
-	batched := true
-	for i := n; i < 2*n; i += batchSize {
-		seqs := make([]int, 0, batchSize)
-		for j := i; j < min(2*n, i+batchSize); j++ {
-			seqs = append(seqs, j)
-		}
-		err := s.enqueueBatch(ctx, seqs, nil)
-		if errors.Is(err, errNoBatch) {
-			batched = false
-			for _, seq := range seqs {
-				if err := s.enqueue(ctx, seq, 0); err != nil {
-					return nil, err
+func newRunner(s goSystem) *workload.Runner {
+	return &workload.Runner{System: s, Progress: os.Stderr}
+}
+
+// runW1 is the drain workload (workload.Runner.W1) with the producer's and the worker's
+// Redis commands per task, and the server's commands per task by kind.
+func runW1(ctx context.Context, s goSystem, n int, rs *redisStats) (result, error) {
+	var enq0, work0 int64
+	var before map[string]int64
+	ru := newRunner(s)
+	ru.Hooks = func(phase string, after bool, r *workload.Result) error {
+		var err error
+		switch {
+		case phase == "enqueue" && !after:
+			enq0 = s.enqueueCalls()
+		case phase == "enqueue":
+			r.Add("enqueue_cmds_per_task", "producer commands per single enqueue", workload.Round(float64(s.enqueueCalls()-enq0)/float64(n), 3), "")
+		case phase == "drain" && !after:
+			before, err = rs.commandStats(ctx)
+			work0 = s.workerCalls()
+		case phase == "drain":
+			var afterStats map[string]int64
+			if afterStats, err = rs.commandStats(ctx); err != nil {
+				return err
+			}
+			r.Add("worker_cmds_per_task", "worker commands per task", workload.Round(float64(s.workerCalls()-work0)/float64(2*n), 3), "")
+			d := diffStats(before, afterStats)
+			scripts := d["evalsha"] + d["eval"] + d["fcall"] + d["evalsha_ro"] + d["eval_ro"]
+			var other int64
+			for k, v := range d {
+				switch k {
+				case "evalsha", "eval", "fcall", "evalsha_ro", "eval_ro", "info":
+				default:
+					other += v
 				}
 			}
-			continue
+			r.Add("server_scripts_per_task", "server scripts per task", workload.Round(float64(scripts)/float64(2*n), 3), "")
+			r.Add("server_other_cmds_per_task", "server other commands per task", workload.Round(float64(other)/float64(2*n), 3), "")
+			r.Add("server_cmd_breakdown", "server commands per task", perTask(d, 2*n), "")
 		}
-		if err != nil {
-			return nil, err
-		}
+		return err
 	}
-	if batched {
-		r["enqueue_batch_per_s"] = round(float64(n)/time.Since(start).Seconds(), 1)
-	}
-
-	progress("  draining %d tasks with one worker of %d handlers", 2*n, concurrency)
-	var done atomic.Int64
-	before, err := rs.commandStats(ctx)
+	res, err := ru.W1(ctx, n)
 	if err != nil {
 		return nil, err
 	}
-	w0 := s.workerCalls()
-	stop, err := s.startWorker(ctx, func([]byte) { done.Add(1) })
-	if err != nil {
-		return nil, err
-	}
-	defer stop()
-	var dt drainTimer
-	if err := waitCount(ctx, func() (int, error) { return int(done.Load()), nil }, 2*n, stallTimeout, &dt); err != nil {
-		return nil, err
-	}
-	// The handlers have run; wait for the broker to record them done (brisk acks in
-	// batches right after).
-	if err := waitCount(ctx, func() (int, error) {
-		left, err := s.remaining(ctx)
-		if left > 0 {
-			return 0, err
-		}
-		return 1, err
-	}, 1, stallTimeout, nil); err != nil {
-		return nil, err
-	}
-	elapsed := time.Since(dt.first)
-	after, err := rs.commandStats(ctx)
-	if err != nil {
-		return nil, err
-	}
-	wcalls := s.workerCalls() - w0
-	if err := stop(); err != nil {
-		return nil, err
-	}
-	drained := 2*n - dt.firstCount
-	r["drain_per_s"] = round(float64(drained)/elapsed.Seconds(), 1)
-	r["worker_cmds_per_task"] = round(float64(wcalls)/float64(2*n), 3)
-	d := diffStats(before, after)
-	scripts := d["evalsha"] + d["eval"] + d["fcall"] + d["evalsha_ro"] + d["eval_ro"]
-	var other int64
-	for k, v := range d {
-		switch k {
-		case "evalsha", "eval", "fcall", "evalsha_ro", "eval_ro", "info":
-		default:
-			other += v
-		}
-	}
-	r["server_scripts_per_task"] = round(float64(scripts)/float64(2*n), 3)
-	r["server_other_cmds_per_task"] = round(float64(other)/float64(2*n), 3)
-	r["server_cmd_breakdown"] = perTask(d, 2*n)
-	return r, nil
+	m := result(res.Map())
+	m["tasks"] = 2 * n
+	return m, nil
 }
 
 func perTask(d map[string]int64, n int) map[string]float64 {
@@ -113,80 +69,48 @@ func perTask(d map[string]int64, n int) map[string]float64 {
 		if k == "info" {
 			continue
 		}
-		if x := round(float64(v)/float64(n), 3); x > 0 {
+		if x := workload.Round(float64(v)/float64(n), 3); x > 0 {
 			out[k] = x
 		}
 	}
 	return out
 }
 
-// runPickup is W2 (rate 500 or 2000, 20 s) and W3 (rate 5, 50 tasks): an idle worker,
-// a producer enqueueing one call per task at rate; pickup = handler start − ready time.
+// runPickup is W2 and W3 (workload.Runner.Pickup).
 func runPickup(ctx context.Context, s goSystem, rate float64, total int) (result, error) {
-	p := newPickups(total)
-	stop, err := s.startWorker(ctx, p.record)
+	res, err := newRunner(s).Pickup(ctx, rate, total)
 	if err != nil {
 		return nil, err
 	}
-	defer stop()
-	sleepCtx(ctx, 300*time.Millisecond) // let the worker reach its idle wait
-	progress("  enqueueing %d tasks at %g/s", total, rate)
-	achieved, err := produce(ctx, total, rate, func(seq int, _ time.Time) error { return s.enqueue(ctx, seq, 0) })
-	if err != nil {
-		return nil, err
-	}
-	keptUp := waitFor(ctx, p.count, total, time.Millisecond, w2KeptUpWithin)
-	if !keptUp {
-		waitFor(ctx, p.count, total, 10*time.Millisecond, 30*time.Second)
-	}
-	if err := stop(); err != nil {
-		return nil, err
-	}
-	r := result{"tasks": total, "rate": rate, "achieved_rate": round(achieved, 1)}
-	r.addPickups("pickup", p.sorted())
-	r["kept_up"] = keptUp && achieved >= 0.95*rate && p.count() == total
-	return r, nil
+	return res.Map(), nil
 }
 
-// runW5 is the timely workload: n tasks delayed by uniform random 0–10 s (enqueued in
-// batches where the system has them), to an idle worker; lateness = start − ready time.
-func runW5(ctx context.Context, s goSystem, n int) (result, error) {
-	p := newPickups(n)
-	stop, err := s.startWorker(ctx, p.record)
-	if err != nil {
-		return nil, err
-	}
-	defer stop()
-	sleepCtx(ctx, 300*time.Millisecond)
-	progress("  enqueueing %d tasks delayed by 0-%s", n, w5MaxDelay)
-	for i := 0; i < n; i += batchSize {
-		seqs := make([]int, 0, batchSize)
-		delays := make([]time.Duration, 0, batchSize)
-		for j := i; j < min(n, i+batchSize); j++ {
-			seqs = append(seqs, j)
-			delays = append(delays, time.Duration(rand.Float64()*float64(w5MaxDelay)))
-		}
-		err := s.enqueueBatch(ctx, seqs, delays)
-		if errors.Is(err, errNoBatch) {
-			for k, seq := range seqs {
-				if err := s.enqueue(ctx, seq, delays[k]); err != nil {
-					return nil, err
-				}
-			}
-			continue
-		}
+// runW4 is the crash workload (workload.Runner.W4) with worker processes that are this
+// program with -role worker and the system's flags.
+func runW4(ctx context.Context, s goSystem, n int, wait time.Duration) (result, error) {
+	res, err := newRunner(s).W4(ctx, n, wait, func() (*exec.Cmd, error) {
+		exe, err := os.Executable()
 		if err != nil {
 			return nil, err
 		}
-	}
-	if !waitFor(ctx, p.count, n, 5*time.Millisecond, w5MaxDelay+time.Minute) {
-		left, err := s.remaining(ctx)
-		return nil, fmt.Errorf("only %d of %d delayed tasks ran within %s (the broker shows %d not done, error %v)", p.count(), n, w5MaxDelay+time.Minute, left, err)
-	}
-	if err := stop(); err != nil {
+		return exec.Command(exe, append([]string{"-role", "worker"}, s.childArgs()...)...), nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	r := result{"tasks": n}
-	r.addPickups("late", p.sorted())
-	return r, nil
+	m := result(res.Map())
+	if m["lost"] == nil {
+		delete(m, "lost") // the wait ended first: not_done_at_end says how many
+	}
+	m["finished"] = m["not_done_at_end"] == nil
+	return m, nil
+}
+
+// runW5 is the timely workload (workload.Runner.W5).
+func runW5(ctx context.Context, s goSystem, n int) (result, error) {
+	res, err := newRunner(s).W5(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	return res.Map(), nil
 }

@@ -1,4 +1,8 @@
-package autoscale
+// Package simulate replays arrival traces through brisk's autoscaling policies in a
+// deterministic discrete-time model of one queue and its workers, and compares them: the
+// share of time within the SLA, latency percentiles, worker-seconds and scaling actions.
+// `brisk simulate` is built on it; docs/autoscaling.md explains the model.
+package simulate
 
 import (
 	"bufio"
@@ -12,7 +16,15 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/briskq/brisk"
+	"github.com/briskq/brisk/autoscale"
 )
+
+// invalidf returns an error wrapping brisk.ErrInvalid with a "simulate: " message.
+func invalidf(format string, args ...any) error {
+	return fmt.Errorf("simulate: %s: %w", fmt.Sprintf(format, args...), brisk.ErrInvalid)
+}
 
 // The simulator's model: tasks arrive as a Poisson process whose rate follows a trace; each
 // task's handler time is log-normal with mean 200 ms and σ = 0.5 (of the underlying normal);
@@ -29,8 +41,8 @@ const (
 	cpuPerHandler = 0.05 // share of one core a running IO-bound handler uses
 )
 
-// SimConfig describes one simulated run apart from its policy.
-type SimConfig struct {
+// Config describes one simulated run apart from its policy.
+type Config struct {
 	// SLA is the queue's latency target. Default 30 s.
 	SLA time.Duration
 	// Startup is how long a new worker takes before it serves. 0 means the default, 30 s;
@@ -44,7 +56,7 @@ type SimConfig struct {
 	Seed uint64
 }
 
-func (c SimConfig) withDefaults() SimConfig {
+func (c Config) withDefaults() Config {
 	if c.SLA <= 0 {
 		c.SLA = 30 * time.Second
 	}
@@ -74,7 +86,7 @@ type Trace struct {
 // TraceNames lists the built-in traces.
 var TraceNames = []string{"steady", "burst", "diurnal", "spiky"}
 
-// BuiltinTrace returns the trace called name as ../shared/BRIEF.md defines it. The spiky
+// BuiltinTrace returns the trace called name as docs/workloads.md defines it. The spiky
 // trace's spike times come from seed.
 func BuiltinTrace(name string, seed uint64) (*Trace, error) {
 	mk := func(secs int, f func(t int) float64) *Trace {
@@ -238,7 +250,7 @@ type Result struct {
 	// Timeline has one point per controller interval.
 	Timeline []Point
 	// Decisions are the policy's decisions in order (only kept when asked).
-	Decisions []Decision
+	Decisions []autoscale.Decision
 }
 
 type simWorker struct {
@@ -297,7 +309,7 @@ func (h *taskHeap) pop() running {
 }
 
 // Simulate runs policy p over workload w.
-func simulate(w *workload, cfg SimConfig, p Policy, initial int, keepDecisions bool) Result {
+func simulate(w *workload, cfg Config, p autoscale.Policy, initial int, keepDecisions bool) Result {
 	cfg = cfg.withDefaults()
 	slots := cfg.Slots
 	startup := cfg.Startup.Seconds()
@@ -414,7 +426,7 @@ func simulate(w *workload, cfg SimConfig, p Policy, initial int, keepDecisions b
 		if current > servingNow {
 			left /= float64(current - servingNow)
 		}
-		s := Sample{
+		s := autoscale.Sample{
 			Queue: w.trace.Name, At: now, SLA: cfg.SLA,
 			Latency:     time.Duration(l * float64(time.Second)),
 			Pending:     int64(next - head),
@@ -515,63 +527,63 @@ func ParamString(params map[string]float64) string {
 	return strings.Join(parts, " ")
 }
 
-// Config is one policy configuration of a sweep.
-type Config struct {
+// PolicyConfig is one policy configuration of a sweep.
+type PolicyConfig struct {
 	Policy  string
 	Params  map[string]float64
 	Default bool
 }
 
-// SweepConfigs returns the configurations a comparison runs: the default sla policy and a
+// Sweep returns the configurations a comparison runs: the default sla policy and a
 // few variants, and each baseline over a grid of its parameters. maxFixed is the largest
 // fixed count tried.
-func SweepConfigs(maxFixed int) []Config {
-	cs := []Config{{Policy: "sla", Params: map[string]float64{}, Default: true}}
+func Sweep(maxFixed int) []PolicyConfig {
+	cs := []PolicyConfig{{Policy: "sla", Params: map[string]float64{}, Default: true}}
 	for _, u := range []float64{0.8, 1} {
-		cs = append(cs, Config{Policy: "sla", Params: map[string]float64{"utilisation": u}})
+		cs = append(cs, PolicyConfig{Policy: "sla", Params: map[string]float64{"utilisation": u}})
 	}
 	for _, m := range []float64{0.25, 0.8} {
-		cs = append(cs, Config{Policy: "sla", Params: map[string]float64{"margin": m}})
+		cs = append(cs, PolicyConfig{Policy: "sla", Params: map[string]float64{"margin": m}})
 	}
 	for _, m := range []float64{0.5, 0.65, 0.9} {
-		cs = append(cs, Config{Policy: "sla", Params: map[string]float64{"react": m}})
+		cs = append(cs, PolicyConfig{Policy: "sla", Params: map[string]float64{"react": m}})
 	}
 	for _, m := range []float64{300, 1200} {
-		cs = append(cs, Config{Policy: "sla", Params: map[string]float64{"memory": m}})
+		cs = append(cs, PolicyConfig{Policy: "sla", Params: map[string]float64{"memory": m}})
 	}
 	for _, up := range []float64{2, 5, 10, 20} {
 		for _, step := range []float64{1, 2, 4, 8} {
 			for _, win := range []float64{10, 30, 60, 180} {
-				cs = append(cs, Config{Policy: "threshold", Params: map[string]float64{
+				cs = append(cs, PolicyConfig{Policy: "threshold", Params: map[string]float64{
 					"upper": up, "lower": up / 5, "step": step, "window": win}})
 			}
 		}
 	}
 	for _, per := range []float64{10, 25, 50, 100, 200, 500, 1000, 2000} {
 		for _, win := range []float64{30, 300} {
-			cs = append(cs, Config{Policy: "queue_length", Params: map[string]float64{"per_worker": per, "stabilise": win}})
+			cs = append(cs, PolicyConfig{Policy: "queue_length", Params: map[string]float64{"per_worker": per, "stabilise": win}})
 		}
 	}
 	for _, tgt := range []float64{0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8} {
 		for _, win := range []float64{30, 300} {
-			cs = append(cs, Config{Policy: "cpu", Params: map[string]float64{"target": tgt, "stabilise": win}})
+			cs = append(cs, PolicyConfig{Policy: "cpu", Params: map[string]float64{"target": tgt, "stabilise": win}})
 		}
 	}
 	for n := 1; n <= maxFixed; n++ {
-		cs = append(cs, Config{Policy: "fixed", Params: map[string]float64{"n": float64(n)}})
+		cs = append(cs, PolicyConfig{Policy: "fixed", Params: map[string]float64{"n": float64(n)}})
 	}
 	return cs
 }
 
 // Simulation is a trace with its configuration, ready to run policies on.
 type Simulation struct {
-	cfg SimConfig
+	cfg Config
 	w   *workload
 }
 
-// NewSimulation prepares trace tr under cfg: it draws the tasks once, so that every run
+// New prepares trace tr under cfg: it draws the tasks once, so that every run
 // sees the same ones.
-func NewSimulation(tr *Trace, cfg SimConfig) *Simulation {
+func New(tr *Trace, cfg Config) *Simulation {
 	cfg = cfg.withDefaults()
 	return &Simulation{cfg: cfg, w: newWorkload(tr, cfg.Seed)}
 }
@@ -581,16 +593,16 @@ func (s *Simulation) Tasks() int { return len(s.w.arrive) }
 
 // Run simulates one configuration. Every run starts with the bounds' minimum of serving
 // workers (a fixed policy with its count).
-func (s *Simulation) Run(c Config, keepDecisions bool) (Result, error) {
-	p, err := NewPolicy(c.Policy, DefaultBounds, c.Params)
+func (s *Simulation) Run(c PolicyConfig, keepDecisions bool) (Result, error) {
+	p, err := autoscale.NewPolicy(c.Policy, autoscale.DefaultBounds, c.Params)
 	if err != nil {
 		return Result{}, err
 	}
-	initial := DefaultBounds.Min
+	initial := autoscale.DefaultBounds.Min
 	switch p := p.(type) {
-	case *Fixed:
-		initial = DefaultBounds.clamp(p.N)
-	case *SLA:
+	case *autoscale.Fixed:
+		initial = max(autoscale.DefaultBounds.Min, min(autoscale.DefaultBounds.Max, p.N))
+	case *autoscale.SLA:
 		// The operator knows how long a worker takes to start and how often it samples.
 		if _, ok := c.Params["startup"]; !ok {
 			p.Startup = s.cfg.Startup
@@ -606,7 +618,7 @@ func (s *Simulation) Run(c Config, keepDecisions bool) (Result, error) {
 
 // RunAll simulates every configuration, in parallel, and returns the results in the order
 // of cs.
-func (s *Simulation) RunAll(cs []Config) ([]Result, error) {
+func (s *Simulation) RunAll(cs []PolicyConfig) ([]Result, error) {
 	out := make([]Result, len(cs))
 	errs := make([]error, len(cs))
 	var wg sync.WaitGroup

@@ -1,15 +1,18 @@
-package autoscale
+// Package shellwords splits a command line into words as a POSIX shell would, without
+// running a shell.
+package shellwords
 
 import (
+	"fmt"
 	"strings"
 )
 
-// SplitWords splits a command line into words the way a POSIX shell would, without running
+// Split splits a command line into words the way a POSIX shell would, without running
 // a shell: words are separated by blanks; single quotes keep everything literally; double
 // quotes keep blanks, and a backslash in them escapes \, ", $ and `; outside quotes a
 // backslash escapes the next character. There is no expansion of any kind. An unterminated
-// quote or a line with no word is an error wrapping brisk.ErrInvalid.
-func SplitWords(line string) ([]string, error) {
+// quote or a line with no word is an error.
+func Split(line string) ([]string, error) {
 	var (
 		words []string
 		cur   strings.Builder
@@ -40,7 +43,7 @@ func SplitWords(line string) ([]string, error) {
 				j++
 			}
 			if j == len(rs) {
-				return nil, invalidf("command %q: unterminated single quote", line)
+				return nil, fmt.Errorf("command %q: unterminated single quote", line)
 			}
 			cur.WriteString(string(rs[i+1 : j]))
 			i = j
@@ -54,7 +57,7 @@ func SplitWords(line string) ([]string, error) {
 				cur.WriteRune(rs[j])
 			}
 			if j == len(rs) {
-				return nil, invalidf("command %q: unterminated double quote", line)
+				return nil, fmt.Errorf("command %q: unterminated double quote", line)
 			}
 			i = j
 		default:
@@ -66,7 +69,7 @@ func SplitWords(line string) ([]string, error) {
 		words = append(words, cur.String())
 	}
 	if len(words) == 0 {
-		return nil, invalidf("command %q: no command", line)
+		return nil, fmt.Errorf("command %q: no command", line)
 	}
 	return words, nil
 }

@@ -1,4 +1,4 @@
-package autoscale
+package simulate
 
 import (
 	"fmt"
@@ -79,7 +79,7 @@ func TestReadTrace(t *testing.T) {
 		{"", "has no line"},
 	} {
 		_, err := ReadTrace("t.csv", strings.NewReader(tc.in))
-		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "autoscale: trace t.csv") {
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "simulate: trace t.csv") {
 			t.Errorf("ReadTrace(%q) = %v, want %q", tc.in, err, tc.want)
 		}
 	}
@@ -91,10 +91,10 @@ func TestReadTrace(t *testing.T) {
 func TestSimulationDeterministic(t *testing.T) {
 	t.Parallel()
 	tr, _ := ReadTrace("short", strings.NewReader("0,50\n300,200\n420,50\n600,0\n"))
-	cs := []Config{{Policy: "sla", Default: true}, {Policy: "threshold", Params: map[string]float64{"upper": 5, "lower": 1, "step": 2, "window": 30}},
+	cs := []PolicyConfig{{Policy: "sla", Default: true}, {Policy: "threshold", Params: map[string]float64{"upper": 5, "lower": 1, "step": 2, "window": 30}},
 		{Policy: "fixed", Params: map[string]float64{"n": 1}}, {Policy: "fixed", Params: map[string]float64{"n": 6}}}
 	run := func(seed uint64) []Result {
-		rs, err := NewSimulation(tr, SimConfig{Seed: seed}).RunAll(cs)
+		rs, err := New(tr, Config{Seed: seed}).RunAll(cs)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -126,17 +126,17 @@ func TestAcceptance(t *testing.T) {
 		t.Skip("-short")
 	}
 	t.Parallel()
-	traces, configs := TraceNames, SweepConfigs(12)
+	traces, configs := TraceNames, Sweep(12)
 	if raceEnabled {
 		// Ten times slower under the race detector: the burst claim against threshold only.
 		traces = []string{"burst"}
-		configs = slices.DeleteFunc(configs, func(c Config) bool { return c.Policy != "sla" && c.Policy != "threshold" })
+		configs = slices.DeleteFunc(configs, func(c PolicyConfig) bool { return c.Policy != "sla" && c.Policy != "threshold" })
 		t.Log("race detector on: burst against threshold only; run without -race for all claims")
 	}
 	for _, name := range traces {
 		tr, _ := BuiltinTrace(name, 1)
 		start := time.Now()
-		rs, err := NewSimulation(tr, SimConfig{Seed: 1}).RunAll(configs)
+		rs, err := New(tr, Config{Seed: 1}).RunAll(configs)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,5 +1,5 @@
 //go:build !race
 
-package autoscale
+package simulate
 
 const raceEnabled = false

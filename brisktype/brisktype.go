@@ -1,0 +1,105 @@
+// Package brisktype holds the types that brisk's user API, its brokers and its tools share:
+// a task as stored, a queue's figures, a worker's record, and the states of a task. It
+// imports nothing of brisk, so that every other package can use it; applications normally
+// reach these types through the brisk package, which re-exports them.
+package brisktype
+
+import "time"
+
+// State is the state of a stored task.
+type State string
+
+// The states a task moves through. Scheduled and pending differ only by time: a task in
+// StateScheduled becomes pending when its ReadyAt passes, without any write.
+const (
+	// StateScheduled: ReadyAt is in the future (a delayed task, or a retry waiting for its
+	// next attempt).
+	StateScheduled State = "scheduled"
+	// StatePending: ready, waiting for a worker.
+	StatePending State = "pending"
+	// StateRunning: reserved by a worker, under a lease.
+	StateRunning State = "running"
+	// StateDead: given up (attempts spent, or a handler said not to retry); kept until
+	// retried or deleted.
+	StateDead State = "dead"
+)
+
+// Valid reports whether s is one of the known states.
+func (s State) Valid() bool {
+	switch s {
+	case StateScheduled, StatePending, StateRunning, StateDead:
+		return true
+	}
+	return false
+}
+
+// TaskInfo is a stored task as an inspector lists it.
+type TaskInfo struct {
+	// ID is unique in the store and never changes (brisk uses time-ordered UUIDs unless
+	// the enqueuer gives one).
+	ID string
+	// Queue the task belongs to.
+	Queue string
+	// Type names the handler that runs the task.
+	Type string
+	// Payload is passed to the handler as is.
+	Payload []byte
+	// State is the task's state when it was read.
+	State State
+	// Attempt counts the deliveries so far: 0 before the first, 1 while the first runs.
+	Attempt int
+	// MaxAttempts is how many deliveries the task may have before it is dead.
+	MaxAttempts int
+	// Timeout bounds one run of the handler; 0 means the worker's default.
+	Timeout time.Duration
+	// EnqueuedAt is when the task was first enqueued.
+	EnqueuedAt time.Time
+	// ReadyAt is when the task becomes (or became) ready to run: EnqueuedAt, a delayed time,
+	// or the time of the next retry. Queue latency and pickup latency are measured from it.
+	ReadyAt time.Time
+	// StartedAt is when the current or last attempt was reserved (zero before the first).
+	StartedAt time.Time
+	// LeaseUntil is when the current reservation expires unless the worker extends it
+	// (running tasks only; zero where the broker does not know it).
+	LeaseUntil time.Time
+	// LastError is the error of the last failed attempt ("" if none).
+	LastError string
+	// FailedAt is when the last attempt failed (zero if none).
+	FailedAt time.Time
+}
+
+// QueueInfo describes one queue at one moment.
+type QueueInfo struct {
+	Name string
+	// SLA is the queue latency the queue should stay at or below (0 if none is declared).
+	SLA time.Duration
+	// Counts by state. Scheduled includes tasks waiting for a retry.
+	Pending, Scheduled, Running, Dead int64
+	// OldestReadyAt is the smallest ReadyAt among pending tasks (zero when none is pending).
+	OldestReadyAt time.Time
+	// Latency is the queue latency at the time of the read: now − OldestReadyAt, or 0.
+	Latency time.Duration
+	// Completed and Failed count acks and failed attempts since the queue was created
+	// (counters, for rates; 0 where the broker cannot keep them).
+	Completed, Failed int64
+	// Paused reports a paused queue: workers take none of its tasks until it is resumed.
+	Paused bool
+	// LatencySource says how Latency was measured, for brokers that watch another
+	// system's queues and cannot always know when a message became ready: "" for brokers
+	// that store ReadyAt (brisk's own), else a word the broker documents, such as
+	// "enqueued_at", "published_at", "eta", "timestamp" or "first_seen" (an estimate).
+	LatencySource string
+}
+
+// WorkerInfo is a worker's last heartbeat.
+type WorkerInfo struct {
+	ID          string
+	Host        string
+	PID         int
+	Queues      []string
+	Concurrency int
+	Busy        int
+	StartedAt   time.Time
+	LastSeen    time.Time
+	Version     string
+}

@@ -58,7 +58,7 @@ type child struct {
 	index int
 
 	cmd     *exec.Cmd
-	stdin   io.WriteCloser
+	stdin   *os.File      // a pipe in the runtime's poller, so that writes take a deadline
 	replies chan []byte   // reply lines, closed when stdout ends
 	exited  chan struct{} // closed once the process was waited for
 	waitErr error         // the process's exit, valid after exited is closed
@@ -90,10 +90,11 @@ func (c *child) start() error {
 	cmd := exec.Command(cfg.Command[0], cfg.Command[1:]...)
 	cmd.Env = append(os.Environ(), "BRISK_PROTOCOL=1", "BRISK_WORKER_ID="+cfg.WorkerID, "BRISK_CHILD="+strconv.Itoa(c.index))
 	setChildAttr(cmd)
-	stdin, err := cmd.StdinPipe()
+	childIn, stdin, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("--exec: %w", err)
 	}
+	cmd.Stdin = childIn
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return fmt.Errorf("--exec: %w", err)
@@ -102,7 +103,10 @@ func (c *child) start() error {
 	if err != nil {
 		return fmt.Errorf("--exec: %w", err)
 	}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	_ = childIn.Close() // the child's end
+	if err != nil {
+		_ = stdin.Close()
 		return fmt.Errorf("--exec: start %s: %w", cfg.Command[0], err)
 	}
 	c.pool.mu.Lock() // Close reads cmd, stdin and exited of every child
@@ -250,17 +254,12 @@ func (p *execPool) ProcessTask(ctx context.Context, t *brisk.Task) error {
 	default:
 	}
 	// A child that does not read its input must not hold the task past its timeout.
-	written := make(chan error, 1)
-	go func() { _, err := c.stdin.Write(append(line, '\n')); written <- err }()
-	select {
-	case err = <-written:
-	case <-ctx.Done():
+	_ = c.stdin.SetWriteDeadline(deadline)
+	if _, err := c.stdin.Write(append(line, '\n')); err != nil {
 		c.kill()
-		<-written
-		return fmt.Errorf("child %d (pid %d) killed: it did not read the task: %w", c.index, c.cmd.Process.Pid, ctx.Err())
-	}
-	if err != nil {
-		c.kill()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("child %d (pid %d) killed: it did not read the task: %w", c.index, c.cmd.Process.Pid, context.DeadlineExceeded)
+		}
 		return fmt.Errorf("child %d (pid %d) did not take the task: %w", c.index, c.cmd.Process.Pid, err)
 	}
 	for {

@@ -180,6 +180,9 @@ type queueData struct {
 	HasPrev   bool
 	HasNext   bool
 	ListTitle string
+	// NoList says why the broker cannot list the queue's tasks (a broker that watches
+	// another system's queues may not): the page shows the queue without them.
+	NoList string
 }
 
 type taskRow struct {
@@ -213,6 +216,10 @@ func (h *handler) pageQueue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ts, err := h.in.Tasks(r.Context(), name, state, limit, offset)
+	noList := ""
+	if errors.Is(err, brisk.ErrUnsupported) {
+		noList, err = message(err), nil
+	}
 	if err != nil {
 		h.pageError(w, r, err)
 		return
@@ -223,7 +230,7 @@ func (h *handler) pageQueue(w http.ResponseWriter, r *http.Request) {
 			h.sampler.decisionsOf(name), now, time.Hour),
 		State: string(state), States: []string{"pending", "scheduled", "running", "dead"},
 		Offset: offset, Limit: limit, HasPrev: offset > 0, PrevPage: max(0, offset-limit),
-		HasNext: len(ts) == limit, NextPage: offset + limit,
+		HasNext: len(ts) == limit, NextPage: offset + limit, NoList: noList,
 	}
 	for _, t := range ts {
 		d.Tasks = append(d.Tasks, taskRow{TaskInfo: t, PayloadShort: truncate(payloadText(t.Payload), 80)})

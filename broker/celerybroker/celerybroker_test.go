@@ -211,6 +211,7 @@ func TestRedisWithHook(t *testing.T) {
 	if err != nil || len(ts) != 7 || ts[0].Type != "t.sleep" || !strings.HasPrefix(string(ts[0].Payload), "[[0.05]") {
 		t.Fatalf("pending tasks: %v %v", ts, err)
 	}
+	pytest.CheckDashboard(t, b, "emails")
 	checkReadOnly(t, b, "emails")
 	if after := stats(t, b); after["emails"].Pending != 7 {
 		t.Errorf("a refused write changed the queue: %+v", after["emails"])
@@ -352,6 +353,7 @@ func TestAMQPWithHook(t *testing.T) {
 		// whole seconds: the reported age is up to 1 s older than the truth
 		checkLatency(t, qs[name], [2]float64{first[name][0] - 1, first[name][1]}, 100*time.Millisecond)
 	}
+	pytest.CheckDashboard(t, b, "emails")
 	checkReadOnly(t, b, "emails")
 }
 

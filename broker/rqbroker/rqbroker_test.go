@@ -97,6 +97,8 @@ func TestStatsOfQueuesFilledByRQ(t *testing.T) {
 		t.Fatalf("dead tasks %+v: %v", dead, err)
 	}
 
+	pytest.CheckDashboard(t, b, "rqtest")
+
 	// Every write is refused, and nothing changes.
 	for what, err := range map[string]error{
 		"enqueue": b.Enqueue(ctx, []*broker.Task{{TaskInfo: brisk.TaskInfo{ID: "x", Queue: "rqtest", Type: "t", MaxAttempts: 1, EnqueuedAt: now, ReadyAt: now}}}),

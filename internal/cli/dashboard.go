@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/briskq/brisk"
 	"github.com/briskq/brisk/dashboard"
 )
 
@@ -36,6 +37,9 @@ also come from $BRISK_DASHBOARD_TOKEN, which keeps it out of the process list.
 draws the last hour's decisions on each queue's latency chart, as ticks marked with the
 desired worker count (hover for current -> desired and the reason). When it cannot be
 read the dashboard logs it once and shows the charts without them.
+
+On a broker that watches Celery's or RQ's queues (celery+redis://, celery+amqp://,
+rq+redis://) the dashboard is read-only: those brokers refuse every change.
 
 Example:
   brisk dashboard --autoscaler http://127.0.0.1:9090`,
@@ -79,6 +83,9 @@ func runDashboard(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 		return fmt.Errorf("refusing to listen on %s without authentication: give --token or --basic-auth, or listen on 127.0.0.1", *listen)
 	}
 
+	if watches(brisk.BrokerURL(*brokerURL)) {
+		opts.ReadOnly = true // the broker refuses every change: show no button that would try
+	}
 	c, err := openClient(ctx, *brokerURL)
 	if err != nil {
 		return err
@@ -123,4 +130,11 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// watches reports whether a broker URL names a read-only broker that watches another
+// system's queues (celery+…, rq+…).
+func watches(rawURL string) bool {
+	scheme, _, _ := strings.Cut(rawURL, "://")
+	return strings.HasPrefix(scheme, "celery+") || strings.HasPrefix(scheme, "rq+")
 }

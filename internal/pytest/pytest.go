@@ -6,6 +6,9 @@ package pytest
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -15,6 +18,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/briskq/brisk"
+	"github.com/briskq/brisk/dashboard"
 	"github.com/briskq/brisk/internal/redistest"
 	"github.com/briskq/brisk/internal/testenv"
 )
@@ -89,4 +94,37 @@ func Run(t testing.TB, py, dir, script string, env []string, args ...string) str
 func LastLine(out string) string {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	return lines[len(lines)-1]
+}
+
+// CheckDashboard serves the dashboard of b (read-only, as brisk dashboard serves a
+// watcher) and checks that its pages, API and /metrics show queue.
+func CheckDashboard(t testing.TB, b brisk.Broker, queue string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h, err := dashboard.New(b, dashboard.Options{ReadOnly: true, Context: ctx, SampleInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	defer srv.Client().CloseIdleConnections()
+	for path, want := range map[string]string{
+		"/":                                queue,
+		"/queues/" + queue:                 queue,
+		"/api/v1/queues":                   `"name":"` + queue + `"`,
+		"/metrics":                         `brisk_queue_latency_seconds{queue="` + queue + `"}`,
+		"/workers":                         "",
+		"/queues/" + queue + "?state=dead": queue,
+	} {
+		resp, err := srv.Client().Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Errorf("dashboard GET %s: %d, want 200 with %q in:\n%.600s", path, resp.StatusCode, want, body)
+		}
+	}
 }

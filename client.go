@@ -79,16 +79,16 @@ func (c *Client) EnqueueBatch(ctx context.Context, tasks []*Task) ([]string, err
 		}
 		bt, err := toBroker(t, now)
 		if err != nil {
-			return nil, fmt.Errorf("brisk: enqueue %s: %w", t.Type, err)
+			return nil, wrapf(err, "enqueue %s", t.Type)
 		}
 		stored[i] = bt
 		ids[i] = bt.ID
 	}
 	if err := c.b.Enqueue(ctx, stored); err != nil {
 		if len(tasks) == 1 {
-			return nil, fmt.Errorf("brisk: enqueue %s: %w", tasks[0].Type, err)
+			return nil, wrapf(err, "enqueue %s", tasks[0].Type)
 		}
-		return nil, fmt.Errorf("brisk: enqueue batch of %d: %w", len(tasks), err)
+		return nil, wrapf(err, "enqueue batch of %d", len(tasks))
 	}
 	return ids, nil
 }
@@ -123,8 +123,19 @@ func toBroker(t *Task, now time.Time) (*broker.Task, error) {
 	}
 	switch {
 	case !t.ProcessAt.IsZero():
-		bt.ReadyAt = t.ProcessAt
+		// A time in the past means now: the task's latency counts from its enqueue, and
+		// it does not jump ahead of the tasks already waiting.
+		ahead := t.ProcessAt.Sub(now)
+		if ahead > MaxScheduleAhead {
+			return nil, fmt.Errorf("%w: process at %s: %s", ErrInvalid, t.ProcessAt.UTC().Format(time.RFC3339), ScheduleAheadRule)
+		}
+		if ahead > 0 {
+			bt.ReadyAt = t.ProcessAt
+		}
 	case t.Delay > 0:
+		if t.Delay > MaxScheduleAhead {
+			return nil, fmt.Errorf("%w: delay %s: %s", ErrInvalid, t.Delay, ScheduleAheadRule)
+		}
 		bt.ReadyAt = now.Add(t.Delay)
 	}
 	return bt, nil
@@ -137,7 +148,7 @@ func (c *Client) DeclareQueue(ctx context.Context, name string, sla time.Duratio
 		sla, _ = SLAFromName(name)
 	}
 	if err := c.b.DeclareQueue(ctx, broker.QueueConfig{Name: name, SLA: sla}); err != nil {
-		return fmt.Errorf("brisk: declare queue %s: %w", name, err)
+		return wrapf(err, "declare queue %s", name)
 	}
 	return nil
 }

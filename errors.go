@@ -3,6 +3,7 @@ package brisk
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/briskq/brisk/broker"
@@ -20,6 +21,10 @@ var (
 	ErrDuplicate = broker.ErrDuplicate
 	// ErrNotFound: no task has that ID.
 	ErrNotFound = broker.ErrNotFound
+	// ErrQueueNotFound: no queue has that name (Inspector.DeleteQueue).
+	ErrQueueNotFound = broker.ErrQueueNotFound
+	// ErrQueueNotEmpty: the queue still holds tasks (Inspector.DeleteQueue).
+	ErrQueueNotEmpty = broker.ErrQueueNotEmpty
 	// ErrUnknownScheme: no broker is registered for the URL's scheme.
 	ErrUnknownScheme = broker.ErrUnknownScheme
 	// ErrUnavailable: the broker cannot be reached or opened.
@@ -67,3 +72,20 @@ func (e *RetryAfterError) Error() string {
 }
 
 func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// wrapped is an error of the library with the context of the call that failed. Its message
+// is "brisk: ", the context, and the cause without a "brisk: " of its own, so that an error
+// that passes through several layers (the client, the broker) reads with one prefix.
+type wrapped struct {
+	msg string
+	err error
+}
+
+func (w *wrapped) Error() string { return w.msg }
+
+func (w *wrapped) Unwrap() error { return w.err }
+
+// wrapf returns err with the context format (a lower-case phrase such as "enqueue x").
+func wrapf(err error, format string, args ...any) error {
+	return &wrapped{msg: "brisk: " + fmt.Sprintf(format, args...) + ": " + strings.TrimPrefix(err.Error(), "brisk: "), err: err}
+}

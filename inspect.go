@@ -29,6 +29,13 @@ type TaskInfo = brisktype.TaskInfo
 // WorkerInfo is a worker's last heartbeat.
 type WorkerInfo = brisktype.WorkerInfo
 
+// QueueSample is one queue's latency and counters at one moment, as the dashboard samples
+// them for its charts and rates.
+type QueueSample = brisktype.QueueSample
+
+// SampleRetention is how long a broker that keeps samples keeps each.
+const SampleRetention = broker.SampleRetention
+
 // Inspector reads and manages what a broker stores: queues, tasks, dead tasks, workers.
 // The CLI and the dashboard are built on it.
 type Inspector struct {
@@ -43,7 +50,7 @@ func NewInspector(b Broker) *Inspector { return &Inspector{b: b} }
 func (i *Inspector) Queues(ctx context.Context) ([]QueueInfo, error) {
 	qs, err := i.b.Stats(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("brisk: queue stats: %w", err)
+		return nil, wrapf(err, "queue stats")
 	}
 	for j := range qs {
 		if qs[j].SLA == 0 { // a queue named after its SLA has it without a declaration
@@ -63,7 +70,7 @@ func (i *Inspector) Tasks(ctx context.Context, queue string, state State, limit,
 	}
 	ts, err := i.b.Tasks(ctx, broker.ListParams{Queue: queue, State: state, Limit: limit, Offset: offset})
 	if err != nil {
-		return nil, fmt.Errorf("brisk: list %s tasks of %s: %w", state, queue, err)
+		return nil, wrapf(err, "list %s tasks of %s", state, queue)
 	}
 	infos := make([]*TaskInfo, len(ts))
 	for j, t := range ts {
@@ -76,7 +83,7 @@ func (i *Inspector) Tasks(ctx context.Context, queue string, state State, limit,
 func (i *Inspector) Task(ctx context.Context, id string) (*TaskInfo, error) {
 	t, err := i.b.Task(ctx, id)
 	if err != nil {
-		return nil, fmt.Errorf("brisk: task %s: %w", id, err)
+		return nil, wrapf(err, "task %s", id)
 	}
 	return &t.TaskInfo, nil
 }
@@ -86,7 +93,7 @@ func (i *Inspector) Task(ctx context.Context, id string) (*TaskInfo, error) {
 func (i *Inspector) RetryDead(ctx context.Context, queue string, ids ...string) (int, error) {
 	n, err := i.b.RetryDead(ctx, queue, nilIfEmpty(ids))
 	if err != nil {
-		return n, fmt.Errorf("brisk: retry dead tasks of %s: %w", queue, err)
+		return n, wrapf(err, "retry dead tasks of %s", queue)
 	}
 	return n, nil
 }
@@ -99,7 +106,7 @@ func (i *Inspector) DeleteTasks(ctx context.Context, queue string, state State, 
 	}
 	n, err := i.b.Delete(ctx, queue, state, nilIfEmpty(ids))
 	if err != nil {
-		return n, fmt.Errorf("brisk: delete %s tasks of %s: %w", state, queue, err)
+		return n, wrapf(err, "delete %s tasks of %s", state, queue)
 	}
 	return n, nil
 }
@@ -133,10 +140,10 @@ func (i *Inspector) pause(ctx context.Context, queue string, paused bool) error 
 	}
 	p, ok := i.b.(broker.Pauser)
 	if !ok {
-		return fmt.Errorf("brisk: %s queue %s: this broker (%T) cannot pause queues: %w: %w", op, queue, i.b, ErrUnsupported, ErrInvalid)
+		return i.unsupported(fmt.Sprintf("%s queue %s", op, queue), "cannot pause queues")
 	}
 	if err := p.PauseQueue(ctx, queue, paused); err != nil {
-		return fmt.Errorf("brisk: %s queue %s: %w", op, queue, err)
+		return wrapf(err, "%s queue %s", op, queue)
 	}
 	return nil
 }
@@ -145,9 +152,60 @@ func (i *Inspector) pause(ctx context.Context, queue string, paused bool) error 
 func (i *Inspector) Workers(ctx context.Context) ([]WorkerInfo, error) {
 	ws, err := i.b.Workers(ctx, time.Now().Add(-time.Minute))
 	if err != nil {
-		return nil, fmt.Errorf("brisk: workers: %w", err)
+		return nil, wrapf(err, "workers")
 	}
 	return ws, nil
+}
+
+// DeleteQueue removes a queue that holds no task (none pending, scheduled, running or
+// dead), with its SLA, pause, counters and samples; an enqueue to it later creates it
+// afresh. A queue with tasks gives an error wrapping ErrQueueNotEmpty that counts them, an
+// unknown one ErrQueueNotFound; a broker that cannot delete queues (it does not implement
+// broker.QueueDeleter) an error wrapping ErrUnsupported and ErrInvalid.
+func (i *Inspector) DeleteQueue(ctx context.Context, queue string) error {
+	d, ok := i.b.(broker.QueueDeleter)
+	if !ok {
+		return i.unsupported("delete queue "+queue, "cannot delete queues")
+	}
+	if err := d.DeleteQueue(ctx, queue); err != nil {
+		return wrapf(err, "delete queue %s", queue)
+	}
+	return nil
+}
+
+// AddSamples stores samples of queue statistics in the broker, so that every dashboard
+// on the store shows the same history (kept for SampleRetention, one per queue and
+// second). A broker that cannot keep them (it does not implement broker.SampleStore)
+// gives an error wrapping ErrUnsupported and ErrInvalid.
+func (i *Inspector) AddSamples(ctx context.Context, samples []QueueSample) error {
+	st, ok := i.b.(broker.SampleStore)
+	if !ok {
+		return i.unsupported("add samples", "cannot keep samples")
+	}
+	if err := st.AddSamples(ctx, samples); err != nil {
+		return wrapf(err, "add samples")
+	}
+	return nil
+}
+
+// Samples returns the samples the broker keeps taken at or after since, by queue and then
+// time. A broker that cannot keep them gives an error wrapping ErrUnsupported and
+// ErrInvalid.
+func (i *Inspector) Samples(ctx context.Context, since time.Time) ([]QueueSample, error) {
+	st, ok := i.b.(broker.SampleStore)
+	if !ok {
+		return nil, i.unsupported("samples", "cannot keep samples")
+	}
+	out, err := st.Samples(ctx, since)
+	if err != nil {
+		return nil, wrapf(err, "samples")
+	}
+	return out, nil
+}
+
+// unsupported is the error of a call the broker lacks the optional interface for.
+func (i *Inspector) unsupported(op, what string) error {
+	return fmt.Errorf("brisk: %s: this broker (%T) %s: %w: %w", op, i.b, what, ErrUnsupported, ErrInvalid)
 }
 
 func nilIfEmpty(ids []string) []string {

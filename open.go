@@ -2,7 +2,7 @@ package brisk
 
 import (
 	"context"
-	"fmt"
+	"log/slog"
 	"os"
 
 	"github.com/briskq/brisk/broker"
@@ -38,12 +38,32 @@ func BrokerURL(url string) string {
 //	import _ "github.com/briskq/brisk/broker/redisbroker"  // redis://, rediss://
 //
 // A URL whose broker is not imported gives an error wrapping ErrUnknownScheme that names
-// the package to import.
+// the package to import. Errors quote the URL with its password masked. The broker logs
+// through the logger of WithLogger(ctx, …), if any.
 func Open(ctx context.Context, url string) (Broker, error) {
 	url = BrokerURL(url)
 	b, err := broker.Open(ctx, url)
 	if err != nil {
-		return nil, fmt.Errorf("brisk: open broker: %w", err)
+		return nil, wrapf(err, "open broker")
 	}
 	return b, nil
 }
+
+// OpenExisting is Open for programs that read a store: a broker whose store is made by
+// opening it (a SQLite file) refuses a path where none exists, or an empty file, instead of
+// creating an empty store there. The error wraps ErrUnavailable, and fs.ErrNotExist for a
+// missing file.
+func OpenExisting(ctx context.Context, url string) (Broker, error) {
+	return Open(broker.WithoutCreate(ctx), url)
+}
+
+// WithLogger returns a copy of ctx that carries logger to Open: the broker logs through it
+// what it cannot return as an error, such as a warning about the engine's settings at
+// Open (a Redis that keeps nothing on disk, a store created in an empty SQLite file).
+func WithLogger(ctx context.Context, logger *slog.Logger) context.Context {
+	return broker.WithLogger(ctx, logger)
+}
+
+// RedactURL returns a broker URL with its password masked, for messages and logs. It
+// works on URLs that net/url refuses too.
+func RedactURL(url string) string { return broker.RedactURL(url) }

@@ -2,10 +2,11 @@ package brisk
 
 import (
 	"encoding/json"
-	"fmt"
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/briskq/brisk/broker"
 )
 
 // DefaultQueue is the queue of a task enqueued without one.
@@ -14,21 +15,48 @@ const DefaultQueue = "default"
 // DefaultMaxAttempts is how many times a task runs before it is dead, unless set.
 const DefaultMaxAttempts = 25
 
+// MaxScheduleAhead bounds how far ahead of its enqueue a task may be scheduled, by Delay
+// or ProcessAt (and by the CLI's --delay and --process-at, and the HTTP API's
+// delay_seconds): 3650 days, about ten years. Enqueue refuses a task scheduled later with
+// an error wrapping ErrInvalid that states ScheduleAheadRule.
+const MaxScheduleAhead = broker.MaxReadyAhead
+
+// ScheduleAheadRule states MaxScheduleAhead in the words of errors and docs.
+const ScheduleAheadRule = broker.ReadyAheadRule
+
+// QueueNameRule says which queue names are valid ("five_second", "emails.v2"), in the
+// words of errors and docs. The dashboard and HTTP API name a queue in a path, where "."
+// and ".." would name another one.
+const QueueNameRule = broker.QueueNameRule
+
+// TypeNameRule says which task type names are valid: those of queues, and "/".
+const TypeNameRule = broker.TypeNameRule
+
+// ValidateQueueName reports whether name is a valid queue name (QueueNameRule), with an
+// error wrapping ErrInvalid that names the first character not allowed.
+func ValidateQueueName(name string) error { return broker.ValidateQueueName(name) }
+
+// ValidateTypeName reports whether name is a valid task type (TypeNameRule).
+func ValidateTypeName(name string) error { return broker.ValidateTypeName(name) }
+
 // Task is one unit of background work: a type that names its handler, a payload, and
 // options that say where and when it runs. Build one with NewTask or NewJSONTask and pass
 // it to Client.Enqueue. A handler receives the stored task with its delivery fields (ID,
 // Attempt, EnqueuedAt, ReadyAt) filled in.
 type Task struct {
-	// Type names the handler (for example "email.send"): letters, digits and "_-.:/".
+	// Type names the handler (for example "email.send"): see TypeNameRule.
 	Type string
 	// Payload is passed to the handler as is; JSON by convention.
 	Payload []byte
 
 	// Queue the task goes to. Default DefaultQueue.
 	Queue string
-	// ProcessAt, when set, is the earliest time the task may run.
+	// ProcessAt, when set, is the earliest time the task may run. A time in the past
+	// means now (the task is ready at its enqueue); one more than MaxScheduleAhead ahead
+	// is refused.
 	ProcessAt time.Time
-	// Delay, when ProcessAt is zero, postpones the task by that much from the enqueue.
+	// Delay, when ProcessAt is zero, postpones the task by that much from the enqueue, at
+	// most MaxScheduleAhead.
 	Delay time.Duration
 	// MaxAttempts is how many times the task may run before it is dead. Default
 	// DefaultMaxAttempts; 1 means no retry.
@@ -87,7 +115,7 @@ func NewTask(typ string, payload []byte, opts ...Option) *Task {
 func NewJSONTask(typ string, v any, opts ...Option) (*Task, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		return nil, fmt.Errorf("brisk: encode payload of %q: %w", typ, err)
+		return nil, wrapf(err, "encode payload of %q", typ)
 	}
 	return NewTask(typ, b, opts...), nil
 }
@@ -95,7 +123,7 @@ func NewJSONTask(typ string, v any, opts ...Option) (*Task, error) {
 // DecodePayload decodes the task's JSON payload into v.
 func (t *Task) DecodePayload(v any) error {
 	if err := json.Unmarshal(t.Payload, v); err != nil {
-		return fmt.Errorf("brisk: decode payload of task %s (%s): %w", t.ID, t.Type, err)
+		return wrapf(err, "decode payload of task %s (%s)", t.ID, t.Type)
 	}
 	return nil
 }

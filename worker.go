@@ -408,11 +408,11 @@ func (w *Worker) prepare(ctx context.Context) error {
 			}
 		}
 		if err := w.b.DeclareQueue(ctx, broker.QueueConfig{Name: q.Name, SLA: sla}); err != nil {
-			return fmt.Errorf("brisk: worker start: declare queue %s: %w", q.Name, err)
+			return wrapf(err, "worker start: declare queue %s", q.Name)
 		}
 	}
 	if err := w.b.Heartbeat(ctx, w.info()); err != nil {
-		return fmt.Errorf("brisk: worker start: %w", err)
+		return wrapf(err, "worker start")
 	}
 	w.reapDeadWorkers(ctx)
 	return nil

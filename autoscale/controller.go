@@ -94,6 +94,7 @@ type Controller struct {
 	mu      sync.Mutex
 	current int
 	history []Decision
+	missing bool         // the last sample found no such queue
 	svc     service.Base // the background loop of Start
 }
 
@@ -138,19 +139,38 @@ func (c *Controller) Decisions() []Decision {
 }
 
 // Step samples once, decides and applies. On a sampling error it records a decision that
-// keeps the current count and returns the error; on an actuator error the count is left
-// as it was believed to be.
+// keeps the current count and returns the error: a queue that does not exist (yet) is
+// waited for, logged when it goes missing, not at every step. On an actuator error the
+// count is left as it was believed to be. A paused queue's backlog is no demand: the
+// policy decides on a sample without it (no latency, nothing pending, no arrivals), and the
+// decision reports it apart.
 func (c *Controller) Step(ctx context.Context) (Decision, error) {
 	now := time.Now()
 	current := c.Current()
 	s, err := c.cfg.Source.Sample(ctx, c.cfg.Queue)
 	if err != nil {
-		d := Decision{At: now, Policy: c.cfg.Policy.Name(), Current: current, Desired: current,
+		d := Decision{At: now, Policy: c.cfg.Policy.Name(), Current: current, Desired: current, Err: err,
 			Reason: fmt.Sprintf("sample failed, count frozen: %v", err)}
+		missing := errors.Is(err, brisk.ErrQueueNotFound)
+		if missing {
+			d.Reason = fmt.Sprintf("queue does not exist (yet), count kept at %d", current)
+		}
+		c.mu.Lock()
+		wasMissing := c.missing
+		c.missing = missing
+		c.mu.Unlock()
 		c.record(d)
-		c.cfg.Logger.Warn("autoscale: sample failed, count frozen", "queue", c.cfg.Queue, "workers", current, "err", err)
+		switch {
+		case missing && !wasMissing:
+			c.cfg.Logger.Info("autoscale: queue does not exist (yet): waiting for it, count kept", "queue", c.cfg.Queue, "workers", current)
+		case !missing:
+			c.cfg.Logger.Warn("autoscale: sample failed, count frozen", "queue", c.cfg.Queue, "workers", current, "err", err)
+		}
 		return d, err
 	}
+	c.mu.Lock()
+	c.missing = false
+	c.mu.Unlock()
 	if s.Workers == 0 {
 		s.Workers = current
 	}
@@ -163,7 +183,16 @@ func (c *Controller) Step(ctx context.Context) (Decision, error) {
 	if s.At.IsZero() {
 		s.At = now
 	}
-	d := c.cfg.Policy.Decide(now, s, current)
+	var d Decision
+	if s.Paused {
+		idle := s
+		idle.Latency, idle.Pending, idle.ArrivalRate, idle.CompletionRate, idle.Busy = 0, 0, 0, 0, 0
+		d = c.cfg.Policy.Decide(now, idle, current)
+		d.Sample = s
+		d.Reason = fmt.Sprintf("paused: its %d pending tasks are not counted; %s", s.Pending, d.Reason)
+	} else {
+		d = c.cfg.Policy.Decide(now, s, current)
+	}
 	if d.Desired != current {
 		if err := c.cfg.Actuator.Apply(ctx, d); err != nil {
 			d.Reason += fmt.Sprintf("; not applied: %v", err)
@@ -249,12 +278,12 @@ func (b *BrokerSource) Sample(ctx context.Context, queue string) (Sample, error)
 			return b.fromInfo(q), nil
 		}
 	}
-	return Sample{}, fmt.Errorf("autoscale: queue %q not found: %w", queue, brisk.ErrNotFound)
+	return Sample{}, fmt.Errorf("autoscale: queue %q does not exist (nothing was enqueued to it, or it was deleted): %w", queue, brisk.ErrQueueNotFound)
 }
 
 func (b *BrokerSource) fromInfo(q brisk.QueueInfo) Sample {
 	now := b.now()
-	s := Sample{Queue: q.Name, At: now, Latency: q.Latency, SLA: q.SLA, Pending: q.Pending, CPU: -1}
+	s := Sample{Queue: q.Name, At: now, Latency: q.Latency, SLA: q.SLA, Pending: q.Pending, CPU: -1, Paused: q.Paused}
 	mark := brokerMark{at: now, completed: q.Completed, held: q.Pending + q.Scheduled + q.Running + q.Dead}
 	b.mu.Lock()
 	prev, ok := b.last[q.Name]

@@ -3,7 +3,6 @@ package autoscale
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -117,15 +116,11 @@ func TestControllerStartStop(t *testing.T) {
 func TestBrokerSource(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	b, err := brisk.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "b.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := sqliteBroker(t)
 	src := NewBrokerSource(brisk.NewInspector(b))
 	clock := time.Now()
 	src.now = func() time.Time { return clock }
-	if _, err := src.Sample(ctx, "five_second"); !errors.Is(err, brisk.ErrNotFound) {
+	if _, err := src.Sample(ctx, "five_second"); !errors.Is(err, brisk.ErrQueueNotFound) {
 		t.Fatalf("unknown queue: %v", err)
 	}
 	c := brisk.NewClient(b)

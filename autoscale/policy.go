@@ -38,6 +38,9 @@ type Sample struct {
 	// CPU is the mean CPU utilisation (0–1) of the serving workers over the last interval,
 	// negative when unknown.
 	CPU float64
+	// Paused reports a paused queue: workers take none of its tasks, so the controller
+	// counts its backlog as no demand (see Controller).
+	Paused bool
 }
 
 // Decision is a policy's answer for one sample: how many workers there should be and why.
@@ -50,8 +53,11 @@ type Decision struct {
 	Current, Desired int
 	// Reason says in a few words which rule fixed Desired, with the numbers it used.
 	Reason string
-	// Sample holds the inputs.
+	// Sample holds the inputs, as sampled (a paused queue's backlog included).
 	Sample Sample
+	// Err is the error of a sample that failed (the count was kept), nil otherwise. A queue
+	// that does not exist gives one wrapping brisk.ErrQueueNotFound.
+	Err error
 }
 
 // Policy decides a worker count from a sample. Policies keep state between calls (windows,
@@ -218,8 +224,24 @@ type SLA struct {
 	last                            time.Time
 }
 
+// DefaultSLA is the latency target the sla policy plans for when it has no Target and the
+// queue declares no SLA.
+const DefaultSLA = 30 * time.Second
+
 // Name returns "sla".
 func (p *SLA) Name() string { return "sla" }
+
+// EffectiveSLA returns the latency target the policy plans for on a queue that declares
+// the SLA declared (0: none): Target, else declared, else DefaultSLA.
+func (p *SLA) EffectiveSLA(declared time.Duration) time.Duration {
+	switch {
+	case p.Target > 0:
+		return p.Target
+	case declared > 0:
+		return declared
+	}
+	return DefaultSLA
+}
 
 func (p *SLA) defaults() {
 	if p.Utilisation <= 0 {
@@ -262,13 +284,7 @@ func smooth(avg, v float64, dt, tau time.Duration, first bool) float64 {
 // Decide implements Policy.
 func (p *SLA) Decide(now time.Time, s Sample, current int) Decision {
 	p.defaults()
-	sla := p.Target
-	if sla <= 0 {
-		sla = s.SLA
-	}
-	if sla <= 0 {
-		sla = 30 * time.Second
-	}
+	sla := p.EffectiveSLA(s.SLA)
 	first := p.last.IsZero()
 	dt := now.Sub(p.last)
 	p.last = now

@@ -91,6 +91,18 @@ type QueueInfo struct {
 	LatencySource string
 }
 
+// QueueSample is one queue's latency and counters at one moment, as the dashboard samples
+// them for its latency chart and its rates.
+type QueueSample struct {
+	Queue string
+	// At is when the sample was taken. A store keeps it to the millisecond.
+	At time.Time
+	// Latency is the queue latency at At.
+	Latency time.Duration
+	// Completed and Failed are the queue's counters at At (QueueInfo).
+	Completed, Failed int64
+}
+
 // WorkerInfo is a worker's last heartbeat.
 type WorkerInfo struct {
 	ID          string

@@ -7,6 +7,7 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/briskq/brisk/brisktype"
@@ -213,4 +214,54 @@ type AckReserver interface {
 	// the leases not held, or a failure after which the acks may or may not have taken
 	// effect) and tasks and err as Reserve's. With no acks it is Reserve.
 	AckReserve(ctx context.Context, acks []Lease, p ReserveParams) (tasks []*Task, ackErr, err error)
+}
+
+// QueueDeleter is implemented by brokers that can remove a queue. Without it a queue,
+// once known, is listed by Stats for ever.
+type QueueDeleter interface {
+	// DeleteQueue removes a queue that holds no task in any state (pending, scheduled,
+	// running or dead), with everything stored for it: its SLA, pause, counters and
+	// samples (SampleStore). The check and the removal are atomic with respect to Enqueue:
+	// a concurrent enqueue either lands first, and DeleteQueue fails, or after, and creates
+	// the queue again. A queue that Stats does not list gives an error wrapping
+	// ErrQueueNotFound; one that holds tasks an error wrapping ErrQueueNotEmpty that counts
+	// them, and nothing changes.
+	DeleteQueue(ctx context.Context, queue string) error
+}
+
+// QueueSample is one queue's statistics at one moment, as the dashboard samples them
+// (brisktype.QueueSample).
+type QueueSample = brisktype.QueueSample
+
+// SampleRetention is how long a SampleStore keeps a sample.
+const SampleRetention = time.Hour
+
+// SampleStore is implemented by brokers that keep the dashboard's samples of queue
+// statistics in their store, so that every dashboard process on one store shows the same
+// history, also after a restart. The store is bounded: it keeps one sample per queue and
+// second, for SampleRetention.
+type SampleStore interface {
+	// AddSamples stores samples atomically per queue. A sample replaces a stored one of
+	// its queue taken within the same second (two dashboards sampling at once store one).
+	// Samples taken more than SampleRetention before the broker's clock are dropped, then
+	// or at a later call. A sample with an invalid queue name, a zero At or negative figures
+	// is refused with ErrInvalid, and nothing of the call is stored.
+	AddSamples(ctx context.Context, samples []QueueSample) error
+
+	// Samples returns the stored samples taken at or after since, ordered by queue name
+	// and then by time, of the queues Stats lists.
+	Samples(ctx context.Context, since time.Time) ([]QueueSample, error)
+}
+
+// ValidateSamples checks a call of SampleStore.AddSamples.
+func ValidateSamples(samples []QueueSample) error {
+	for i, s := range samples {
+		if err := ValidateQueueName(s.Queue); err != nil {
+			return fmt.Errorf("sample %d: %w", i, err)
+		}
+		if s.At.IsZero() || s.Latency < 0 || s.Completed < 0 || s.Failed < 0 {
+			return fmt.Errorf("%w: sample %d of queue %q: zero time or negative figures", ErrInvalid, i, s.Queue)
+		}
+	}
+	return nil
 }

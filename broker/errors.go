@@ -15,6 +15,10 @@ var (
 	ErrDuplicate = errors.New("duplicate task id")
 	// ErrNotFound: no task has that ID.
 	ErrNotFound = errors.New("task not found")
+	// ErrQueueNotFound: no queue has that name (see QueueDeleter).
+	ErrQueueNotFound = errors.New("queue not found")
+	// ErrQueueNotEmpty: the queue still holds tasks (see QueueDeleter).
+	ErrQueueNotEmpty = errors.New("queue not empty")
 	// ErrLeaseLost: the lease is no longer held (expired and reserved again, or the task is gone).
 	ErrLeaseLost = errors.New("lease lost")
 	// ErrUnknownScheme: no broker is registered for a URL's scheme.

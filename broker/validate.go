@@ -3,6 +3,7 @@ package broker
 import (
 	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
 // DefaultMaxPayload is the payload limit brokers apply unless configured otherwise (1 MiB).
@@ -11,20 +12,27 @@ const DefaultMaxPayload = 1 << 20
 // maxNameLen bounds queue and type names so that every engine can store them as keys.
 const maxNameLen = 128
 
-// ValidateQueueName checks that name is 1–128 characters of ASCII letters, digits and
-// "_-.:".
+// QueueNameRule says which queue names are valid, in the words that help texts, errors and
+// docs/api.md use. A queue name is also a path segment of the dashboard and the HTTP API
+// (/queues/{queue}), where "." and ".." would name another path.
+const QueueNameRule = `1–128 ASCII letters, digits and _ - . : (but not "." or "..")`
+
+// TypeNameRule says which task type names are valid: the characters of queue names and "/".
+const TypeNameRule = `1–128 ASCII letters, digits and _ - . : /`
+
+// ValidateQueueName checks name against QueueNameRule. The error names the first
+// character that is not allowed, as a character (a rune), not as one of its bytes.
 func ValidateQueueName(name string) error {
 	if err := validName(name, false); err != nil {
-		return fmt.Errorf("%w: queue name %q: %s", ErrInvalid, name, err.Error())
+		return fmt.Errorf("%w: queue name %q: %s: a queue name is %s", ErrInvalid, name, err.Error(), QueueNameRule)
 	}
 	return nil
 }
 
-// ValidateTypeName checks that name is 1–128 characters of ASCII letters, digits and
-// "_-.:/".
+// ValidateTypeName checks name against TypeNameRule.
 func ValidateTypeName(name string) error {
 	if err := validName(name, true); err != nil {
-		return fmt.Errorf("%w: task type %q: %s", ErrInvalid, name, err.Error())
+		return fmt.Errorf("%w: task type %q: %s: a task type is %s", ErrInvalid, name, err.Error(), TypeNameRule)
 	}
 	return nil
 }
@@ -40,13 +48,17 @@ func ValidatePrefix(p string) error {
 	if len(p) > maxPrefixLen {
 		return nameError(fmt.Sprintf("longer than %d bytes", maxPrefixLen))
 	}
-	return validName(p, false)
+	if err := validName(p, false); err != nil {
+		return nameError(err.Error() + ": a prefix is " + QueueNameRule)
+	}
+	return nil
 }
 
 type nameError string
 
 func (e nameError) Error() string { return string(e) }
 
+// validName checks name against the rule of queue names, or of type names (slash).
 func validName(name string, slash bool) error {
 	if name == "" {
 		return nameError("must not be empty")
@@ -54,15 +66,37 @@ func validName(name string, slash bool) error {
 	if len(name) > maxNameLen {
 		return nameError(fmt.Sprintf("longer than %d bytes", maxNameLen))
 	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
+	if !slash && (name == "." || name == "..") {
+		return nameError(`"." and ".." are not allowed`)
+	}
+	for i := 0; i < len(name); {
+		r, size := utf8.DecodeRuneInString(name[i:])
 		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '_' || c == '-' || c == '.' || c == ':':
-		case c == '/' && slash:
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+		case r == '_' || r == '-' || r == '.' || r == ':':
+		case r == '/' && slash:
+		case r == utf8.RuneError && size == 1:
+			return nameError(fmt.Sprintf("byte '\\x%02x' (not UTF-8) is not allowed", name[i]))
 		default:
-			return nameError(fmt.Sprintf("character %q not allowed (use letters, digits, _ - . :)", c))
+			return nameError(fmt.Sprintf("character %q is not allowed", r))
 		}
+		i += size
+	}
+	return nil
+}
+
+// MaxReadyAhead bounds how far past its enqueue a task may be scheduled (Delay, ProcessAt,
+// the CLI's --delay and --process-at, the HTTP API's delay_seconds): 3650 days, about ten
+// years. Every engine stores such a time exactly, and nothing later is a real schedule.
+const MaxReadyAhead = 3650 * 24 * time.Hour
+
+// ReadyAheadRule states MaxReadyAhead in the words errors and docs use.
+const ReadyAheadRule = "a task may be scheduled at most 3650 days (about 10 years) ahead"
+
+// ValidateDelay checks that a task delayed by d from its enqueue keeps ReadyAheadRule.
+func ValidateDelay(d time.Duration) error {
+	if d > MaxReadyAhead {
+		return fmt.Errorf("%w: ready %s after the enqueue: %s", ErrInvalid, d.Round(time.Second), ReadyAheadRule)
 	}
 	return nil
 }
@@ -107,6 +141,9 @@ func ValidateTasks(tasks []*Task, maxPayload int) error {
 		}
 		if t.EnqueuedAt.IsZero() || t.ReadyAt.IsZero() {
 			return fmt.Errorf("%w: task id=%q: enqueued and ready times must be set", ErrInvalid, t.ID)
+		}
+		if err := ValidateDelay(t.ReadyAt.Sub(t.EnqueuedAt)); err != nil {
+			return fmt.Errorf("task id=%q: %w", t.ID, err)
 		}
 	}
 	return nil

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/briskq/brisk"
 	"github.com/briskq/brisk/internal/apiv1"
@@ -37,9 +40,9 @@ func (h *handler) brokerError(w http.ResponseWriter, r *http.Request, err error)
 		status = http.StatusNotImplemented
 	case errors.Is(err, brisk.ErrInvalid):
 		status = http.StatusBadRequest
-	case errors.Is(err, brisk.ErrNotFound):
+	case errors.Is(err, brisk.ErrNotFound), errors.Is(err, brisk.ErrQueueNotFound):
 		status = http.StatusNotFound
-	case errors.Is(err, brisk.ErrDuplicate):
+	case errors.Is(err, brisk.ErrDuplicate), errors.Is(err, brisk.ErrQueueNotEmpty):
 		status = http.StatusConflict
 	case errors.Is(err, brisk.ErrPayloadTooLarge):
 		status = http.StatusRequestEntityTooLarge
@@ -155,9 +158,47 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	return false
 }
 
-// apiEnqueue handles POST /api/v1/queues/{queue}/tasks (see enqueueOne).
+// apiEnqueue handles POST /api/v1/queues/{queue}/tasks (see enqueueOne in api_tasks.go).
 func (h *handler) apiEnqueue(w http.ResponseWriter, r *http.Request) {
 	h.enqueueOne(w, r)
+}
+
+// delayOf turns delay_seconds into a delay: a number of seconds from 0 up to
+// brisk.MaxScheduleAhead, refused past it with the rule the Go API and the CLI state.
+func delayOf(seconds float64) (time.Duration, error) {
+	switch {
+	case seconds < 0 || math.IsNaN(seconds) || math.IsInf(seconds, 0):
+		return 0, errors.New("delay_seconds must be a number of seconds from 0")
+	case seconds > brisk.MaxScheduleAhead.Seconds():
+		return 0, fmt.Errorf("delay_seconds %g: %s", seconds, brisk.ScheduleAheadRule)
+	}
+	return time.Duration(seconds * float64(time.Second)), nil
+}
+
+// checkPayload refuses a payload that is not valid UTF-8: the JSON decoder copies the
+// bytes of a raw value as they came, and a payload stored so would be echoed back as
+// invalid JSON.
+func checkPayload(raw json.RawMessage) error {
+	if !utf8.Valid(raw) {
+		return errors.New("payload is not valid UTF-8 (JSON text must be; send binary data as a base64 string)")
+	}
+	return nil
+}
+
+// apiDeleteQueue handles POST /api/v1/queues/{queue}/delete: it removes a queue that
+// holds no task and answers {"queue": Q, "deleted": true}; 409 when the queue holds tasks,
+// 404 when it does not exist, 501 when the broker cannot delete queues. The body is empty
+// or {}, with the JSON content type of every API POST.
+func (h *handler) apiDeleteQueue(w http.ResponseWriter, r *http.Request) {
+	if !decodeEmptyJSON(w, r) {
+		return
+	}
+	queue := r.PathValue("queue")
+	if err := h.in.DeleteQueue(r.Context(), queue); err != nil {
+		h.brokerError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"queue": queue, "deleted": true})
 }
 
 // selection is the body of the dead-task actions: some ids, or all.

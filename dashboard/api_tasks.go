@@ -16,7 +16,7 @@ import (
 // maxBatch is the most tasks one POST /api/v1/tasks/batch may carry.
 const maxBatch = 1000
 
-// maxSeconds bounds delay_seconds, timeout_seconds and sla_seconds: ten years.
+// maxSeconds bounds timeout_seconds and sla_seconds: ten years.
 const maxSeconds = 10 * 365 * 24 * 3600
 
 // taskRequest is one task of an enqueue: the body of POST /api/v1/queues/{queue}/tasks,
@@ -36,13 +36,18 @@ type taskRequest struct {
 func badSeconds(s float64) bool { return s < 0 || math.IsNaN(s) || s > maxSeconds }
 
 // task checks the request and builds the task it asks for. A process_at in the past
-// means now (the task is ready at once; its latency counts from the enqueue).
-func (req *taskRequest) task(now time.Time) (*brisk.Task, error) {
+// means now (the task is ready at once; its latency counts from the enqueue); one past
+// brisk.MaxScheduleAhead is refused by the client.
+func (req *taskRequest) task() (*brisk.Task, error) {
+	delay, err := delayOf(req.DelaySeconds)
+	if err == nil {
+		err = checkPayload(req.Payload)
+	}
 	switch {
 	case req.Type == "":
 		return nil, errors.New("type is required")
-	case badSeconds(req.DelaySeconds):
-		return nil, errors.New("delay_seconds must be from 0 to ten years")
+	case err != nil:
+		return nil, err
 	case badSeconds(req.TimeoutSeconds):
 		return nil, errors.New("timeout_seconds must be from 0 to ten years")
 	case req.MaxAttempts < 0:
@@ -56,12 +61,10 @@ func (req *taskRequest) task(now time.Time) (*brisk.Task, error) {
 		if err != nil {
 			return nil, fmt.Errorf("process_at %q is not an RFC 3339 time such as 2030-01-02T15:04:05Z", req.ProcessAt)
 		}
-		if at.After(now) {
-			opts = append(opts, brisk.ProcessAt(at))
-		}
+		opts = append(opts, brisk.ProcessAt(at)) // in the past: now (the client's rule)
 	}
-	if req.DelaySeconds > 0 {
-		opts = append(opts, brisk.Delay(time.Duration(req.DelaySeconds*float64(time.Second))))
+	if delay > 0 {
+		opts = append(opts, brisk.Delay(delay))
 	}
 	if req.ID != "" {
 		opts = append(opts, brisk.WithID(req.ID))
@@ -91,7 +94,7 @@ func (h *handler) enqueueOne(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.Queue = r.PathValue("queue")
-	t, err := req.task(time.Now())
+	t, err := req.task()
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -129,7 +132,6 @@ func (h *handler) apiEnqueueBatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("a batch holds at most %d tasks, got %d", maxBatch, len(req.Tasks)))
 		return
 	}
-	now := time.Now()
 	tasks := make([]*brisk.Task, len(req.Tasks))
 	seen := map[string]int{}
 	for i := range req.Tasks {
@@ -138,7 +140,7 @@ func (h *handler) apiEnqueueBatch(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("tasks[%d]: queue is required", i))
 			return
 		}
-		t, err := tr.task(now)
+		t, err := tr.task()
 		if err != nil {
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("tasks[%d]: %v", i, err))
 			return

@@ -13,6 +13,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/briskq/brisk"
+	"github.com/briskq/brisk/brisktype"
+	"github.com/briskq/brisk/broker"
 	"github.com/briskq/brisk/dashboard"
 	"github.com/briskq/brisk/internal/testenv"
 )
@@ -66,12 +68,15 @@ func fill(t *testing.T, e *env) (readyAt map[string]time.Time, dead []string) {
 	}
 	counts := map[string]int{"one_second": 12, "one_minute": 3, "five_minute": 40}
 	for q, n := range counts {
-		var batch []*brisk.Task
+		// Tasks that have waited since readyAt: enqueued then (a ProcessAt in the past
+		// would mean now), so through the broker.
+		var batch []*broker.Task
 		for i := range n {
-			batch = append(batch, brisk.NewTask("email.send", []byte(fmt.Sprintf(`{"n":%d}`, i)),
-				brisk.InQueue(q), brisk.ProcessAt(readyAt[q].Add(time.Duration(i)*time.Millisecond))))
+			at := readyAt[q].Add(time.Duration(i) * time.Millisecond)
+			batch = append(batch, &broker.Task{TaskInfo: brisktype.TaskInfo{ID: fmt.Sprintf("%s-%d", q, i), Queue: q,
+				Type: "email.send", Payload: []byte(fmt.Sprintf(`{"n":%d}`, i)), MaxAttempts: 3, EnqueuedAt: at, ReadyAt: at}})
 		}
-		if _, err := e.client.EnqueueBatch(ctx, batch); err != nil {
+		if err := e.b.Enqueue(ctx, batch); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -2,14 +2,19 @@
 // http.Handler that works with any broker.
 //
 // Mount it in your own server under a prefix with http.StripPrefix, setting Options.Prefix
-// to the same path so that the pages link to themselves correctly:
+// to the same path so that the pages link to themselves correctly, and Options.Hosts to
+// the names your server is reached by (the dashboard checks the Host header against DNS
+// rebinding):
 //
-//	h, err := dashboard.New(b, dashboard.Options{Prefix: "/brisk", Token: secret})
-//	mux.Handle("/brisk/", http.StripPrefix("/brisk", h))
+//	d, err := dashboard.New(b, dashboard.Options{Prefix: "/brisk", Token: secret, Hosts: []string{"ops.example.com"}})
+//	defer d.Close() // stops the sampler
+//	mux.Handle("/brisk/", http.StripPrefix("/brisk", d))
 //
 // It also serves every queue's statistics for Prometheus at /metrics (read from the broker
 // at each scrape; the same authentication applies). Pausing and resuming a queue is
-// offered for brokers that can pause queues.
+// offered for brokers that can pause queues. The samples behind the charts and rates are
+// kept in the broker where it can keep them (SQLite, Redis), so that every dashboard on a
+// store shows the same last hour.
 package dashboard
 
 import (
@@ -62,9 +67,17 @@ type Options struct {
 	// its GET /decisions at every sample (with a short timeout; a failure is logged once
 	// and ignored) and the queue pages draw the last hour's decisions on the latency chart.
 	AutoscalerURL string
-	// Context bounds the sampler goroutine: it stops when Context is done. Default
-	// context.Background() (the life of the process).
+	// Context bounds the sampler goroutine: it stops when Context is done, or at Close,
+	// whichever comes first. Default context.Background() (until Close).
 	Context context.Context
+	// Hosts lists the names the dashboard is reached by, besides loopback ones: "host"
+	// (any port) or "host:port". A request whose Host header is not loopback on the
+	// listening port or one of these gets 421 (Misdirected Request), which defeats DNS
+	// rebinding: a page of another site whose name is made to point at 127.0.0.1 sends
+	// its own name as Host. Without Token or basic authentication only loopback names
+	// and these are served; with them and no Hosts, any name is (the credentials are
+	// the defence, since a rebound page cannot send them).
+	Hosts []string
 }
 
 // handler is the dashboard.
@@ -81,36 +94,71 @@ type handler struct {
 	basePath string
 }
 
-// New returns the dashboard and API of broker b as an http.Handler, and starts the
-// sampler that keeps the last hour of queue latency and counters in memory (until
-// opts.Context is done).
-func New(b brisk.Broker, opts Options) (http.Handler, error) {
+// Validate reports options New refuses, with an error wrapping brisk.ErrInvalid that
+// names the field.
+func (o Options) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: dashboard: %s", brisk.ErrInvalid, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case o.MaxBodyBytes < 0:
+		return bad("Options.MaxBodyBytes %d is negative", o.MaxBodyBytes)
+	case o.SampleInterval < 0:
+		return bad("Options.SampleInterval %s is negative", o.SampleInterval)
+	case o.BasicAuthUser == "" && o.BasicAuthPassword != "":
+		return bad("Options.BasicAuthPassword set without BasicAuthUser")
+	case o.Prefix != "" && (!strings.HasPrefix(o.Prefix, "/") || strings.HasSuffix(o.Prefix, "/")):
+		return bad("Options.Prefix %q must start with / and not end with one", o.Prefix)
+	}
+	for _, h := range o.Hosts {
+		if err := validHost(h); err != nil {
+			return bad("Options.Hosts: %q %v", h, err)
+		}
+	}
+	if o.AutoscalerURL != "" {
+		u, err := url.Parse(o.AutoscalerURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return bad("Options.AutoscalerURL %q is not an http(s) URL", o.AutoscalerURL)
+		}
+	}
+	return nil
+}
+
+// Dashboard is the web dashboard and JSON API of one broker, an http.Handler. Its sampler
+// runs from New until Close (or until Options.Context is done).
+type Dashboard struct {
+	h      *handler
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// ServeHTTP serves the pages, the API, the static files and /metrics.
+func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) { d.h.ServeHTTP(w, r) }
+
+// Close stops the sampler and waits for it to return. It is idempotent. The handler still
+// serves afterwards, without new samples.
+func (d *Dashboard) Close() error {
+	d.cancel()
+	<-d.done
+	return nil
+}
+
+// New returns the dashboard and API of broker b, and starts the sampler that records every
+// queue's latency and counters for the charts and rates: in the broker when it keeps
+// samples (see Inspector.AddSamples), so that every dashboard on the store shows the same
+// last hour, else in memory. Close stops it.
+func New(b brisk.Broker, opts Options) (*Dashboard, error) {
 	if b == nil {
 		return nil, fmt.Errorf("%w: dashboard: nil broker", brisk.ErrInvalid)
 	}
-	if opts.MaxBodyBytes < 0 {
-		return nil, fmt.Errorf("%w: dashboard: Options.MaxBodyBytes %d is negative", brisk.ErrInvalid, opts.MaxBodyBytes)
+	if err := opts.Validate(); err != nil {
+		return nil, err
 	}
 	if opts.MaxBodyBytes == 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	if opts.SampleInterval < 0 {
-		return nil, fmt.Errorf("%w: dashboard: Options.SampleInterval %s is negative", brisk.ErrInvalid, opts.SampleInterval)
-	}
 	if opts.SampleInterval == 0 {
 		opts.SampleInterval = 5 * time.Second
-	}
-	if opts.BasicAuthUser == "" && opts.BasicAuthPassword != "" {
-		return nil, fmt.Errorf("%w: dashboard: Options.BasicAuthPassword set without BasicAuthUser", brisk.ErrInvalid)
-	}
-	if opts.Prefix != "" && (!strings.HasPrefix(opts.Prefix, "/") || strings.HasSuffix(opts.Prefix, "/")) {
-		return nil, fmt.Errorf("%w: dashboard: Options.Prefix %q must start with / and not end with one", brisk.ErrInvalid, opts.Prefix)
-	}
-	if opts.AutoscalerURL != "" {
-		u, err := url.Parse(opts.AutoscalerURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("%w: dashboard: Options.AutoscalerURL %q is not an http(s) URL", brisk.ErrInvalid, opts.AutoscalerURL)
-		}
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -134,9 +182,14 @@ func New(b brisk.Broker, opts Options) (http.Handler, error) {
 	if opts.AutoscalerURL != "" {
 		h.sampler.decisionsURL = decisionsEndpoint(opts.AutoscalerURL)
 	}
-	go h.sampler.run(opts.Context)
+	ctx, cancel := context.WithCancel(opts.Context)
+	d := &Dashboard{h: h, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(d.done)
+		h.sampler.run(ctx)
+	}()
 	h.routes()
-	return h, nil
+	return d, nil
 }
 
 func (h *handler) routes() {
@@ -153,9 +206,8 @@ func (h *handler) routes() {
 	m.HandleFunc("POST /api/v1/tasks/batch", h.apiEnqueueBatch)
 	m.HandleFunc("GET /api/v1/tasks/{id}", h.apiTask)
 	m.HandleFunc("GET /api/v1/workers", h.apiWorkers)
-	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no route "+r.Method+" "+r.URL.Path)
-	})
+	m.HandleFunc("POST /api/v1/queues/{queue}/delete", h.apiDeleteQueue)
+	m.HandleFunc("/api/", h.apiNoRoute)
 	// Pages.
 	m.HandleFunc("GET /{$}", h.pageQueues)
 	m.HandleFunc("GET /queues/{queue}", h.pageQueue)
@@ -186,7 +238,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, msg, status)
 	}
 
-	if !h.authenticate(w, r) {
+	if msg := h.misdirected(r); msg != "" {
+		fail(http.StatusMisdirectedRequest, msg)
+		return
+	}
+	if h.tokenInURL(w, r) {
+		return
+	}
+	if !h.authenticate(r) {
 		if h.opts.BasicAuthUser != "" {
 			hdr.Set("WWW-Authenticate", `Basic realm="brisk dashboard", charset="UTF-8"`)
 		} else {
@@ -227,8 +286,9 @@ func changesState(method string) bool {
 const tokenCookie = "brisk_dashboard_token"
 
 // authenticate reports whether r carries the configured credentials (always true when
-// none is configured). A valid ?token= on a GET is kept in a cookie for the pages' links.
-func (h *handler) authenticate(w http.ResponseWriter, r *http.Request) bool {
+// none is configured): the Authorization header (a bearer token or basic authentication)
+// on every route; on pages and static files also the cookie that tokenInURL set.
+func (h *handler) authenticate(r *http.Request) bool {
 	if h.opts.Token == "" && h.opts.BasicAuthUser == "" {
 		return true
 	}
@@ -243,15 +303,7 @@ func (h *handler) authenticate(w http.ResponseWriter, r *http.Request) bool {
 	if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
 		return equal(strings.TrimSpace(a[7:]), h.opts.Token)
 	}
-	if c, err := r.Cookie(tokenCookie); err == nil && equal(c.Value, h.opts.Token) {
-		return true
-	}
-	if t := r.URL.Query().Get("token"); t != "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
-		!strings.HasPrefix(r.URL.Path, "/api/") && equal(t, h.opts.Token) {
-		http.SetCookie(w, &http.Cookie{
-			Name: tokenCookie, Value: h.opts.Token, Path: h.basePath + "/", HttpOnly: true,
-			SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
-		})
+	if c, err := r.Cookie(tokenCookie); err == nil && browserRoute(r.URL.Path) && equal(c.Value, h.opts.Token) {
 		return true
 	}
 	return false

@@ -351,17 +351,14 @@ func TestAuthRequired(t *testing.T) {
 		t.Fatalf("with basic auth: %d", resp.StatusCode)
 	}
 
-	// ?token= on a page sets a cookie that later page requests (the polling) carry.
-	resp, err = http.Get(e.srv.URL + "/?token=s3cret")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	// ?token= on a page sets a cookie that later page requests (the polling) carry, and
+	// redirects to the page without it (TestTokenOnlyOnceInURL).
+	resp, _ = send(t, e.get(t, "/?token=s3cret", ""))
 	var cookie *http.Cookie
 	for _, c := range resp.Cookies() {
 		cookie = c
 	}
-	if resp.StatusCode != 200 || cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode {
+	if resp.StatusCode != http.StatusSeeOther || cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode {
 		t.Fatalf("page with ?token=: %d, cookie %+v", resp.StatusCode, cookie)
 	}
 	req, _ = http.NewRequest("GET", e.srv.URL+"/?fragment=1", nil)

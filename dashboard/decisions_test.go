@@ -1,16 +1,15 @@
 package dashboard_test
 
 import (
-	"bytes"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/briskq/brisk/dashboard"
+	"github.com/briskq/brisk/internal/testenv"
 )
 
 // fakeAutoscaler serves GET /decisions as brisk autoscale --metrics does.
@@ -61,29 +60,11 @@ func TestAutoscalerDecisionsOnChart(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the sampler's goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestAutoscalerUnreachable(t *testing.T) {
 	t.Parallel()
 	gone := httptest.NewServer(http.NotFoundHandler())
 	gone.Close()
-	var logs syncBuffer
+	var logs testenv.Buffer
 	e := setup(t, dashboard.Options{AutoscalerURL: gone.URL, SampleInterval: 50 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	e.enqueue(t, "q", `{"type":"a","payload":{}}`)

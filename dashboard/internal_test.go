@@ -115,3 +115,33 @@ func TestSamplerDecisions(t *testing.T) {
 		t.Errorf("kept decisions older than the hour: %+v", got)
 	}
 }
+
+// TestLocalPath checks the redirect targets of the forms: only clean absolute paths of
+// this site, never something a browser would read as another host.
+func TestLocalPath(t *testing.T) {
+	t.Parallel()
+	const def = "/default"
+	for next, want := range map[string]string{
+		"/queues/q?state=dead": "/queues/q?state=dead",
+		"/":                    "/",
+		"/queues/my%20q":       "/queues/my%20q",
+		"":                     def,
+		"queues":               def,
+		"//evil.example":       def,
+		"/\\evil.example":      def,
+		"/\t/evil.example":     def, // browsers drop tabs and newlines: //evil.example
+		"/\n/evil.example":     def,
+		"/\r/evil.example":     def,
+		"\t//evil.example":     def,
+		"/%09/evil.example":    def,
+		"/a/../..//evil":       def,
+		"/./evil":              def,
+		"https://evil.example": def,
+		"/queues\\..\\x":       def,
+		"/q#frag":              def,
+	} {
+		if got := localPath(next, def); got != want {
+			t.Errorf("localPath(%q) = %q, want %q", next, got, want)
+		}
+	}
+}

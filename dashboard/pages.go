@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/briskq/brisk"
@@ -94,6 +93,10 @@ func (h *handler) pageError(w http.ResponseWriter, r *http.Request, err error) {
 		status = http.StatusNotFound
 	case errors.Is(err, brisk.ErrInvalid):
 		status = http.StatusBadRequest
+	case errors.Is(err, brisk.ErrUnavailable), errors.Is(err, brisk.ErrClosed):
+		// Like the API: the broker is down, the dashboard is not.
+		status = http.StatusServiceUnavailable
+		h.log.Error("brisk dashboard: broker", "path", r.URL.Path, "err", err)
 	default:
 		h.log.Error("brisk dashboard: broker", "path", r.URL.Path, "err", err)
 	}
@@ -304,14 +307,6 @@ func (h *handler) parseForm(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	return true
-}
-
-// localPath returns next when it is a path on this site, else def (never another host).
-func localPath(next, def string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
-		return def
-	}
-	return next
 }
 
 // formPause handles the pause and resume buttons of the pages: form fields csrf and next.

@@ -99,7 +99,7 @@ func checkPause(t *testing.T, e *env) {
 	code, body = e.do(t, "POST", "/api/v1/queues/q/resume", "application/json", "", "Origin", "http://evil.example")
 	wantError(t, code, body, 403)
 	code, body = e.do(t, "GET", "/api/v1/queues/q/resume", "", "")
-	wantError(t, code, body, 404)
+	wantError(t, code, body, 405) // a POST route
 	if q := e.queueJSON(t, "q"); q["paused"] != true {
 		t.Fatalf("a refused resume resumed the queue: %v", q)
 	}

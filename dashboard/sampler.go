@@ -3,6 +3,7 @@ package dashboard
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -39,7 +40,10 @@ const decisionsTimeout = 2 * time.Second
 
 // sampler records every queue's latency and counters at a fixed interval and keeps them
 // for a window (an hour): the charts and the throughput come from it, so pages never ask
-// the broker for more than its cheap Stats.
+// the broker for more than its cheap Stats. When the broker keeps samples
+// (Inspector.AddSamples), every sample also goes there, and the sampler merges in what
+// the store holds (the history from before it started, and the samples of the other
+// dashboards on the store), so that every dashboard shows the same last hour.
 type sampler struct {
 	in       *brisk.Inspector
 	interval time.Duration
@@ -50,6 +54,11 @@ type sampler struct {
 	decisionsURL string
 	httpClient   *http.Client
 
+	// store is false once the broker said it cannot keep samples.
+	store bool
+	// fetched is the time of the newest merge of the store's samples (zero before the first).
+	fetched time.Time
+
 	mu        sync.Mutex
 	history   map[string][]sample   // oldest first
 	decisions map[string][]decision // per queue, oldest first
@@ -57,7 +66,7 @@ type sampler struct {
 }
 
 func newSampler(in *brisk.Inspector, interval, keep time.Duration, log *slog.Logger) *sampler {
-	return &sampler{in: in, interval: interval, keep: keep, log: log, history: map[string][]sample{},
+	return &sampler{in: in, interval: interval, keep: keep, log: log, store: true, history: map[string][]sample{},
 		decisions:  map[string][]decision{},
 		httpClient: &http.Client{Timeout: decisionsTimeout, Transport: http.DefaultTransport.(*http.Transport).Clone()}}
 }
@@ -86,8 +95,70 @@ func (s *sampler) sampleOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.record(time.Now(), qs)
+	now := time.Now()
+	s.record(now, qs)
+	return s.share(ctx, now, qs)
+}
+
+// share stores the samples just taken in the broker and merges in the store's samples
+// since the last merge (with an overlap, for samples another dashboard stored late), or
+// of the whole window at the first call. A broker that cannot keep samples is asked once.
+func (s *sampler) share(ctx context.Context, now time.Time, qs []brisk.QueueInfo) error {
+	if !s.store {
+		return nil
+	}
+	out := make([]brisk.QueueSample, len(qs))
+	for i, q := range qs {
+		out[i] = brisk.QueueSample{Queue: q.Name, At: now, Latency: q.Latency, Completed: q.Completed, Failed: q.Failed}
+	}
+	err := s.in.AddSamples(ctx, out)
+	if errors.Is(err, brisk.ErrUnsupported) {
+		s.store = false
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	since := now.Add(-s.keep)
+	if overlap := s.fetched.Add(-max(2*s.interval, 10*time.Second)); overlap.After(since) {
+		since = overlap
+	}
+	stored, err := s.in.Samples(ctx, since)
+	if err != nil {
+		return err
+	}
+	s.fetched = now
+	s.merge(now, stored)
 	return nil
+}
+
+// merge adds samples of the store that the history lacks (to the millisecond: its own come
+// back), in time order, for the queues the last Stats listed.
+func (s *sampler) merge(now time.Time, stored []brisk.QueueSample) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cut := now.Add(-s.keep)
+	for _, x := range stored {
+		h, listed := s.history[x.Queue]
+		if !listed || x.At.Before(cut) {
+			continue
+		}
+		s.history[x.Queue] = insert(h, sample{at: x.At, latency: x.Latency, completed: x.Completed, failed: x.Failed})
+	}
+}
+
+// insert adds x to a history in time order, unless it holds a sample of the same
+// millisecond already.
+func insert(h []sample, x sample) []sample {
+	ms := x.at.UnixMilli()
+	i := sort.Search(len(h), func(i int) bool { return h[i].at.UnixMilli() >= ms })
+	if i < len(h) && h[i].at.UnixMilli() == ms {
+		return h
+	}
+	h = append(h, sample{})
+	copy(h[i+1:], h[i:])
+	h[i] = x
+	return h
 }
 
 func (s *sampler) record(now time.Time, qs []brisk.QueueInfo) {
@@ -102,8 +173,7 @@ func (s *sampler) record(now time.Time, qs []brisk.QueueInfo) {
 		for i < len(h) && h[i].at.Before(cut) {
 			i++
 		}
-		h = append(h[i:], sample{at: now, latency: q.Latency, completed: q.Completed, failed: q.Failed})
-		s.history[q.Name] = h
+		s.history[q.Name] = insert(h[i:], sample{at: now, latency: q.Latency, completed: q.Completed, failed: q.Failed})
 	}
 	for name := range s.history {
 		if !seen[name] {

@@ -31,7 +31,7 @@ func (s *suite) testBadInput(t *testing.T) {
 	})
 
 	s.test(t, "QueueNames", func(e *env) {
-		for _, name := range []string{"", "has space", strings.Repeat("q", 200), "tab\there", "naïve", "a/b"} {
+		for _, name := range []string{"", "has space", strings.Repeat("q", 200), "tab\there", "naïve", "a/b", ".", ".."} {
 			task := NewTask(name, "t", nil)
 			err := e.b.Enqueue(e.ctx, []*broker.Task{task})
 			wantErr(e.t, "Enqueue to queue "+quote(name), err, broker.ErrInvalid, name)
@@ -44,7 +44,9 @@ func (s *suite) testBadInput(t *testing.T) {
 			err = e.b.DeclareQueue(e.ctx, broker.QueueConfig{Name: name, SLA: time.Second})
 			wantErr(e.t, "DeclareQueue of "+quote(name), err, broker.ErrInvalid, name)
 		}
-		for _, name := range []string{strings.Repeat("q", 128), "Az09_-.:x"} {
+		// The error names the offending character as a character, not its first byte.
+		wantErr(e.t, "Enqueue to queue café", e.b.Enqueue(e.ctx, []*broker.Task{NewTask("café", "t", nil)}), broker.ErrInvalid, "'é'")
+		for _, name := range []string{strings.Repeat("q", 128), "Az09_-.:x", "...", ".x"} {
 			if err := e.b.Enqueue(e.ctx, []*broker.Task{NewTask(name, "t", nil)}); err != nil {
 				e.t.Errorf("Enqueue to the valid queue %s: %v", quote(name), err)
 			}
@@ -80,6 +82,7 @@ func (s *suite) testBadInput(t *testing.T) {
 			{"a zero ReadyAt", func(t *broker.Task) { t.ReadyAt = time.Time{} }},
 			{"a zero EnqueuedAt", func(t *broker.Task) { t.EnqueuedAt = time.Time{} }},
 			{"an empty ID", func(t *broker.Task) { t.ID = "" }},
+			{"a ReadyAt past MaxReadyAhead", func(t *broker.Task) { t.ReadyAt = t.EnqueuedAt.Add(broker.MaxReadyAhead + time.Second) }},
 			{"a 200-byte ID", func(t *broker.Task) { t.ID = strings.Repeat("i", 200) }},
 		} {
 			task := NewTask("fields", "t", nil)

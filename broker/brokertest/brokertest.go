@@ -17,9 +17,10 @@
 // Run checks, one file per area: enqueue order and atomicity, delayed tasks, reserve
 // priorities and limits, leases, state transitions, statistics and queue latency, Wait,
 // consumers in several processes, bad input, inspection and worker records, pausing queues,
-// acking and reserving in one call, and a crash test in which brisk workers in real
-// processes are killed with SIGKILL while they run tasks. Parts of the contract that are
-// optional (broker.Reaper, broker.Pauser, broker.AckReserver) are skipped with a message
+// acking and reserving in one call, deleting queues, the store of dashboard samples, and a
+// crash test in which brisk workers in real processes are killed with SIGKILL while they
+// run tasks. Parts of the contract that are optional (broker.Reaper, broker.Pauser,
+// broker.AckReserver, broker.QueueDeleter, broker.SampleStore) are skipped with a message
 // when a broker lacks them, never passed silently.
 //
 // The multi-process check re-executes the test binary that called Run, selecting the same
@@ -89,6 +90,8 @@ func Run(t *testing.T, h Harness) {
 		{"Workers", s.testWorkers},
 		{"Pause", s.testPause},
 		{"AckReserve", s.testAckReserve},
+		{"DeleteQueue", s.testDeleteQueue},
+		{"Samples", s.testSamples},
 	}
 	for _, a := range areas {
 		t.Run(a.name, func(t *testing.T) {

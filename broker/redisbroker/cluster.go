@@ -112,6 +112,7 @@ func (b *Broker) enqueueAcrossSlots(ctx context.Context, order []string, groups 
 		})
 	}
 	if err == nil {
+		b.registerFresh(ctx, order, cmds)
 		return nil
 	}
 	// 3. Undo the queues that were stored.

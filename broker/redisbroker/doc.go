@@ -34,12 +34,41 @@
 //	{p:q}:meta     HASH  seq (member sequence), tok (lease tokens), completed, failed, sla
 //	{p:q}:t:<id>   HASH  one task (fields in scripts.go)
 //	{p:q}:w:<wid>  SET   ids of the queue's tasks reserved by worker wid (for ReleaseWorker)
+//	{p:q}:samples  ZSET  the dashboard's samples of the queue (broker.SampleStore), one per
+//	                     second for an hour; score the Unix second, member
+//	                     "<ms>:<latency ns>:<completed>:<failed>"; expires when not written
 //
 // Data that spans queues lives under keys of its own and is written in calls of its own:
 // p:queues (SET of queue names, for Stats), p:workers (ZSET of worker ids by last
 // heartbeat) and p:worker:<wid> (the worker's record). Pending and scheduled differ only by
 // time, as the contract says: a scheduled task becomes pending when its score passes, with
 // no promotion step, so losing a worker loses nothing.
+//
+// # Durability: the Redis settings each guarantee needs
+//
+// Redis holds the tasks in memory; what survives depends on the server's settings, which
+// brisk does not change. Open reads them (CONFIG GET appendonly, save, maxmemory,
+// maxmemory-policy, on every master of a cluster) and logs a warning through the
+// broker's Logger when the server keeps neither an AOF nor RDB snapshots, or evicts keys;
+// where CONFIG is refused (a managed service, a renamed command) it says at debug level
+// that it cannot tell.
+//
+//   - A crash of a brisk process (a worker, a producer) loses nothing, with any settings:
+//     a returned Enqueue, Ack or Retry is in Redis, and leases cover the worker side.
+//   - A restart of Redis keeps the tasks only with persistence. appendonly yes (AOF) with
+//     appendfsync everysec, Redis's default, loses at most about the last second of
+//     writes when the machine crashes, and nothing on a clean restart; appendfsync always
+//     loses nothing acknowledged, for an fsync per write. RDB snapshots alone (save …)
+//     keep what the last snapshot holds: everything on a clean SHUTDOWN, but a crash
+//     loses the writes since the last one. With neither (appendonly no, save "") a
+//     restart of Redis loses every task: Open warns.
+//   - maxmemory-policy noeviction (the default) is needed as soon as maxmemory is set: any
+//     other policy deletes keys, and so tasks, without a trace when memory runs out. With
+//     noeviction Redis refuses the write instead, and Enqueue fails (nothing is lost).
+//     Open warns about any other policy.
+//   - Replication is asynchronous: after a failover to a replica, the last writes
+//     acknowledged by the old master may be missing (an enqueued task lost, an acked task
+//     run again). brisk does not use WAIT. The same holds for each master of a cluster.
 //
 // # Redis Cluster
 //

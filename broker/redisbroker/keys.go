@@ -24,6 +24,10 @@ func (k keys) dead(q string) string { return k.tag(q) + ":dead" }
 // meta is the HASH of q's counters and settings.
 func (k keys) meta(q string) string { return k.tag(q) + ":meta" }
 
+// samples is the ZSET of q's samples for the dashboard (broker.SampleStore), scored by
+// Unix second.
+func (k keys) samples(q string) string { return k.tag(q) + ":samples" }
+
 // taskPrefix is the prefix of q's task HASH keys; a task's key is taskPrefix + id.
 func (k keys) taskPrefix(q string) string { return k.tag(q) + ":t:" }
 

@@ -46,8 +46,11 @@ type Options struct {
 	// Default 3s.
 	PingTimeout time.Duration
 
-	// Logger receives what the broker cannot return as an error (its Pub/Sub connection
-	// dropped and came back). Default: discard.
+	// Logger receives what the broker cannot return as an error: its Pub/Sub connection
+	// dropped and came back; a warning at Open when the server keeps neither an AOF nor
+	// RDB snapshots; go-redis's own log lines, at debug level (go-redis has one logger per
+	// process: Open routes it to the logger of the broker opened last with one). Default:
+	// discard, or for a URL opened through broker.Open, the logger of broker.WithLogger.
 	Logger *slog.Logger
 }
 
@@ -93,10 +96,26 @@ func (o Options) withDefaults() (Options, error) {
 }
 
 func init() {
-	broker.Register(broker.URLOpener(parseURL, OpenOptions), "redis", "rediss")
+	broker.Register(openURL, "redis", "rediss")
 }
 
-// Open opens a broker on the Redis that rawURL names (see the package documentation).
+// openURL is the OpenFunc of the redis and rediss schemes: the logger comes from
+// broker.WithLogger.
+func openURL(ctx context.Context, u *url.URL) (broker.Broker, error) {
+	opts, err := parseURL(u)
+	if err != nil {
+		return nil, err
+	}
+	opts.Logger = broker.LoggerFrom(ctx)
+	b, err := OpenOptions(ctx, opts)
+	if err != nil {
+		return nil, err // not a typed nil inside the interface
+	}
+	return b, nil
+}
+
+// Open opens a broker on the Redis that rawURL names (see the package documentation),
+// logging through the logger of broker.WithLogger in ctx, if any.
 func Open(ctx context.Context, rawURL string) (*Broker, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -106,6 +125,7 @@ func Open(ctx context.Context, rawURL string) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
+	opts.Logger = broker.LoggerFrom(ctx)
 	return OpenOptions(ctx, opts)
 }
 

@@ -19,18 +19,20 @@ import (
 )
 
 var (
-	_ broker.Broker      = (*Broker)(nil)
-	_ broker.Reaper      = (*Broker)(nil)
-	_ broker.Pauser      = (*Broker)(nil)
-	_ broker.AckReserver = (*Broker)(nil)
+	_ broker.Broker       = (*Broker)(nil)
+	_ broker.Reaper       = (*Broker)(nil)
+	_ broker.Pauser       = (*Broker)(nil)
+	_ broker.AckReserver  = (*Broker)(nil)
+	_ broker.QueueDeleter = (*Broker)(nil)
+	_ broker.SampleStore  = (*Broker)(nil)
 )
 
 // reclaimBatch bounds how many expired leases one reserve script call reclaims, so that a
 // mass expiry never makes one script long; the rest are reclaimed by the next calls.
 const reclaimBatch = 256
 
-// Broker is a broker.Broker, broker.Reaper, broker.Pauser and broker.AckReserver that keeps
-// tasks in Redis. Create it with Open or OpenOptions; it is safe for concurrent use.
+// Broker is a broker.Broker, broker.Reaper, broker.Pauser, broker.AckReserver,
+// broker.QueueDeleter and broker.SampleStore that keeps tasks in Redis. Create it with Open or OpenOptions; it is safe for concurrent use.
 type Broker struct {
 	opts Options
 	rdb  redis.UniversalClient
@@ -52,6 +54,7 @@ type Broker struct {
 // OpenOptions opens a broker with opts. A server that does not answer a PING within
 // opts.PingTimeout is an error wrapping broker.ErrUnavailable.
 func OpenOptions(ctx context.Context, opts Options) (*Broker, error) {
+	routeClientLog(opts.Logger)
 	opts, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
@@ -125,6 +128,7 @@ func OpenOptions(ctx context.Context, opts Options) (*Broker, error) {
 			return fail(fmt.Errorf("brisk: redis: open %s: load scripts: %w: %w", b.addr, broker.ErrUnavailable, err))
 		}
 	}
+	b.checkDurability(pctx)
 	return b, nil
 }
 
@@ -243,10 +247,11 @@ func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
 		// On a cluster the registry lives in another slot than the queue: it is written
 		// first, in the same round trip, so that Stats never misses a queue that holds
 		// tasks (a refused batch may leave an empty queue registered).
+		var cmd *redis.Cmd
 		run := func(eval func(pipe redis.Pipeliner) *redis.Cmd) error {
 			pipe := b.rdb.Pipeline()
 			pipe.SAdd(ctx, b.k.queues(), order[0])
-			cmd := eval(pipe)
+			cmd = eval(pipe)
 			_, err := pipe.Exec(ctx)
 			if cmd.Err() != nil {
 				return cmd.Err()
@@ -256,6 +261,9 @@ func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
 		err = run(func(p redis.Pipeliner) *redis.Cmd { return enqueueScript.EvalSha(ctx, p, keys, args...) })
 		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 			err = run(func(p redis.Pipeliner) *redis.Cmd { return enqueueScript.Eval(ctx, p, keys, args...) })
+		}
+		if err == nil {
+			b.registerFresh(ctx, order[:1], []*redis.Cmd{cmd})
 		}
 	}
 	if err != nil {
@@ -268,6 +276,27 @@ func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
 		b.hub.notify(q) // this process's waiters at once; others by the published message
 	}
 	return nil
+}
+
+// registerFresh adds to the registry, after their enqueue scripts, the queues whose script
+// says their sequence started with it (cmds[i] ran for queues[i]): on a cluster a
+// DeleteQueue may have removed such a queue from the registry between this enqueue's
+// registry write and its script (see DeleteQueue). The tasks are stored whatever happens
+// here, so a failure is logged, not returned: the queue stays unlisted until its next
+// enqueue or declaration.
+func (b *Broker) registerFresh(ctx context.Context, queues []string, cmds []*redis.Cmd) {
+	var fresh []any
+	for i, c := range cmds {
+		if res, err := c.Int64Slice(); err == nil && len(res) == 2 && res[1] == 1 {
+			fresh = append(fresh, queues[i])
+		}
+	}
+	if len(fresh) == 0 {
+		return
+	}
+	if err := b.rdb.SAdd(ctx, b.k.queues(), fresh...).Err(); err != nil {
+		b.log.Warn("redis: enqueue: the tasks are stored, but their new queue could not be registered again for Stats", "queues", fresh, "err", err)
+	}
 }
 
 // enqueueArgs returns the KEYS and ARGV of one enqueueScript call storing the tasks of the

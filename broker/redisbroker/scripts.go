@@ -48,8 +48,11 @@ end
 //	then for each queue: its task key prefix, its name, its number of tasks n, and n times
 //	seven fields: id, type, payload, max attempts, timeout ns, enqueued at µs, ready at µs
 //
-// Returns the number of tasks stored, or the error "DUP <id>" (and stores nothing) when a
-// task of that id is stored in its queue. Publishes each queue's name on the wake channel.
+// Returns {stored, fresh}: the number of tasks stored and 1 when a queue's sequence
+// started with this call (its meta HASH had none: the queue is new, or was deleted; on a
+// cluster the caller then registers it once more, after the script: see DeleteQueue), or
+// the error "DUP <id>" (and stores nothing) when a task of that id is stored in its queue.
+// Publishes each queue's name on the wake channel.
 var enqueueScript = redis.NewScript(`
 local G = tonumber(ARGV[2])
 local pos = 3
@@ -65,12 +68,13 @@ for g = 1, G do
   end
   pos = pos + 3 + n*7
 end
-local total = 0
+local total, fresh = 0, 0
 for g = 1, G do
   local p = groups[g]
   local prefix, queue, n = ARGV[p], ARGV[p+1], tonumber(ARGV[p+2])
   local ready, meta = KEYS[2*g-1], KEYS[2*g]
   local last = redis.call('HINCRBY', meta, 'seq', n)
+  if last == n then fresh = 1 end
   for i = 0, n - 1 do
     local b = p + 3 + i*7
     local id = ARGV[b]
@@ -89,7 +93,7 @@ for g = 1, G do
   redis.call('PUBLISH', ARGV[1], queue)
   total = total + n
 end
-return total
+return {total, fresh}
 `)
 
 // reserveScript reclaims the queue's expired leases and leases up to a limit of its ready
@@ -377,5 +381,5 @@ return #ms
 // allScripts are loaded at Open so that the first calls need no EVAL fallback.
 var allScripts = []*redis.Script{
 	enqueueScript, reserveScript, ackScript, extendScript, releaseScript, retryScript,
-	killScript, releaseWorkerScript, retryDeadScript, deleteScript,
+	killScript, releaseWorkerScript, retryDeadScript, deleteScript, deleteQueueScript, addSamplesScript,
 }

@@ -7,8 +7,16 @@
 //	sqlite:///var/lib/app/brisk.db      absolute
 //	sqlite:brisk.db                     relative, opaque form
 //	sqlite://./brisk.db?synchronous=full&busy_timeout=10s&poll=5ms&max_payload=65536
+//	sqlite://./brisk.db?mode=rw         the store must exist (mode=rwc, the default, creates it)
 //
 // or directly with [Open] and [Options]. The driver is modernc.org/sqlite (pure Go, no cgo).
+//
+// Open creates the file when it is missing, unless [Options.NoCreate] (mode=rw, or
+// broker.WithoutCreate, which brisk.OpenExisting and the read-only commands of the brisk
+// command use) makes a missing or empty file an error. An empty file is otherwise taken for
+// a new store with a warning through the Options.Logger, since it may be a store truncated
+// by accident. A file of an older schema is migrated at Open (version 2 added pausing,
+// version 3 the table of the dashboard's samples, broker.SampleStore).
 //
 // # Concurrency
 //

@@ -1,6 +1,9 @@
 package sqlitebroker_test
 
 import (
+	"database/sql"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,32 +14,11 @@ import (
 
 // TestOpenMigratesVersion1 creates a file with the schema of version 1 (as brisk before
 // pause/resume wrote it, testdata/schema_v1.sql) holding a task, opens it, and checks that
-// it is migrated to version 2: the queues table gains paused, the task and counters stay,
-// and pausing works.
+// it is migrated to version 2 and on to the current version: the queues table gains
+// paused, the task and counters stay, and pausing works.
 func TestOpenMigratesVersion1(t *testing.T) {
 	t.Parallel()
-	schema, err := os.ReadFile(filepath.Join("testdata", "schema_v1.sql"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "v1.db")
-	db := raw(t, path)
-	now := time.Now().UnixNano()
-	for _, q := range []string{
-		"PRAGMA journal_mode = WAL",
-		string(schema),
-		"PRAGMA application_id = 1651667819", // 0x6272736b, "brsk"
-		"PRAGMA user_version = 1",
-		"INSERT INTO queues (name, sla_ns) VALUES ('old', 5000000000)",
-	} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatalf("%.60s: %v", q, err)
-		}
-	}
-	if _, err := db.Exec(`INSERT INTO tasks (id, queue, type, payload, state, attempt, max_attempts, enqueued_at, ready_at)
-		VALUES ('t1', 'old', 'x', x'7b7d', 'pending', 0, 3, ?, ?)`, now, now); err != nil {
-		t.Fatal(err)
-	}
+	path, db := oldStore(t, 1, "INSERT INTO queues (name, sla_ns) VALUES ('old', 5000000000)")
 	var cols int
 	if err := db.QueryRow("SELECT count(*) FROM pragma_table_info('queues') WHERE name = 'paused'").Scan(&cols); err != nil || cols != 0 {
 		t.Fatalf("the version 1 file already has queues.paused (%d, %v)", cols, err)
@@ -44,11 +26,8 @@ func TestOpenMigratesVersion1(t *testing.T) {
 	db.Close()
 
 	b := open(t, path)
+	wantVersion(t, path, 3)
 	db = raw(t, path)
-	var version int
-	if err := db.QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != 2 {
-		t.Fatalf("user_version after Open = %d (%v), want 2", version, err)
-	}
 	if err := db.QueryRow("SELECT count(*) FROM pragma_table_info('queues') WHERE name = 'paused'").Scan(&cols); err != nil || cols != 1 {
 		t.Fatalf("queues.paused after migration: %d columns (%v), want 1", cols, err)
 	}
@@ -76,4 +55,84 @@ func TestOpenMigratesVersion1(t *testing.T) {
 	// A second Open of the migrated file does nothing more.
 	b.Close()
 	open(t, path)
+}
+
+// TestOpenMigratesVersion2 creates a file with the schema of version 2 (as brisk before
+// the store of dashboard samples wrote it, testdata/schema_v2.sql) holding a paused queue
+// with a task, opens it, and checks that it is migrated to version 3: the samples table
+// exists and takes samples, the queue keeps its task, SLA and pause, and DeleteQueue works.
+func TestOpenMigratesVersion2(t *testing.T) {
+	t.Parallel()
+	path, db := oldStore(t, 2, "INSERT INTO queues (name, sla_ns, paused) VALUES ('old', 5000000000, 1)",
+		"INSERT INTO queues (name) VALUES ('empty')")
+	var tables int
+	if err := db.QueryRow("SELECT count(*) FROM sqlite_schema WHERE name = 'samples'").Scan(&tables); err != nil || tables != 0 {
+		t.Fatalf("the version 2 file already has a samples table (%d, %v)", tables, err)
+	}
+	db.Close()
+
+	b := open(t, path)
+	wantVersion(t, path, 3)
+	st, err := b.Stats(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) != 2 || st[1].Name != "old" || st[1].Pending != 1 || st[1].SLA != 5*time.Second || !st[1].Paused {
+		t.Fatalf("Stats after migration = %+v, want queue old with 1 pending, SLA 5s, paused", st)
+	}
+	at := time.Now().Truncate(time.Millisecond)
+	if err := b.AddSamples(t.Context(), []broker.QueueSample{{Queue: "old", At: at, Latency: time.Second, Completed: 3}}); err != nil {
+		t.Fatalf("AddSamples after migration: %v", err)
+	}
+	got, err := b.Samples(t.Context(), at.Add(-time.Minute))
+	if err != nil || len(got) != 1 || !got[0].At.Equal(at) || got[0].Completed != 3 {
+		t.Fatalf("Samples after migration = %v, %v", got, err)
+	}
+	if err := b.DeleteQueue(t.Context(), "old"); !errors.Is(err, broker.ErrQueueNotEmpty) {
+		t.Errorf("DeleteQueue of the migrated queue with a task = %v, want ErrQueueNotEmpty", err)
+	}
+	if err := b.DeleteQueue(t.Context(), "empty"); err != nil {
+		t.Errorf("DeleteQueue of the migrated empty queue: %v", err)
+	}
+	// A second Open of the migrated file does nothing more.
+	b.Close()
+	open(t, path)
+}
+
+// oldStore writes a store of an older schema version: testdata/schema_v<version>.sql,
+// brisk's application id, the version, then the statements given, and a pending task t1
+// in queue old. It returns the file's path and the raw connection, still open.
+func oldStore(t *testing.T, version int, stmts ...string) (string, *sql.DB) {
+	t.Helper()
+	schema, err := os.ReadFile(filepath.Join("testdata", fmt.Sprintf("schema_v%d.sql", version)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), fmt.Sprintf("v%d.db", version))
+	db := raw(t, path)
+	now := time.Now().UnixNano()
+	for _, q := range append([]string{
+		"PRAGMA journal_mode = WAL",
+		string(schema),
+		"PRAGMA application_id = 1651667819", // 0x6272736b, "brsk"
+		fmt.Sprintf("PRAGMA user_version = %d", version),
+	}, stmts...) {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%.60s: %v", q, err)
+		}
+	}
+	if _, err := db.Exec(`INSERT INTO tasks (id, queue, type, payload, state, attempt, max_attempts, enqueued_at, ready_at)
+		VALUES ('t1', 'old', 'x', x'7b7d', 'pending', 0, 3, ?, ?)`, now, now); err != nil {
+		t.Fatal(err)
+	}
+	return path, db
+}
+
+// wantVersion checks the schema version of the file at path.
+func wantVersion(t *testing.T, path string, want int) {
+	t.Helper()
+	var version int
+	if err := raw(t, path).QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != want {
+		t.Fatalf("user_version after Open = %d (%v), want %d", version, err, want)
+	}
 }

@@ -32,8 +32,16 @@ type Options struct {
 	// the file. Wake-ups within one process do not wait for it. Default 10ms.
 	PollInterval time.Duration
 
+	// NoCreate makes Open refuse a path where no store exists yet, a missing file or an
+	// empty one, instead of creating a store there (URL parameter mode=rw, or
+	// broker.WithoutCreate on the context of broker.Open; the default, mode=rwc, creates
+	// it). Programs that only read a store use it, so that a mistyped path is an error and
+	// not an empty store.
+	NoCreate bool
+
 	// Logger receives the few events the broker cannot return as errors (a corrupt row it
-	// skipped). Default: discard.
+	// skipped, a store created in an empty file). Default: discard, or for a URL opened
+	// through broker.Open, the logger of broker.WithLogger.
 	Logger *slog.Logger
 }
 
@@ -92,6 +100,8 @@ func openURL(ctx context.Context, u *url.URL) (broker.Broker, error) {
 	if err != nil {
 		return nil, err
 	}
+	opts.Logger = broker.LoggerFrom(ctx)
+	opts.NoCreate = opts.NoCreate || !broker.CreateAllowed(ctx)
 	b, err := Open(ctx, path, opts)
 	if err != nil {
 		return nil, err // not a typed nil inside the interface
@@ -107,8 +117,12 @@ func openURL(ctx context.Context, u *url.URL) (broker.Broker, error) {
 //	sqlite:brisk.db      -> brisk.db (opaque)
 func parseURL(u *url.URL) (string, Options, error) {
 	var opts Options
+	shown := u.Redacted()
+	if u.Opaque == "" && u.Host == "" && u.Path == "" {
+		shown = strings.Replace(shown, ":", "://", 1) // net/url drops the "//" of "sqlite://"
+	}
 	bad := func(format string, args ...any) (string, Options, error) {
-		return "", opts, fmt.Errorf("brisk: sqlite: url %q: %s: %w", u.Redacted(), fmt.Sprintf(format, args...), broker.ErrInvalid)
+		return "", opts, fmt.Errorf("brisk: sqlite: url %q: %s: %w", shown, fmt.Sprintf(format, args...), broker.ErrInvalid)
 	}
 	if u.Scheme != "sqlite" {
 		return bad("scheme %q is not sqlite", u.Scheme)
@@ -159,6 +173,14 @@ func parseURL(u *url.URL) (string, Options, error) {
 				return bad("parameter busy_timeout=%q: want a positive duration such as 5s", v)
 			}
 			opts.BusyTimeout = d
+		case "mode":
+			switch v {
+			case "rw":
+				opts.NoCreate = true
+			case "rwc":
+			default:
+				return bad("parameter mode=%q: want rw (the store must exist) or rwc (create it if missing, the default)", v)
+			}
 		case "poll":
 			d, err := time.ParseDuration(v)
 			if err != nil || d <= 0 {
@@ -166,7 +188,7 @@ func parseURL(u *url.URL) (string, Options, error) {
 			}
 			opts.PollInterval = d
 		default:
-			return bad("unknown parameter %q (known: max_payload, synchronous, busy_timeout, poll)", key)
+			return bad("unknown parameter %q (known: max_payload, synchronous, busy_timeout, poll, mode)", key)
 		}
 	}
 	if _, err := opts.withDefaults(); err != nil {

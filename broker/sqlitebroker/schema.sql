@@ -1,7 +1,10 @@
--- brisk SQLite schema, version 2 (PRAGMA user_version = 2).
+-- brisk SQLite schema, version 3 (PRAGMA user_version = 3).
 --
 -- Version 2 added queues.paused; Open migrates a version 1 file with
 -- ALTER TABLE queues ADD COLUMN paused INTEGER NOT NULL DEFAULT 0.
+-- Version 3 added the table samples (the dashboard's samples of queue statistics), whose
+-- definition is samplesSchema in sqlitebroker.go: Open runs it after this file in a new
+-- store, and as the migration from version 2.
 --
 -- Times are INTEGER Unix nanoseconds. A task is stored in one of three states:
 -- 'pending' (which also covers scheduled: ready_at in the future), 'running' and 'dead'.

@@ -7,6 +7,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math"
 	"net/url"
@@ -24,9 +25,11 @@ import (
 )
 
 var (
-	_ broker.Broker = (*Broker)(nil)
-	_ broker.Reaper = (*Broker)(nil)
-	_ broker.Pauser = (*Broker)(nil)
+	_ broker.Broker       = (*Broker)(nil)
+	_ broker.Reaper       = (*Broker)(nil)
+	_ broker.Pauser       = (*Broker)(nil)
+	_ broker.QueueDeleter = (*Broker)(nil)
+	_ broker.SampleStore  = (*Broker)(nil)
 )
 
 // ErrCorrupt is wrapped by the errors about a stored row the broker cannot decode (one
@@ -39,9 +42,9 @@ var ErrCorrupt = errors.New("corrupt task row")
 var schemaSQL string
 
 const (
-	// schemaVersion is stored in PRAGMA user_version. Version 2 added queues.paused; see
-	// migrations.
-	schemaVersion = 2
+	// schemaVersion is stored in PRAGMA user_version. Version 2 added queues.paused,
+	// version 3 the samples table; see migrations.
+	schemaVersion = 3
 	// applicationID ("brsk") is stored in PRAGMA application_id and marks the file as
 	// brisk's, so that Open never writes into another application's database.
 	applicationID = 0x6272736b
@@ -53,10 +56,26 @@ const (
 // setup. A file created by an older brisk is migrated when it is opened.
 var migrations = map[int64]string{
 	1: `ALTER TABLE queues ADD COLUMN paused INTEGER NOT NULL DEFAULT 0`,
+	2: samplesSchema,
 }
 
-// Broker is a broker.Broker, broker.Reaper and broker.Pauser that keeps tasks in a SQLite file. Create it
-// with Open; it is safe for concurrent use.
+// samplesSchema is the table of the dashboard's samples (broker.SampleStore), created by
+// schema.sql in a new file and by the migration from version 2.
+const samplesSchema = `
+CREATE TABLE IF NOT EXISTS samples (
+    queue      TEXT    NOT NULL,
+    second     INTEGER NOT NULL,  -- at_ms / 1000: one sample per queue and second
+    at_ms      INTEGER NOT NULL,  -- Unix milliseconds
+    latency_ns INTEGER NOT NULL,
+    completed  INTEGER NOT NULL,
+    failed     INTEGER NOT NULL,
+    PRIMARY KEY (queue, second)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS samples_at ON samples (at_ms);`
+
+// Broker is a broker.Broker, broker.Reaper, broker.Pauser, broker.QueueDeleter and
+// broker.SampleStore that keeps tasks in a SQLite file. Create it with Open; it is safe
+// for concurrent use.
 type Broker struct {
 	path string // absolute and cleaned; names the file in errors
 	opts Options
@@ -97,9 +116,19 @@ func Open(ctx context.Context, path string, opts Options) (*Broker, error) {
 	fail := func(err error) error {
 		return fmt.Errorf("brisk: sqlite: open %q: %w: %w", abs, broker.ErrUnavailable, err)
 	}
-	if fi, err := os.Stat(abs); err == nil && fi.IsDir() {
+	fi, err := os.Stat(abs)
+	switch {
+	case err == nil && fi.IsDir():
 		return nil, fail(errors.New("is a directory"))
-	} else if errors.Is(err, os.ErrNotExist) {
+	case err == nil && fi.Size() == 0 && opts.NoCreate:
+		return nil, fail(errors.New("an empty file (0 bytes), not a brisk store (was it truncated?), and this open does not create one (mode=rw)"))
+	case err == nil && fi.Size() == 0:
+		// SQLite takes an empty file for an empty database. A store truncated by accident
+		// looks the same, so say that a new one is made rather than serve "no queues".
+		opts.Logger.Warn("sqlite: empty file (0 bytes): a new store is created in it (if it held brisk's tasks, they were lost before this open)", "path", abs)
+	case errors.Is(err, os.ErrNotExist) && opts.NoCreate:
+		return nil, fail(fmt.Errorf("%w (mode=rw does not create a store)", fs.ErrNotExist))
+	case errors.Is(err, os.ErrNotExist):
 		if _, err := os.Stat(filepath.Dir(abs)); err != nil {
 			return nil, fail(fmt.Errorf("directory %s: %w", filepath.Dir(abs), unwrapPathError(err)))
 		}
@@ -216,7 +245,7 @@ func setup(ctx context.Context, db *sql.DB) error {
 		return err
 	}
 	if version == 0 {
-		if _, err := tx.ExecContext(ctx, schemaSQL); err != nil {
+		if _, err := tx.ExecContext(ctx, schemaSQL+samplesSchema); err != nil {
 			return fmt.Errorf("create schema: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA application_id = %d", applicationID)); err != nil {

@@ -84,6 +84,7 @@ var writeQueries = []string{
 	qReclaimDead, qReclaimPending, qTake, qMarkCorrupt,
 	qExtend, qAck, qRetry, qKill, qRelease,
 	qWorkerDead, qWorkerPending, qDeleteWorker, qHeartbeat,
+	qQueueCounts, qQueueHolds, qDeleteQueue, qDeleteSamples, qAddSample, qTrimSamples,
 }
 
 // Enqueue stores tasks atomically in one transaction, creating unknown queues, and wakes

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"time"
+	"unicode/utf8"
 
 	"github.com/briskq/brisk"
 )
@@ -77,7 +78,7 @@ type Task struct {
 }
 
 // FromTask converts a stored task to its JSON shape: the payload as a JSON value when it
-// is valid JSON, else null with the bytes in base64 under payload_base64.
+// is valid JSON in valid UTF-8, else null with the bytes in base64 under payload_base64.
 func FromTask(t *brisk.TaskInfo) Task {
 	j := Task{
 		ID: t.ID, Queue: t.Queue, Type: t.Type, State: string(t.State), Attempt: t.Attempt,
@@ -95,7 +96,7 @@ func payload(p []byte) (json.RawMessage, *string) {
 	switch {
 	case len(p) == 0:
 		return json.RawMessage("null"), nil
-	case json.Valid(p):
+	case json.Valid(p) && utf8.Valid(p): // json.Valid lets invalid UTF-8 in strings through
 		return json.RawMessage(p), nil
 	}
 	b := base64.StdEncoding.EncodeToString(p)

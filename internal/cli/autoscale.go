@@ -30,7 +30,18 @@ completion rates), asks the --policy for a worker count between --min and --max,
 applies it; several queues served by the same workers get the largest count any of them
 wants. Each decision is printed as one line: time, queue, latency (SLA), pending, rates,
 current -> desired workers, and the reason with the numbers it used. When the broker
-cannot be read the count is kept as it is.
+cannot be read the count is kept as it is. The store must exist: the autoscaler does not
+create one.
+
+Rules for queues in particular states:
+  - A queue that does not exist (nothing was enqueued to it yet, or it was deleted) is
+    said once, at start or when it goes missing, and waited for: its count is kept, and
+    its decisions resume when a task is enqueued to it.
+  - A queue without an SLA is sized by the sla policy on 30s (said once at start), unless
+    --param target=SECONDS gives another target; the decision lines say which SLA is used.
+  - A paused queue's backlog is no demand (workers take none of its tasks): its
+    decisions are those for an empty queue, and the line reports the backlog apart
+    ("paused: its N pending tasks are not counted"). See docs/autoscaling.md.
 
 --exec runs the worker processes on this machine: CMD is split like a shell would split
 it (quotes, backslashes; no shell, no expansion) and started as many times as the policy
@@ -89,13 +100,13 @@ func runAutoscale(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 	fs.Var(&params, "param", "policy parameter `k=v` (repeatable; durations in seconds)")
 	minN := fs.Int("min", 1, "fewest workers (`N`)")
 	maxN := fs.Int("max", 10, "most workers (`N`)")
-	interval := fs.Duration("interval", 10*time.Second, "time between decisions (`D`)")
+	interval := durationFlag(fs, "interval", 10*time.Second, "time between decisions (`D`)")
 	execCmd := fs.String("exec", "", "run worker processes with `CMD` on this machine")
 	hook := fs.String("hook", "", "run `CMD` with {{count}} replaced by the desired count when it changes")
-	startup := fs.Duration("startup", 30*time.Second, "time a new worker takes before it serves (`D`)")
+	startup := durationFlag(fs, "startup", 30*time.Second, "time a new worker takes before it serves (`D`)")
 	slots := fs.Int("slots", 10, "handlers each worker runs at once (`N`)")
-	grace := fs.Duration("grace", 30*time.Second, "time a stopped --exec worker gets before it is killed (`D`)")
-	hookTimeout := fs.Duration("hook-timeout", time.Minute, "longest run of the --hook command (`D`)")
+	grace := durationFlag(fs, "grace", 30*time.Second, "time a stopped --exec worker gets before it is killed (`D`)")
+	hookTimeout := durationFlag(fs, "hook-timeout", time.Minute, "longest run of the --hook command (`D`)")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics and decisions at /decisions")
 	jsonLog := fs.Bool("json-log", false, "log decisions and events as JSON lines on stdout")
 	statePath := fs.String("state", "", "keep the policy's memory and the applied count in `FILE` across restarts")
@@ -136,6 +147,14 @@ func runAutoscale(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 			return usagef("--queue %s given twice", q)
 		}
 		seen[q] = true
+	}
+	if err := checkNames(queues...); err != nil {
+		return err
+	}
+	if *metricsAddr != "" {
+		if _, err := listenAddr("--metrics", *metricsAddr); err != nil {
+			return err
+		}
 	}
 	pv := map[string]float64{}
 	for _, p := range params {
@@ -226,7 +245,7 @@ func runAutoscale(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 	}
 	defer func() { closeFn() }()
 
-	c, err := openClient(ctx, *brokerURL)
+	c, err := e.openClient(ctx, *brokerURL, needsStore)
 	if err != nil {
 		return err
 	}
@@ -263,6 +282,10 @@ func runAutoscale(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 			return fmt.Errorf("--state %s: cannot write it: %w", *statePath, err)
 		}
 	}
+	var (
+		missingMu sync.Mutex
+		missing   = map[string]bool{} // said not to exist, and not seen since
+	)
 	ctls := make([]*autoscale.Controller, len(queues))
 	for i, q := range queues {
 		snap, remembers := policies[i].(autoscale.Snapshotter)
@@ -274,8 +297,17 @@ func runAutoscale(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 					metrics.ObserveDecision(q, d)
 					metrics.SetCurrentWorkers(current())
 				}
-				if !*jsonLog {
-					fmt.Fprintln(out, decisionLine(q, d))
+				missingMu.Lock()
+				gone := errors.Is(d.Err, brisk.ErrQueueNotFound)
+				said := missing[q]
+				missing[q] = gone
+				missingMu.Unlock()
+				switch {
+				case *jsonLog:
+				case gone && !said:
+					fmt.Fprintln(out, missingLine(q, d.Current))
+				case !gone:
+					fmt.Fprintln(out, termSafe(decisionLine(q, d, policies[i])))
 				}
 				if state != nil { // in the controller's goroutine, after Decide: no race
 					var data []byte
@@ -321,6 +353,28 @@ func runAutoscale(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 		}
 		fmt.Fprintln(out, msg)
 	}
+	// The rules of queues that do not exist yet and of queues without an SLA (see the
+	// help), said once at start; a queue that goes missing later is said once then.
+	if qs, err := brisk.NewInspector(c.Broker()).Queues(ctx); err == nil {
+		known := map[string]brisk.QueueInfo{}
+		for _, q := range qs {
+			known[q.Name] = q
+		}
+		for i, q := range queues {
+			info, ok := known[q]
+			if !ok {
+				missingMu.Lock()
+				missing[q] = true
+				missingMu.Unlock()
+				fmt.Fprintln(out, missingLine(q, initial))
+				continue
+			}
+			if sla, isSLA := policies[i].(*autoscale.SLA); isSLA && info.SLA == 0 && sla.Target == 0 {
+				fmt.Fprintf(out, "queue %s has no SLA: the sla policy aims at %s (declare one, name the queue after it as in five_second, or give --param target=SECONDS)\n",
+					q, humanize.Duration(autoscale.DefaultSLA))
+			}
+		}
+	}
 	for _, ctl := range ctls {
 		if err := ctl.Start(ctx); err != nil {
 			return err
@@ -353,12 +407,24 @@ func runAutoscale(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 	return ctx.Err()
 }
 
-// decisionLine is the one line printed for a decision.
-func decisionLine(queue string, d autoscale.Decision) string {
+// missingLine says that a queue does not exist and what the autoscaler does meanwhile.
+func missingLine(queue string, workers int) string {
+	return fmt.Sprintf("queue %s does not exist (yet): nothing was enqueued to it, or it was deleted; "+
+		"the autoscaler waits for it and keeps %d worker(s)", queue, workers)
+}
+
+// decisionLine is the one line printed for a decision of policy p.
+func decisionLine(queue string, d autoscale.Decision, p autoscale.Policy) string {
 	s := d.Sample
 	sla := "none"
 	if s.SLA > 0 {
 		sla = humanize.Duration(s.SLA)
+	}
+	if slaPolicy, ok := p.(*autoscale.SLA); ok && (s.SLA == 0 || slaPolicy.Target > 0) {
+		sla += ", the sla policy uses " + humanize.Duration(slaPolicy.EffectiveSLA(s.SLA))
+	}
+	if s.Paused {
+		sla += ", paused"
 	}
 	return fmt.Sprintf("%s %s latency %s (SLA %s) pending %d in %.1f/s out %.1f/s workers %d -> %d: %s",
 		d.At.Format("15:04:05"), queue, humanize.Duration(s.Latency.Round(time.Millisecond)), sla, s.Pending,

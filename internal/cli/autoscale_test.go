@@ -11,11 +11,11 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/briskq/brisk/autoscale"
+	"github.com/briskq/brisk/internal/testenv"
 )
 
 func TestAutoscaleUsageErrors(t *testing.T) {
@@ -54,36 +54,18 @@ func TestAutoscaleUsageErrors(t *testing.T) {
 	}
 }
 
-// syncBuffer is a strings.Builder safe for the command's goroutines and the test's.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // runBackground runs the command until the returned stop function is called; stop returns
 // the exit status.
-func runBackground(t *testing.T, args ...string) (stdout, stderr *syncBuffer, stop func() int) {
+func runBackground(t *testing.T, args ...string) (stdout, stderr *testenv.Buffer, stop func() int) {
 	t.Helper()
-	stdout, stderr = &syncBuffer{}, &syncBuffer{}
+	stdout, stderr = &testenv.Buffer{}, &testenv.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	code := make(chan int, 1)
 	go func() { code <- run(ctx, args, strings.NewReader(""), stdout, stderr) }()
 	return stdout, stderr, func() int { cancel(); return <-code }
 }
 
-func waitOutput(t *testing.T, what string, buf *syncBuffer, re *regexp.Regexp) []string {
+func waitOutput(t *testing.T, what string, buf *testenv.Buffer, re *regexp.Regexp) []string {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,7 +53,8 @@ tasks, concurrency, the workload's figures and seconds (the run's wall time).`,
 }
 
 func runBench(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
-	brokerURL := brokerFlag(fs)
+	// Not brokerFlag: a run never touches ./brisk.db.
+	brokerURL := fs.String("broker", "", "broker `URL` (default $BRISK_BROKER, else a fresh SQLite file in a temporary directory, removed at the end)")
 	wlFlag := fs.String("workload", "", "run workload `W`: W1, W2, W3, W4 or W5 (required)")
 	tasks := fs.Int("tasks", 0, "run `N` tasks (default: the workload's)")
 	rate := fs.Float64("rate", 0, "enqueue `R` tasks per second in W2 (default 500) or W3 (default 5)")
@@ -110,7 +110,7 @@ func runBench(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	}
 	u = brisk.BrokerURL(u)
 	queue := fmt.Sprintf("bench_%s_%08x", strings.ToLower(wl), rand.Uint32())
-	c, err := openClient(ctx, u)
+	c, err := e.openClient(ctx, u, createsStore)
 	if err != nil {
 		return err
 	}
@@ -125,7 +125,7 @@ func runBench(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 
 	out := &workload.Result{}
 	out.Add("workload", "workload", wl, "")
-	out.Add("broker", "broker", maskURL(u), "")
+	out.Add("broker", "broker", brisk.RedactURL(u), "")
 	out.Add("queue", "queue", queue, "")
 	out.Add("tasks", "tasks", n, "")
 	out.Add("concurrency", "concurrency", *concurrency, "")
@@ -133,7 +133,7 @@ func runBench(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 		out.Add("rate", "target rate", r, "/s")
 	}
 	if run.Progress != nil {
-		fmt.Fprintf(run.Progress, "bench: %s on %s, queue %s\n", wl, maskURL(u), queue)
+		fmt.Fprintf(run.Progress, "bench: %s on %s, queue %s\n", wl, brisk.RedactURL(u), queue)
 	}
 	start := time.Now()
 	var res *workload.Result
@@ -169,15 +169,6 @@ func orDefault[T int | float64](v, def T) T {
 		return def
 	}
 	return v
-}
-
-// maskURL hides a password in a broker URL.
-func maskURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable url)"
-	}
-	return u.Redacted()
 }
 
 // benchCleanup deletes the run's leftover tasks, even after Ctrl-C.

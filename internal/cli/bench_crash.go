@@ -44,7 +44,7 @@ func runBenchWorker(ctx context.Context, e *env, fs *flag.FlagSet, args []string
 	brokerURL := brokerFlag(fs)
 	queue := fs.String("queue", "", "serve queue `Q` (required)")
 	concurrency := fs.Int("concurrency", workload.Concurrency, "run `N` handlers at once")
-	sleep := fs.Duration("sleep", workload.W4Sleep, "let each handler sleep `D`")
+	sleep := durationFlag(fs, "sleep", workload.W4Sleep, "let each handler sleep `D`")
 	pos, err := e.parse(fs, args)
 	if err != nil {
 		return err
@@ -55,7 +55,7 @@ func runBenchWorker(ctx context.Context, e *env, fs *flag.FlagSet, args []string
 	if *queue == "" {
 		return usagef("--queue is required")
 	}
-	c, err := openClient(ctx, *brokerURL)
+	c, err := e.openClient(ctx, *brokerURL, createsStore)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,7 +47,7 @@ var commands []*command
 
 func init() {
 	commands = []*command{
-		enqueueCmd, queuesCmd, queueCmd, tasksCmd, retryCmd, deleteCmd, pauseCmd, resumeCmd, benchCmd, simulateCmd, autoscaleCmd, workerCmd, workersCmd, dashboardCmd, demoCmd,
+		enqueueCmd, queuesCmd, tasksCmd, retryCmd, deleteCmd, pauseCmd, resumeCmd, queueCmd, benchCmd, simulateCmd, autoscaleCmd, workerCmd, workersCmd, dashboardCmd, demoCmd,
 		versionCmd, helpCmd, benchWorkerCmd,
 	}
 }
@@ -130,13 +131,13 @@ func report(ctx context.Context, stderr io.Writer, cmd *command, err error) int 
 		if cmd == helpCmd {
 			hint = "brisk --help"
 		}
-		fmt.Fprintf(stderr, "brisk: %s (see %s)\n", ue.msg, hint)
+		fmt.Fprintf(stderr, "brisk: %s (see %s)\n", termSafe(firstLine(ue.msg)), hint)
 		return exitUsage
 	case ctx.Err() != nil: // whatever failed, it failed because the command was interrupted
 		fmt.Fprintln(stderr, "brisk: interrupted")
 		return exitInterrupted
 	default:
-		fmt.Fprintf(stderr, "brisk: %s\n", oneLine(err))
+		fmt.Fprintf(stderr, "brisk: %s\n", termSafe(oneLine(err)))
 		return exitError
 	}
 }
@@ -148,10 +149,15 @@ func oneLine(err error) string {
 	for strings.HasPrefix(msg, "brisk: ") {
 		msg = strings.TrimPrefix(msg, "brisk: ")
 	}
-	if i := strings.IndexByte(msg, '\n'); i >= 0 {
-		msg = msg[:i]
+	return firstLine(msg)
+}
+
+// firstLine cuts s at its first newline.
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
 	}
-	return msg
+	return s
 }
 
 // usageError is a mistake in the command line: exit status 2.
@@ -178,7 +184,7 @@ func (e *env) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 				e.printHelp(fs)
 				return nil, errHelpShown
 			}
-			return nil, usagef("%v", err)
+			return nil, usagef("%s", flagError(err))
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {
@@ -190,6 +196,60 @@ func (e *env) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+var (
+	flagUnknownRE = regexp.MustCompile(`^flag provided but not defined: -+(.*)$`)
+	flagValueRE   = regexp.MustCompile(`^invalid (?:boolean )?value (".*") for flag -+(\S+): (.*)$`)
+	flagMissingRE = regexp.MustCompile(`^flag needs an argument: -+(.*)$`)
+)
+
+// flagError rewords an error of the flag package in the command's own terms: flags with
+// two dashes, as the help shows them, and the value first.
+func flagError(err error) string {
+	msg := err.Error()
+	if m := flagUnknownRE.FindStringSubmatch(msg); m != nil {
+		return "unknown flag --" + m[1]
+	}
+	if m := flagValueRE.FindStringSubmatch(msg); m != nil {
+		why := m[3]
+		if why == "parse error" {
+			why = "invalid value"
+		}
+		return "--" + m[2] + " " + m[1] + ": " + why
+	}
+	if m := flagMissingRE.FindStringSubmatch(msg); m != nil {
+		return "flag --" + m[1] + " needs a value"
+	}
+	return msg
+}
+
+// durationValue is a flag.Value of a duration whose errors say what is wrong: a number
+// without a unit ("--delay 30") asks for one.
+type durationValue time.Duration
+
+func (d *durationValue) String() string { return time.Duration(*d).String() }
+
+func (d *durationValue) Get() any { return time.Duration(*d) }
+
+func (d *durationValue) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		if _, nerr := strconv.ParseFloat(s, 64); nerr == nil {
+			return fmt.Errorf("a duration needs a unit, such as %ss or %sm", s, s)
+		}
+		return errors.New("not a duration such as 30s, 5m or 1h30m")
+	}
+	*d = durationValue(v)
+	return nil
+}
+
+// durationFlag defines a duration flag (see durationValue).
+func durationFlag(fs *flag.FlagSet, name string, def time.Duration, usage string) *time.Duration {
+	p := new(time.Duration)
+	*p = def
+	fs.Var((*durationValue)(p), name, usage)
+	return p
 }
 
 // printHelp prints the command's usage line, description and flags to stdout.
@@ -294,26 +354,28 @@ func brokerFlag(fs *flag.FlagSet) *string {
 	return fs.String("broker", "", "broker `URL` (default $BRISK_BROKER, else "+brisk.DefaultBrokerURL+")")
 }
 
+// checkNames returns a usage error, naming the offending character, for the first of
+// queues that is not a valid queue name.
+func checkNames(queues ...string) error {
+	for _, q := range queues {
+		if err := brisk.ValidateQueueName(q); err != nil {
+			return invalid(err)
+		}
+	}
+	return nil
+}
+
+// invalid turns an error of the library wrapping ErrInvalid, about what the command line
+// gave, into a usage error without the sentinel's words.
+func invalid(err error) error {
+	msg := strings.Replace(oneLine(err), brisk.ErrInvalid.Error()+": ", "", 1)
+	return usagef("%s", strings.TrimSuffix(msg, ": "+brisk.ErrInvalid.Error()))
+}
+
 // jsonFlag defines the --json flag.
 func jsonFlag(fs *flag.FlagSet) *bool {
 	return fs.Bool("json", false, "print JSON instead of a table")
 }
-
-// openClient opens the broker that url names (empty: $BRISK_BROKER or the default) and
-// returns a client on it. Close it with closeClient.
-func openClient(ctx context.Context, url string) (*brisk.Client, error) {
-	b, err := brisk.Open(ctx, url)
-	if err != nil {
-		if url = brisk.BrokerURL(url); maskURL(url) != url {
-			// The message quotes the URL; keep its password off the terminal and logs.
-			return nil, errors.New(strings.ReplaceAll(err.Error(), url, maskURL(url)))
-		}
-		return nil, err
-	}
-	return brisk.NewClient(b), nil
-}
-
-func closeClient(c *brisk.Client) { _ = c.Broker().Close() }
 
 // parseNoArgs parses args with fs for a command that takes no positional argument.
 func (e *env) parseNoArgs(fs *flag.FlagSet, args []string) error {

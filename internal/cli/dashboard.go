@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,18 +20,26 @@ import (
 
 var dashboardCmd = &command{
 	name:     "dashboard",
-	synopsis: "[--listen ADDR] [--token T | --basic-auth USER:PASS] [--read-only] [--autoscaler URL] [flags]",
+	synopsis: "[--listen ADDR] [--token T | --basic-auth USER:PASS] [--host NAME] [--read-only] [--autoscaler URL] [flags]",
 	summary:  "serve the web dashboard and the JSON HTTP API (/api/v1)",
 	detail: `
 It serves the pages (queues with latency against SLA, a latency chart per queue, workers,
 tasks, retry and delete of dead tasks) and the JSON API documented in docs/api.md until
-interrupted.
+interrupted. The store must exist: the dashboard does not create one.
 
 It listens on 127.0.0.1:7070 by default. On any address that is not a loopback one it
 refuses to start unless --token or --basic-auth is given: anyone who can reach it could
-otherwise read payloads and enqueue tasks. With --token, API clients send
-"Authorization: Bearer T" and a browser opens the pages once with ?token=T. The token may
-also come from $BRISK_DASHBOARD_TOKEN, which keeps it out of the process list.
+otherwise read payloads and enqueue tasks. With --token, API clients and Prometheus send
+"Authorization: Bearer T"; a browser opens a page once with ?token=T, which the dashboard
+keeps in a cookie before it redirects to the page without it. Keep credentials out of the
+process list: the token may come from --token-file FILE or $BRISK_DASHBOARD_TOKEN, and
+USER:PASS from --basic-auth-file FILE or $BRISK_DASHBOARD_BASIC_AUTH (a file's first line).
+
+The Host of every request is checked (against DNS rebinding, where a page of another
+site has its name point at this machine): without credentials only localhost and
+loopback addresses on the listening port are served; with credentials, any name, unless
+--host lists the names the dashboard is reached by (then those and loopback). Others get
+421. Behind a reverse proxy, pass the original Host and list it with --host.
 
 --autoscaler URL is the address of a running "brisk autoscale --metrics ADDR"
 (e.g. http://127.0.0.1:9090): the dashboard reads its /decisions at every sample and
@@ -50,8 +59,12 @@ func runDashboard(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 	brokerURL := brokerFlag(fs)
 	listen := fs.String("listen", "127.0.0.1:7070", "listen on `ADDR` (host:port)")
 	token := fs.String("token", "", "require bearer token `T` (default $BRISK_DASHBOARD_TOKEN)")
-	basic := fs.String("basic-auth", "", "require HTTP basic authentication as `USER:PASS`")
-	readOnly := fs.Bool("read-only", false, "refuse every change (enqueue, retry, delete)")
+	tokenFile := fs.String("token-file", "", "read the bearer token from the first line of `FILE`")
+	basic := fs.String("basic-auth", "", "require HTTP basic authentication as `USER:PASS` (default $BRISK_DASHBOARD_BASIC_AUTH)")
+	basicFile := fs.String("basic-auth-file", "", "read USER:PASS from the first line of `FILE`")
+	var hosts listFlag
+	fs.Var(&hosts, "host", "also answer to the host `NAME` or NAME:PORT (repeatable)")
+	readOnly := fs.Bool("read-only", false, "refuse every change (enqueue, retry and delete of dead tasks, pause, resume, queue delete)")
 	autoscaler := fs.String("autoscaler", "", "draw the decisions of the autoscaler serving metrics at `URL` on the charts")
 	pos, err := e.parse(fs, args)
 	if err != nil {
@@ -60,10 +73,13 @@ func runDashboard(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 	if err := noArgs(pos); err != nil {
 		return err
 	}
-	if *token == "" {
-		*token = os.Getenv("BRISK_DASHBOARD_TOKEN")
+	if *token, err = secret("--token", *token, *tokenFile, "BRISK_DASHBOARD_TOKEN"); err != nil {
+		return err
 	}
-	opts := dashboard.Options{Token: *token, ReadOnly: *readOnly, AutoscalerURL: *autoscaler,
+	if *basic, err = secret("--basic-auth", *basic, *basicFile, "BRISK_DASHBOARD_BASIC_AUTH"); err != nil {
+		return err
+	}
+	opts := dashboard.Options{Token: *token, ReadOnly: *readOnly, AutoscalerURL: *autoscaler, Hosts: hosts,
 		Logger: slog.New(slog.NewTextHandler(e.stderr, nil))}
 	if u, err := url.Parse(*autoscaler); *autoscaler != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
 		return usagef("--autoscaler %q is not an http:// or https:// URL", *autoscaler)
@@ -71,22 +87,26 @@ func runDashboard(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 	if *basic != "" {
 		user, pass, ok := strings.Cut(*basic, ":")
 		if !ok || user == "" || pass == "" {
-			return usagef("--basic-auth %q is not USER:PASS", *basic)
+			return usagef("--basic-auth (or its file or variable) is not USER:PASS")
 		}
 		opts.BasicAuthUser, opts.BasicAuthPassword = user, pass
 	}
-	host, _, err := net.SplitHostPort(*listen)
+	host, err := listenAddr("--listen", *listen)
 	if err != nil {
-		return usagef("--listen %q is not host:port", *listen)
+		return err
 	}
 	if !isLoopback(host) && opts.Token == "" && opts.BasicAuthUser == "" {
 		return fmt.Errorf("refusing to listen on %s without authentication: give --token or --basic-auth, or listen on 127.0.0.1", *listen)
+	}
+	// Check the options before the broker is opened, so that a usage error is one.
+	if err := opts.Validate(); err != nil {
+		return usagef("%s", strings.TrimPrefix(strings.Replace(err.Error(), "Options.Hosts", "--host", 1), brisk.ErrInvalid.Error()+": dashboard: "))
 	}
 
 	if watches(brisk.BrokerURL(*brokerURL)) {
 		opts.ReadOnly = true // the broker refuses every change: show no button that would try
 	}
-	c, err := openClient(ctx, *brokerURL)
+	c, err := e.openClient(ctx, *brokerURL, needsStore)
 	if err != nil {
 		return err
 	}
@@ -98,6 +118,7 @@ func runDashboard(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 	if err != nil {
 		return err
 	}
+	defer h.Close()
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
@@ -130,6 +151,42 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// secret returns a credential given on the command line (flag), else read from the first
+// line of file, else from the environment variable env. A flag shows in the process list;
+// a file or the environment does not.
+func secret(name, flagValue, file, env string) (string, error) {
+	switch {
+	case flagValue != "" && file != "":
+		return "", usagef("give %s or %s-file, not both", name, name)
+	case flagValue != "":
+		return flagValue, nil
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", usagef("%s-file: %v", name, err)
+		}
+		v := strings.TrimSpace(firstLine(string(b)))
+		if v == "" {
+			return "", usagef("%s-file %s is empty", name, file)
+		}
+		return v, nil
+	}
+	return os.Getenv(env), nil
+}
+
+// listenAddr checks a listen address (host:port, the port a number from 0 to 65535) and
+// returns its host; a bad one is a usage error naming flag.
+func listenAddr(flagName, addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", usagef("%s %q is not host:port", flagName, addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return "", usagef("%s %q: the port must be a number from 0 to 65535", flagName, addr)
+	}
+	return host, nil
 }
 
 // watches reports whether a broker URL names a read-only broker that watches another

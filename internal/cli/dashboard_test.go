@@ -5,9 +5,10 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/briskq/brisk/internal/testenv"
 )
 
 func TestDashboardRefusesOpenListenWithoutAuth(t *testing.T) {
@@ -31,30 +32,12 @@ func TestDashboardRefusesOpenListenWithoutAuth(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a strings.Builder safe for the command and the test to share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	sb strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.String()
-}
-
 func TestDashboardServes(t *testing.T) {
 	t.Parallel()
 	url := setup(t)
 	ok(t, "enqueue", "--broker", url, "--queue", "five_second", "a", `{}`)
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, errOut lockedBuffer
+	var out, errOut testenv.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"dashboard", "--broker", url, "--listen", "127.0.0.1:0", "--token", "tok"},

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"flag"
-	"fmt"
 
 	"github.com/briskq/brisk"
 )
@@ -15,8 +14,10 @@ var deleteCmd = &command{
 	detail: `
 Give the ids of tasks of the queue in --state (dead, pending or scheduled; running tasks
 belong to a worker and cannot be deleted), or --all for every task of the queue in that
-state. It prints how many tasks it deleted; ids that name no such task are not counted,
-and when none matched it fails.`,
+state. It prints how many tasks it deleted, and how many of the ids given named no such
+task (they are not counted). Nothing to delete is not an error: with --all as with ids,
+it prints "deleted 0 task(s)" and exits with status 0. To remove a queue itself, see
+brisk queue delete.`,
 	run: runDelete,
 }
 
@@ -39,7 +40,7 @@ func runDelete(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 	if err := checkSelection(*queue, *all, ids); err != nil {
 		return err
 	}
-	c, err := openClient(ctx, *brokerURL)
+	c, err := e.openClient(ctx, *brokerURL, needsStore)
 	if err != nil {
 		return err
 	}
@@ -48,9 +49,5 @@ func runDelete(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 	if err != nil {
 		return err
 	}
-	if n == 0 && len(ids) > 0 {
-		return fmt.Errorf("no %s task matched in queue %s", st, *queue)
-	}
-	_, err = fmt.Fprintf(e.stdout, "deleted %d task(s)\n", n)
-	return err
+	return printSelected(e, "deleted", n, ids, st, *queue)
 }

@@ -57,7 +57,7 @@ const demoTaskType = "demo.work"
 
 func runDemo(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	brokerURL := fs.String("broker", "", "use the broker at `URL` (default: a fresh SQLite file in a temporary directory)")
-	duration := fs.Duration("duration", time.Minute, "stop after `D` even if tasks remain")
+	duration := durationFlag(fs, "duration", time.Minute, "stop after `D` even if tasks remain")
 	pos, err := e.parse(fs, args)
 	if err != nil {
 		return err
@@ -79,9 +79,9 @@ func runDemo(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error
 		url = "sqlite://" + filepath.ToSlash(path)
 		fmt.Fprintf(e.stdout, "broker: %s (a fresh SQLite file, removed at the end)\n", path)
 	} else {
-		fmt.Fprintf(e.stdout, "broker: %s\n", maskURL(url))
+		fmt.Fprintf(e.stdout, "broker: %s\n", brisk.RedactURL(url))
 	}
-	c, err := openClient(ctx, url)
+	c, err := e.openClient(ctx, url, createsStore)
 	if err != nil {
 		return err
 	}

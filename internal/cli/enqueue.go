@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"time"
+	"unicode/utf8"
 
 	"github.com/briskq/brisk"
 )
@@ -17,9 +19,14 @@ var enqueueCmd = &command{
 	synopsis: "[flags] TYPE [PAYLOAD_JSON]",
 	summary:  "enqueue one task and print its id",
 	detail: `
-TYPE names the handler (letters, digits and _-.:/). PAYLOAD_JSON must be valid JSON;
-"-" reads it from standard input; without it the payload is empty. Nothing is stored
-when the payload or an option is bad.
+TYPE names the handler: ` + brisk.TypeNameRule + `. A queue name
+(--queue) is ` + brisk.QueueNameRule + `. PAYLOAD_JSON must be
+valid JSON in UTF-8; "-" reads it from standard input; without it the payload is empty.
+Nothing is stored when the payload or an option is bad (exit status 2).
+
+--delay and --process-at schedule the task: ` + brisk.ScheduleAheadRule + `. A
+--process-at in the past means now: the task is ready at once, its latency counted from
+the enqueue.
 
 Example:
   brisk enqueue --queue five_second email.send '{"to":"ada@example.com"}'`,
@@ -29,10 +36,10 @@ Example:
 func runEnqueue(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	brokerURL := brokerFlag(fs)
 	queue := fs.String("queue", brisk.DefaultQueue, "put the task in queue `Q`")
-	delay := fs.Duration("delay", 0, "make the task ready `D` from now (e.g. 30s, 5m)")
+	delay := durationFlag(fs, "delay", 0, "make the task ready `D` from now (e.g. 30s, 5m)")
 	processAt := fs.String("process-at", "", "make the task ready at `TIME` (RFC 3339, e.g. 2030-01-02T15:04:05Z)")
-	maxAttempts := fs.Int("max-attempts", 0, fmt.Sprintf("let the task run `N` times before it is dead (default %d)", brisk.DefaultMaxAttempts))
-	timeout := fs.Duration("timeout", 0, "bound one run of the handler to `D` (default: the worker's)")
+	maxAttempts := fs.Int("max-attempts", brisk.DefaultMaxAttempts, "let the task run `N` times before it is dead, at least 1")
+	timeout := durationFlag(fs, "timeout", 0, "bound one run of the handler to `D` (default: the worker's)")
 	pos, err := e.parse(fs, args)
 	if err != nil {
 		return err
@@ -44,14 +51,20 @@ func runEnqueue(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 		return usagef("enqueue takes TYPE and PAYLOAD_JSON, got %d arguments (quote the JSON)", len(pos))
 	case *delay < 0:
 		return usagef("--delay %s is negative", *delay)
-	case *maxAttempts < 0:
-		return usagef("--max-attempts %d is negative", *maxAttempts)
+	case *maxAttempts < 1:
+		return usagef("--max-attempts %d: a task runs at least once (1 means no retry), so it must be at least 1", *maxAttempts)
 	case *timeout < 0:
 		return usagef("--timeout %s is negative", *timeout)
 	case *delay != 0 && *processAt != "":
 		return usagef("give --delay or --process-at, not both")
 	}
-	opts := []brisk.Option{brisk.InQueue(*queue)}
+	if err := checkNames(*queue); err != nil {
+		return err
+	}
+	if err := brisk.ValidateTypeName(pos[0]); err != nil {
+		return invalid(err)
+	}
+	opts := []brisk.Option{brisk.InQueue(*queue), brisk.MaxAttempts(*maxAttempts)}
 	if *processAt != "" {
 		at, err := time.Parse(time.RFC3339Nano, *processAt)
 		if err != nil {
@@ -61,9 +74,6 @@ func runEnqueue(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	}
 	if *delay > 0 {
 		opts = append(opts, brisk.Delay(*delay))
-	}
-	if *maxAttempts > 0 {
-		opts = append(opts, brisk.MaxAttempts(*maxAttempts))
 	}
 	if *timeout > 0 {
 		opts = append(opts, brisk.Timeout(*timeout))
@@ -76,12 +86,16 @@ func runEnqueue(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 		}
 	}
 
-	c, err := openClient(ctx, *brokerURL)
+	c, err := e.openClient(ctx, *brokerURL, createsStore)
 	if err != nil {
 		return err
 	}
 	defer closeClient(c)
 	id, err := c.Enqueue(ctx, brisk.NewTask(pos[0], payload), opts...)
+	if errors.Is(err, brisk.ErrInvalid) {
+		// What is invalid came from the command line (a schedule past the bound).
+		return invalid(err)
+	}
 	if err != nil {
 		return err
 	}
@@ -90,7 +104,7 @@ func runEnqueue(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 }
 
 // readPayload returns the payload argument (or standard input for "-") without surrounding
-// white space, or an error when it is not valid JSON.
+// white space, or a usage error when it is not valid JSON in UTF-8.
 func readPayload(arg string, stdin io.Reader) ([]byte, error) {
 	raw := []byte(arg)
 	if arg == "-" {
@@ -102,7 +116,10 @@ func readPayload(arg string, stdin io.Reader) ([]byte, error) {
 	raw = bytes.TrimSpace(raw)
 	var v json.RawMessage
 	if err := json.Unmarshal(raw, &v); err != nil {
-		return nil, fmt.Errorf("payload is not valid JSON: %v", err)
+		return nil, usagef("payload is not valid JSON: %v", err)
+	}
+	if !utf8.Valid(raw) {
+		return nil, usagef("payload is not valid UTF-8 (JSON text must be)")
 	}
 	return raw, nil
 }

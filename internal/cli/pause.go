@@ -50,7 +50,10 @@ func runPause(ctx context.Context, e *env, fs *flag.FlagSet, args []string, paus
 	if *queue == "" {
 		return usagef("--queue Q is required")
 	}
-	c, err := openClient(ctx, *brokerURL)
+	if err := checkNames(*queue); err != nil {
+		return err
+	}
+	c, err := e.openClient(ctx, *brokerURL, createsStore)
 	if err != nil {
 		return err
 	}

@@ -52,11 +52,11 @@ func TestPauseAndResume(t *testing.T) {
 		t.Errorf("queues table after resume:\n%s", out)
 	}
 
-	// An invalid queue name is an error of the request: exit 1, one line.
-	if msg := fails(t, 1, "pause", "--broker", url, "--queue", "bad name"); !strings.Contains(msg, "bad name") {
+	// An invalid queue name is a usage error: exit 2, one line.
+	if msg := fails(t, 2, "pause", "--broker", url, "--queue", "bad name"); !strings.Contains(msg, "bad name") {
 		t.Errorf("pause of an invalid queue: %q", msg)
 	}
-	fails(t, 1, "resume", "--broker", url, "--queue", "bad name")
+	fails(t, 2, "resume", "--broker", url, "--queue", "bad name")
 }
 
 func TestPauseUsage(t *testing.T) {

@@ -40,7 +40,7 @@ func runQueues(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 	if err := e.parseNoArgs(fs, args); err != nil {
 		return err
 	}
-	c, err := openClient(ctx, *brokerURL)
+	c, err := e.openClient(ctx, *brokerURL, needsStore)
 	if err != nil {
 		return err
 	}
@@ -77,7 +77,7 @@ func runQueues(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 				status = "PAUSED, " + status
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", q.Name, q.Pending, q.Scheduled, q.Running, q.Dead,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", termSafe(q.Name), q.Pending, q.Scheduled, q.Running, q.Dead,
 			humanize.Duration(q.Latency), sla, status)
 	}
 	return tw.Flush()

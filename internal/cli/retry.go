@@ -14,8 +14,9 @@ var retryCmd = &command{
 	summary:  "retry dead tasks: make them pending again with a fresh attempt budget",
 	detail: `
 Give the ids of dead tasks of the queue, or --all for every dead task of it. It prints
-how many tasks it retried; ids that name no dead task of the queue are not counted, and
-when none matched it fails.`,
+how many tasks it retried, and how many of the ids given named no dead task of the queue
+(they are not counted). Nothing to retry is not an error: with --all as with ids, it
+prints "retried 0 task(s)" and exits with status 0.`,
 	run: runRetry,
 }
 
@@ -30,7 +31,7 @@ func runRetry(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	if err := checkSelection(*queue, *all, ids); err != nil {
 		return err
 	}
-	c, err := openClient(ctx, *brokerURL)
+	c, err := e.openClient(ctx, *brokerURL, needsStore)
 	if err != nil {
 		return err
 	}
@@ -39,10 +40,17 @@ func runRetry(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	if err != nil {
 		return err
 	}
-	if n == 0 && len(ids) > 0 {
-		return fmt.Errorf("no dead task matched in queue %s", *queue)
+	return printSelected(e, "retried", n, ids, brisk.StateDead, *queue)
+}
+
+// printSelected prints what retry or delete did: how many tasks, and how many of the ids
+// given named no task of the queue in that state.
+func printSelected(e *env, done string, n int, ids []string, st brisk.State, queue string) error {
+	line := fmt.Sprintf("%s %d task(s)", done, n)
+	if missed := len(ids) - n; len(ids) > 0 && missed > 0 {
+		line += fmt.Sprintf("; %d of the %d ids named no %s task of queue %s", missed, len(ids), st, queue)
 	}
-	_, err = fmt.Fprintf(e.stdout, "retried %d task(s)\n", n)
+	_, err := fmt.Fprintln(e.stdout, termSafe(line))
 	return err
 }
 
@@ -56,5 +64,5 @@ func checkSelection(queue string, all bool, ids []string) error {
 	case !all && len(ids) == 0:
 		return usagef("give task ids, or --all for every task")
 	}
-	return nil
+	return checkNames(queue)
 }

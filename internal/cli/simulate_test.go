@@ -12,11 +12,7 @@ import (
 // shortTrace writes a five-minute trace with a burst, small enough for -race.
 func shortTrace(t *testing.T, body string) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "trace.csv")
-	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return writeFile(t, "trace.csv", body)
 }
 
 const shortTraceBody = "# second,arrivals_per_second\n0,20\n60,200\n150,20\n300,0\n"

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"text/tabwriter"
+	"time"
 
 	"github.com/briskq/brisk"
 	"github.com/briskq/brisk/internal/apiv1"
@@ -17,8 +18,10 @@ var tasksCmd = &command{
 	summary:  "list the tasks of a queue in one state, or show one task",
 	detail: `
 With --queue it lists the tasks of that queue in --state (pending, scheduled, running or
-dead), oldest ready time first, --limit at a time from --offset. With --id it shows every
-field of one task.
+dead), oldest ready time first, --limit at a time from --offset: id, type, attempt, the
+ready time (for dead tasks the time they failed), payload and last error. With --id it
+shows every field of one task. Control characters in types, payloads and errors are
+shown escaped (\x1b); --json prints the exact text.
 
 --json prints task objects with the keys id, queue, type, state, attempt, max_attempts,
 timeout_seconds (0: the worker's default), enqueued_at, ready_at, started_at, failed_at,
@@ -59,8 +62,13 @@ func runTasks(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	case *offset < 0:
 		return usagef("--offset %d is negative", *offset)
 	}
+	if *queue != "" {
+		if err := checkNames(*queue); err != nil {
+			return err
+		}
+	}
 
-	c, err := openClient(ctx, *brokerURL)
+	c, err := e.openClient(ctx, *brokerURL, needsStore)
 	if err != nil {
 		return err
 	}
@@ -71,7 +79,7 @@ func runTasks(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 		t, err := in.Task(ctx, *id)
 		switch {
 		case errors.Is(err, brisk.ErrNotFound):
-			return fmt.Errorf("no task with id %s", *id)
+			return fmt.Errorf("no task with id %s", *id) // escaped by report
 		case err != nil:
 			return err
 		case *queue != "" && t.Queue != *queue:
@@ -98,15 +106,20 @@ func runTasks(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 		_, err := fmt.Fprintf(e.stdout, "no %s tasks in queue %s\n", st, *queue)
 		return err
 	}
+	// Dead tasks show when they failed; the others when they are (or were) ready.
+	when, whenOf := "READY AT", func(t *brisk.TaskInfo) time.Time { return t.ReadyAt }
+	if st == brisk.StateDead {
+		when, whenOf = "FAILED AT", func(t *brisk.TaskInfo) time.Time { return t.FailedAt }
+	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)
-	fmt.Fprintf(tw, "ID\tTYPE\tATTEMPT\tREADY AT\tPAYLOAD\tLAST ERROR\n")
+	fmt.Fprintf(tw, "ID\tTYPE\tATTEMPT\t%s\tPAYLOAD\tLAST ERROR\n", when)
 	for _, t := range ts {
 		lastErr := "-"
 		if t.LastError != "" {
-			lastErr = truncate(t.LastError, 60)
+			lastErr = truncate(termSafe(t.LastError), 60)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\n", t.ID, t.Type, t.Attempt, t.MaxAttempts,
-			textTime(t.ReadyAt), truncate(payloadText(t.Payload), 40), lastErr)
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\n", termSafe(t.ID), termSafe(t.Type), t.Attempt, t.MaxAttempts,
+			textTime(whenOf(t)), truncate(termSafe(payloadText(t.Payload)), 40), lastErr)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -125,13 +138,13 @@ func printTask(e *env, t *brisk.TaskInfo) error {
 	}
 	lastErr := "-"
 	if t.LastError != "" {
-		lastErr = t.LastError
+		lastErr = termSafeLines(t.LastError)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)
 	for _, f := range [][2]string{
-		{"id", t.ID},
-		{"queue", t.Queue},
-		{"type", t.Type},
+		{"id", termSafe(t.ID)},
+		{"queue", termSafe(t.Queue)},
+		{"type", termSafe(t.Type)},
 		{"state", string(t.State)},
 		{"attempt", fmt.Sprintf("%d of %d", t.Attempt, t.MaxAttempts)},
 		{"timeout", timeout},
@@ -140,7 +153,7 @@ func printTask(e *env, t *brisk.TaskInfo) error {
 		{"started at", textTime(t.StartedAt)},
 		{"failed at", textTime(t.FailedAt)},
 		{"lease until", textTime(t.LeaseUntil)},
-		{"payload", payloadText(t.Payload)},
+		{"payload", termSafe(payloadText(t.Payload))},
 		{"last error", lastErr}, // last: it may span lines (a panic's stack)
 	} {
 		fmt.Fprintf(tw, "%s:\t%s\n", f[0], f[1])

@@ -150,7 +150,7 @@ func runWorker(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 	errOut := &lockedWriter{w: e.stderr}
 	logger := slog.New(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: level}))
 
-	c, err := openClient(ctx, *brokerURL)
+	c, err := e.openClient(ctx, *brokerURL, createsStore)
 	if err != nil {
 		return err
 	}

@@ -23,9 +23,6 @@ import (
 	"github.com/briskq/brisk/internal/testenv"
 )
 
-// runAsBrisk is the environment variable that makes the test binary the brisk command.
-const runAsBrisk = "BRISK_CLI_MAIN"
-
 // workerProc is a "brisk worker" process: this test binary run as the brisk command.
 type workerProc struct {
 	cmd    *exec.Cmd
@@ -43,7 +40,7 @@ func startWorker(t *testing.T, env []string, args ...string) *workerProc {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(exe, append([]string{"worker"}, args...)...)
-	cmd.Env = append(append(os.Environ(), runAsBrisk+"=1"), env...)
+	cmd.Env = append(append(os.Environ(), mainEnv+"=1"), env...)
 	p := &workerProc{cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
@@ -532,20 +529,21 @@ func TestStatusError(t *testing.T) {
 func TestQueueSetSLA(t *testing.T) {
 	t.Parallel()
 	url := setup(t)
-	if out := ok(t, "queue", "set", "--broker", url, "--queue", "reports", "--sla", "90s"); out != "queue reports: SLA 1m30s\n" {
+	if out := ok(t, "queue", "set", "--broker", url, "--sla", "90s", "reports"); out != "queue reports: SLA 1m30s\n" {
 		t.Fatalf("output %q", out)
 	}
 	if q := findQueue(t, queuesJSON(t, url), "reports"); q["sla_seconds"] != 90.0 {
 		t.Fatalf("after --sla 90s: %v", q)
 	}
-	ok(t, "queue", "set", "--broker", url, "--queue", "reports", "--sla", "0")
+	ok(t, "queue", "set", "--broker", url, "--sla", "0", "reports")
 	if q := findQueue(t, queuesJSON(t, url), "reports"); q["sla_seconds"] != nil {
 		t.Fatalf("after --sla 0: %v", q)
 	}
 	for _, args := range [][]string{
-		{"queue", "--broker", url}, {"queue", "get", "--broker", url, "--queue", "q", "--sla", "1s"},
-		{"queue", "set", "--broker", url, "--sla", "1s"}, {"queue", "set", "--broker", url, "--queue", "q"},
-		{"queue", "set", "--broker", url, "--queue", "q", "--sla", "-1s"}, {"queue", "set", "--broker", url, "--queue", "bad name", "--sla", "1s"},
+		{"queue", "--broker", url}, {"queue", "get", "--broker", url, "--sla", "1s", "q"},
+		{"queue", "set", "--broker", url, "--sla", "1s"}, {"queue", "set", "--broker", url, "q"},
+		{"queue", "set", "--broker", url, "--sla", "-1s", "q"}, {"queue", "set", "--broker", url, "--sla", "1s", "bad name"},
+		{"queue", "delete", "--broker", url, "--sla", "1s", "q"},
 	} {
 		r := call(t, "", args...)
 		if r.code == 0 {
@@ -574,4 +572,22 @@ func TestWorkersListsLiveWorkers(t *testing.T) {
 	if out := ok(t, "workers", "--broker", url); !strings.Contains(out, "w-test") || !strings.Contains(out, "0/3") {
 		t.Fatalf("table %q", out)
 	}
+}
+
+// syncBuffer collects a process's output for the test log, safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

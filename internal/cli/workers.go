@@ -31,7 +31,7 @@ func runWorkers(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	if err := e.parseNoArgs(fs, args); err != nil {
 		return err
 	}
-	c, err := openClient(ctx, *brokerURL)
+	c, err := e.openClient(ctx, *brokerURL, needsStore)
 	if err != nil {
 		return err
 	}

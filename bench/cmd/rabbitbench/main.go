@@ -1,6 +1,6 @@
 // Command rabbitbench compares, in one run on one RabbitMQ, brisk's RabbitMQ broker with
 // Celery on RabbitMQ (Debian's python3-celery) on the workloads W1 (drain) and W3 (idle
-// pickup) of BRIEF.md, and measures the limit: what RabbitMQ itself sustains for
+// pickup) of docs/workloads.md, and measures the limit: what RabbitMQ itself sustains for
 // publish-with-confirm and consume-with-ack of the same messages. It prints one Markdown
 // table with ratios.
 //

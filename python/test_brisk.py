@@ -61,6 +61,10 @@ class Servers(unittest.TestCase):
         self.dir = tempfile.mkdtemp(dir=_tmp)
         self.broker = "sqlite://" + os.path.join(self.dir, "b.db")
         self.procs = []
+        # brisk dashboard opens an existing store only: create it, without leaving a queue.
+        for action in (["set", "--sla", "0"], ["delete"]):
+            subprocess.run([_bin, "queue"] + action + ["--broker", self.broker, "setup"], check=True,
+                           stdout=subprocess.DEVNULL)
         dash = self.spawn([_bin, "dashboard", "--broker", self.broker, "--listen", "127.0.0.1:0"],
                           stdout=subprocess.PIPE)
         line = dash.stdout.readline().decode()  # "brisk dashboard on http://ADDR/ (...)"

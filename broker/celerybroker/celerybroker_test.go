@@ -22,6 +22,8 @@ import (
 	"github.com/briskq/brisk"
 	"github.com/briskq/brisk/broker"
 	_ "github.com/briskq/brisk/broker/celerybroker"
+	"github.com/briskq/brisk/internal/apiv1"
+	"github.com/briskq/brisk/internal/cli"
 	"github.com/briskq/brisk/internal/pytest"
 	"github.com/briskq/brisk/internal/testenv"
 )
@@ -126,6 +128,36 @@ func (c *celery) worker(t *testing.T, queue string) {
 	})
 }
 
+// queuesJSON runs `brisk queues --broker URL --json` and returns its queues by name.
+func queuesJSON(t *testing.T, url string) map[string]apiv1.Queue {
+	t.Helper()
+	var out, errOut strings.Builder
+	if code := cli.Main([]string{"queues", "--broker", url, "--json"}, nil, &out, &errOut); code != 0 {
+		t.Fatalf("brisk queues --json: exit %d: %s", code, errOut.String())
+	}
+	var qs []apiv1.Queue
+	if err := json.Unmarshal([]byte(out.String()), &qs); err != nil {
+		t.Fatalf("brisk queues --json printed %q: %v", out.String(), err)
+	}
+	m := map[string]apiv1.Queue{}
+	for _, q := range qs {
+		m[q.Name] = q
+	}
+	return m
+}
+
+// checkJSON checks a queue of `brisk queues --json` against the truth: pending exactly,
+// latency within slack of the age of a message sent between the two epoch times.
+func checkJSON(t *testing.T, q apiv1.Queue, pending int64, source string, sent [2]float64, slack time.Duration) {
+	t.Helper()
+	now := float64(time.Now().UnixNano()) / 1e9
+	lo, hi := now-sent[1]-slack.Seconds(), now-sent[0]+slack.Seconds()
+	if q.Pending != pending || q.LatencySource != source || q.LatencySeconds < lo || q.LatencySeconds > hi {
+		t.Errorf("brisk queues --json %s: %+v; want %d pending, latency from %s between %.3fs and %.3fs",
+			q.Name, q, pending, source, lo+slack.Seconds(), hi-slack.Seconds())
+	}
+}
+
 func stats(t *testing.T, b broker.Broker) map[string]broker.QueueStats {
 	t.Helper()
 	qs, err := b.Stats(context.Background())
@@ -189,6 +221,9 @@ func TestRedisWithHook(t *testing.T) {
 	c := newCelery(t, raw, true)
 	first := c.send(t, "emails", "7", "0", "five_second", "3", "0.5")
 	b := open(t, "celery+"+raw+"?sla=emails:30s")
+	for name, want := range map[string]int64{"emails": 7, "five_second": 3} {
+		checkJSON(t, queuesJSON(t, "celery+"+raw)[name], want, "published_at", first[name], time.Second)
+	}
 	qs := stats(t, b)
 	if len(qs) != 2 {
 		t.Fatalf("queues %v, want emails and five_second", qs)
@@ -349,9 +384,11 @@ func TestAMQPWithHook(t *testing.T) {
 	if len(qs) != 2 {
 		t.Errorf("queues %v: want only Celery's task queues", qs)
 	}
-	for _, name := range []string{"emails", "reports"} {
+	js := queuesJSON(t, r.brokerURL)
+	for name, want := range map[string]int64{"emails": 5, "reports": 2} {
 		// whole seconds: the reported age is up to 1 s older than the truth
 		checkLatency(t, qs[name], [2]float64{first[name][0] - 1, first[name][1]}, 100*time.Millisecond)
+		checkJSON(t, js[name], want, "timestamp", [2]float64{first[name][0] - 1, first[name][1]}, 100*time.Millisecond)
 	}
 	pytest.CheckDashboard(t, b, "emails")
 	checkReadOnly(t, b, "emails")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/briskq/brisk/broker"
 	_ "github.com/briskq/brisk/broker/rqbroker"
 	"github.com/briskq/brisk/internal/apiv1"
+	"github.com/briskq/brisk/internal/cli"
 	"github.com/briskq/brisk/internal/pytest"
 )
 
@@ -55,13 +57,18 @@ func TestStatsOfQueuesFilledByRQ(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	qs, err := brisk.NewInspector(b).Queues(ctx)
-	if err != nil {
-		t.Fatal(err)
+	// What `brisk queues --json` prints.
+	var out, errOut strings.Builder
+	if code := cli.Main([]string{"queues", "--broker", "rq+" + raw + "?sla=rqtest:30s", "--json"}, nil, &out, &errOut); code != 0 {
+		t.Fatalf("brisk queues --json: exit %d: %s", code, errOut.String())
 	}
 	now := time.Now()
+	var qs []apiv1.Queue
+	if err := json.Unmarshal([]byte(out.String()), &qs); err != nil {
+		t.Fatalf("brisk queues --json printed %q: %v", out.String(), err)
+	}
 	byName := map[string]apiv1.Queue{}
-	for _, q := range apiv1.Queues(qs) {
+	for _, q := range qs {
 		byName[q.Name] = q
 	}
 	if len(byName) != 3 {

@@ -2,7 +2,9 @@ package brisk
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -32,7 +34,9 @@ func (c *Client) AddHooks(h Hooks) {
 }
 
 // Enqueue stores one task, with opts applied on top of the task's own options, and returns
-// its ID. The task itself is not modified.
+// its ID. The task itself is not modified. A unique task (see Unique) whose key is held, or
+// a task whose ID its queue holds, is not stored: Enqueue returns the ID of the task that
+// holds it and an error wrapping ErrDuplicate (a *DuplicateError).
 func (c *Client) Enqueue(ctx context.Context, t *Task, opts ...Option) (string, error) {
 	if t == nil {
 		return "", fmt.Errorf("%w: nil task", ErrInvalid)
@@ -46,6 +50,10 @@ func (c *Client) Enqueue(ctx context.Context, t *Task, opts ...Option) (string, 
 	}
 	ids, err := c.EnqueueBatch(ctx, []*Task{t})
 	if err != nil {
+		var dup *DuplicateError
+		if errors.As(err, &dup) {
+			return dup.ID, err
+		}
 		return "", err
 	}
 	return ids[0], nil
@@ -69,6 +77,7 @@ func (c *Client) EnqueueBatch(ctx context.Context, tasks []*Task) ([]string, err
 		}
 		if len(hooks) > 0 {
 			cp := *t
+			cp.Headers = maps.Clone(t.Headers) // a hook may set headers: not in the caller's map
 			if cp.ID == "" {
 				cp.ID = newID() // the hooks see the ID the task will have
 			}
@@ -83,6 +92,9 @@ func (c *Client) EnqueueBatch(ctx context.Context, tasks []*Task) ([]string, err
 		}
 		stored[i] = bt
 		ids[i] = bt.ID
+	}
+	if err := broker.CheckUnique(c.b, stored); err != nil {
+		return nil, fmt.Errorf("brisk: enqueue: %w: %w", err, ErrInvalid)
 	}
 	if err := c.b.Enqueue(ctx, stored); err != nil {
 		if len(tasks) == 1 {
@@ -100,12 +112,16 @@ func toBroker(t *Task, now time.Time) (*broker.Task, error) {
 	if t.MaxAttempts < 0 {
 		return nil, fmt.Errorf("%w: negative max attempts %d", ErrInvalid, t.MaxAttempts)
 	}
+	if t.UniqueFor < 0 || (t.UniqueFor == 0 && t.UniqueKey != "") {
+		return nil, fmt.Errorf("%w: unique window %s, must be positive", ErrInvalid, t.UniqueFor)
+	}
 	bt := &broker.Task{
 		TaskInfo: brisktype.TaskInfo{
 			ID:          t.ID,
 			Queue:       t.Queue,
 			Type:        t.Type,
 			Payload:     t.Payload,
+			Headers:     maps.Clone(t.Headers),
 			MaxAttempts: t.MaxAttempts,
 			Timeout:     t.Timeout,
 			EnqueuedAt:  now,
@@ -120,6 +136,9 @@ func toBroker(t *Task, now time.Time) (*broker.Task, error) {
 	}
 	if bt.MaxAttempts == 0 {
 		bt.MaxAttempts = DefaultMaxAttempts
+	}
+	if t.UniqueFor > 0 {
+		bt.Unique = broker.Unique{Key: uniqueKey(t), Until: now.Add(t.UniqueFor)}
 	}
 	switch {
 	case !t.ProcessAt.IsZero():

@@ -13,4 +13,18 @@
 //   - SLA: a queue's declared latency target ("five_second" → 5 s);
 //   - lease: the time a reserved task belongs to one worker, extended while its handler
 //     runs; a task whose lease expires is delivered again (at-least-once).
+//
+// Done in the broker, so that they hold across every worker and process (where the broker
+// has the capability; otherwise the call fails with ErrUnsupported):
+//   - unique tasks: Unique and UniqueKey refuse a second task with the same key within a
+//     window, returning the first one's ID with ErrDuplicate (see ExampleUnique);
+//   - cancellation: Inspector.CancelTask stops a pending, scheduled or running task; a
+//     running handler's context is cancelled within a second with the cause ErrCancelled
+//     (see ExampleInspector_CancelTask);
+//   - rate and concurrency limits: Inspector.SetLimit, applied when workers reserve (see
+//     ExampleInspector_SetLimit);
+//   - periodic tasks: schedules stored with Client.SetPeriodic, enqueued once per tick by
+//     the one Scheduler that leads (see ExampleScheduler and ParseSpec).
+//
+// docs/scheduling.md in the repository explains each.
 package brisk

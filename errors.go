@@ -17,7 +17,8 @@ var (
 	ErrInvalid = broker.ErrInvalid
 	// ErrPayloadTooLarge: a payload is over the broker's limit (1 MiB by default).
 	ErrPayloadTooLarge = broker.ErrPayloadTooLarge
-	// ErrDuplicate: a task with that ID is already stored in its queue.
+	// ErrDuplicate: a task with that ID, or a unique task with that key within its window,
+	// is already stored in its queue. The error is a *DuplicateError that names the task.
 	ErrDuplicate = broker.ErrDuplicate
 	// ErrNotFound: no task has that ID.
 	ErrNotFound = broker.ErrNotFound
@@ -44,7 +45,18 @@ var (
 	// ErrPanic is wrapped by the error of a handler that panicked; the message carries the
 	// panic value and the stack.
 	ErrPanic = errors.New("handler panicked")
+	// ErrCancelled is the cause (context.Cause) of a handler's context when its task was
+	// cancelled while it ran; the task is cancelled in the broker and the handler's outcome
+	// is ignored.
+	ErrCancelled = errors.New("task cancelled")
+	// ErrLeaseLost is the cause of a handler's context when its task was taken over by
+	// another worker (its lease expired); the handler's outcome is ignored.
+	ErrLeaseLost = broker.ErrLeaseLost
 )
+
+// DuplicateError is the error of an enqueue refused because its queue holds a task of
+// that ID, or a unique task of that key within its window: ID names that task.
+type DuplicateError = broker.DuplicateError
 
 // SkipRetry wraps err so that the task is dead at once instead of retried.
 func SkipRetry(err error) error {

@@ -46,7 +46,8 @@ const (
 	OutcomeDead OutcomeKind = "dead"
 	// OutcomeReleased: the worker gave the task back without an outcome: another worker
 	// holds it now (the lease was lost), or the worker shut down before the handler
-	// finished. The task runs again elsewhere.
+	// finished, and the task runs again elsewhere; or the task was cancelled while it ran
+	// (Inspector.CancelTask), and it is kept cancelled.
 	OutcomeReleased OutcomeKind = "released"
 )
 

@@ -3,6 +3,8 @@ package brisk_test
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -160,5 +162,52 @@ func TestHooksReleasedAtShutdown(t *testing.T) {
 	}
 	if got := log.kinds("s"); len(got) != 1 || got[0] != brisk.OutcomeReleased {
 		t.Errorf("outcomes %v, want [released]", got)
+	}
+}
+
+// Headers travel from the enqueue (an option, and an Enqueue hook adding one) to the
+// handler, and the caller's map is never written.
+func TestHeadersReachTheHandler(t *testing.T) {
+	t.Parallel()
+	b, c := setup(t)
+	c.AddHooks(brisk.Hooks{Enqueue: func(_ context.Context, task *brisk.Task) error {
+		if task.Headers == nil {
+			task.Headers = map[string]string{}
+		}
+		task.Headers["traceparent"] = "00-trace-span-01"
+		return nil
+	}})
+	mine := map[string]string{"tenant": "acme"}
+	task := brisk.NewTask("h", nil, brisk.WithHeader("request", "r-1"))
+	task.Headers["tenant"] = mine["tenant"]
+	shared := brisk.NewTask("h", nil)
+	shared.Headers = mine
+	if _, err := c.EnqueueBatch(t.Context(), []*brisk.Task{task, shared}); err != nil {
+		t.Fatal(err)
+	}
+	if len(mine) != 1 {
+		t.Errorf("the caller's headers map was written: %v", mine)
+	}
+	got := make(chan map[string]string, 2)
+	startWorker(t, b, brisk.WorkerConfig{}, map[string]brisk.HandlerFunc{
+		"h": func(_ context.Context, task *brisk.Task) error { got <- task.Headers; return nil },
+	})
+	want := []map[string]string{
+		{"request": "r-1", "tenant": "acme", "traceparent": "00-trace-span-01"},
+		{"tenant": "acme", "traceparent": "00-trace-span-01"},
+	}
+	var seen []map[string]string
+	for range 2 {
+		select {
+		case h := <-got:
+			seen = append(seen, h)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("handlers saw %v", seen)
+		}
+	}
+	for _, w := range want {
+		if !slices.ContainsFunc(seen, func(h map[string]string) bool { return maps.Equal(h, w) }) {
+			t.Errorf("no handler saw %v (saw %v)", w, seen)
+		}
 	}
 }

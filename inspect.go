@@ -9,7 +9,7 @@ import (
 	"github.com/briskq/brisk/broker"
 )
 
-// State is a task's state: scheduled, pending, running or dead.
+// State is a task's state: scheduled, pending, running, dead or cancelled.
 type State = brisktype.State
 
 // The states of a stored task.
@@ -18,6 +18,7 @@ const (
 	StatePending   = brisktype.StatePending
 	StateRunning   = brisktype.StateRunning
 	StateDead      = brisktype.StateDead
+	StateCancelled = brisktype.StateCancelled
 )
 
 // QueueInfo is a queue's statistics at one moment: counts by state, queue latency, SLA.
@@ -66,7 +67,7 @@ func WithinSLA(q QueueInfo) bool { return q.SLA == 0 || q.Latency <= q.SLA }
 // Tasks lists the tasks of queue in state, oldest first, limit at a time from offset.
 func (i *Inspector) Tasks(ctx context.Context, queue string, state State, limit, offset int) ([]*TaskInfo, error) {
 	if !state.Valid() {
-		return nil, fmt.Errorf("%w: unknown state %q (want scheduled, pending, running or dead)", ErrInvalid, state)
+		return nil, fmt.Errorf("%w: unknown state %q (want scheduled, pending, running, dead or cancelled)", ErrInvalid, state)
 	}
 	ts, err := i.b.Tasks(ctx, broker.ListParams{Queue: queue, State: state, Limit: limit, Offset: offset})
 	if err != nil {

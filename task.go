@@ -2,6 +2,7 @@ package brisk
 
 import (
 	"encoding/json"
+	"maps"
 	"time"
 
 	"github.com/google/uuid"
@@ -48,6 +49,10 @@ type Task struct {
 	Type string
 	// Payload is passed to the handler as is; JSON by convention.
 	Payload []byte
+	// Headers are string metadata carried with the task to its handler: trace context, a
+	// tenant, the ID of the request that enqueued it. At most MaxHeaders, MaxHeaderBytes in
+	// all; names are printable ASCII without space, ':' and '='.
+	Headers map[string]string
 
 	// Queue the task goes to. Default DefaultQueue.
 	Queue string
@@ -64,6 +69,13 @@ type Task struct {
 	// Timeout bounds one run of the handler: its context is cancelled after it. Default
 	// the worker's DefaultTimeout.
 	Timeout time.Duration
+
+	// UniqueFor, when positive, makes the task unique in its queue for that long from its
+	// enqueue (see Unique): a second enqueue with the same key within it is refused with
+	// the first task's ID and ErrDuplicate.
+	UniqueFor time.Duration
+	// UniqueKey is the uniqueness key; default the type and a hash of the payload.
+	UniqueKey string
 
 	// ID is set by Enqueue (a time-ordered UUID) unless given.
 	ID string
@@ -101,6 +113,26 @@ func Timeout(d time.Duration) Option { return func(t *Task) { t.Timeout = d } }
 // ID is unique within its queue, and some brokers, SQLite among them, refuse it in any
 // queue).
 func WithID(id string) Option { return func(t *Task) { t.ID = id } }
+
+// WithHeader sets the task's header name to value (see Task.Headers).
+func WithHeader(name, value string) Option {
+	return func(t *Task) {
+		h := make(map[string]string, len(t.Headers)+1)
+		maps.Copy(h, t.Headers) // never write into a map the caller may share
+		h[name] = value
+		t.Headers = h
+	}
+}
+
+// ValidateHeaders reports whether headers are valid (see Task.Headers), with an error
+// wrapping ErrInvalid that names the first bad one.
+func ValidateHeaders(h map[string]string) error { return broker.ValidateHeaders(h) }
+
+// Limits of a task's headers.
+const (
+	MaxHeaders     = broker.MaxHeaders
+	MaxHeaderBytes = broker.MaxHeaderBytes
+)
 
 // NewTask returns a task of type typ with payload and options.
 func NewTask(typ string, payload []byte, opts ...Option) *Task {

@@ -225,9 +225,10 @@ type Worker struct {
 
 type heldTask struct {
 	lease    broker.Lease
-	cancel   context.CancelFunc // nil until the handler starts
-	returned bool               // the handler returned; its outcome is being written
-	released bool               // handed back or lost: the outcome is ignored
+	cancel   context.CancelFunc      // nil until the handler starts
+	stop     context.CancelCauseFunc // cancels the handler's context with a cause (nil until it starts)
+	returned bool                    // the handler returned; its outcome is being written
+	released bool                    // handed back or lost: the outcome is ignored
 }
 
 // NewWorker returns a worker on broker b. It returns an error naming the bad field of cfg.

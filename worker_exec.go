@@ -40,8 +40,10 @@ func (w *Worker) startBufferedLocked() {
 		if timeout <= 0 {
 			timeout = w.cfg.DefaultTimeout
 		}
-		ctx, cancel := context.WithTimeout(w.hardCtx, timeout)
-		h.cancel = cancel
+		cctx, stop := context.WithCancelCause(w.hardCtx)
+		ctx, cancelTimeout := context.WithTimeout(cctx, timeout)
+		cancel := func() { cancelTimeout(); stop(context.Canceled) }
+		h.cancel, h.stop = cancel, stop
 		w.running++
 		w.handlersWG.Add(1)
 		go w.run(ctx, cancel, t)
@@ -63,7 +65,7 @@ func (w *Worker) run(ctx context.Context, cancel context.CancelFunc, bt *broker.
 	t := &Task{
 		Type: bt.Type, Payload: bt.Payload, Queue: bt.Queue, MaxAttempts: bt.MaxAttempts,
 		Timeout: bt.Timeout, ID: bt.ID, Attempt: bt.Attempt, EnqueuedAt: bt.EnqueuedAt,
-		ReadyAt: bt.ReadyAt, LastError: bt.LastError,
+		ReadyAt: bt.ReadyAt, LastError: bt.LastError, Headers: bt.Headers,
 	}
 	w.hooks.start(ctx, w.log, t)
 	err := w.call(ctx, t)

@@ -21,6 +21,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if url := os.Getenv(envRateWorker); url != "" {
+		os.Exit(runRateWorker(url)) // a worker process of BenchmarkRateLimit
+	}
 	goleak.VerifyTestMain(m)
 }
 
@@ -445,9 +448,11 @@ func TestLeaseIsExtendedWhileHandlerRuns(t *testing.T) {
 	t.Parallel()
 	b, c := setup(t)
 	var runs atomic.Int32
-	cfg := brisk.WorkerConfig{Lease: 150 * time.Millisecond}
+	// The handler runs over three leases; extensions come every lease/3, so a loaded
+	// machine (a 2-core CI box under -race) has a second of slack for each.
+	cfg := brisk.WorkerConfig{Lease: 1500 * time.Millisecond}
 	handler := map[string]brisk.HandlerFunc{
-		"long": func(context.Context, *brisk.Task) error { runs.Add(1); time.Sleep(700 * time.Millisecond); return nil },
+		"long": func(context.Context, *brisk.Task) error { runs.Add(1); time.Sleep(5 * time.Second); return nil },
 	}
 	startWorker(t, b, cfg, handler)
 	startWorker(t, b, cfg, handler) // would take the task if its lease lapsed

@@ -22,12 +22,16 @@ const (
 	// StateDead: given up (attempts spent, or a handler said not to retry); kept until
 	// retried or deleted.
 	StateDead State = "dead"
+	// StateCancelled: cancelled by a person or a program before it finished (pending,
+	// scheduled or running at the time); kept until deleted, never retried. Only brokers
+	// that can cancel tasks (broker.Canceler) store it.
+	StateCancelled State = "cancelled"
 )
 
 // Valid reports whether s is one of the known states.
 func (s State) Valid() bool {
 	switch s {
-	case StateScheduled, StatePending, StateRunning, StateDead:
+	case StateScheduled, StatePending, StateRunning, StateDead, StateCancelled:
 		return true
 	}
 	return false
@@ -44,6 +48,9 @@ type TaskInfo struct {
 	Type string
 	// Payload is passed to the handler as is.
 	Payload []byte
+	// Headers are string metadata carried with the task from the enqueue to its handler
+	// (trace context, a tenant, the enqueuing request's ID); nil when none.
+	Headers map[string]string
 	// State is the task's state when it was read.
 	State State
 	// Attempt counts the deliveries so far: 0 before the first, 1 while the first runs.
@@ -75,6 +82,8 @@ type QueueInfo struct {
 	SLA time.Duration
 	// Counts by state. Scheduled includes tasks waiting for a retry.
 	Pending, Scheduled, Running, Dead int64
+	// Cancelled counts the cancelled tasks kept (0 where the broker cannot cancel tasks).
+	Cancelled int64
 	// OldestReadyAt is the smallest ReadyAt among pending tasks (zero when none is pending).
 	OldestReadyAt time.Time
 	// Latency is the queue latency at the time of the read: now − OldestReadyAt, or 0.
@@ -114,4 +123,22 @@ type WorkerInfo struct {
 	StartedAt   time.Time
 	LastSeen    time.Time
 	Version     string
+}
+
+// Limit caps how fast and how many tasks of a queue (Type "") or of one task type within
+// a queue are reserved, by every worker and process together. The broker keeps it and
+// applies it when workers reserve tasks.
+type Limit struct {
+	Queue string
+	// Type is a task type of Queue, or "" for the whole queue. A type's limit applies
+	// within its queue only.
+	Type string
+	// Rate tasks per Per may start (a token bucket refilled continuously), at most Burst
+	// at once after an idle time; Rate 0 means no rate limit. Burst 0 means Rate.
+	Rate  int
+	Per   time.Duration
+	Burst int
+	// MaxRunning caps the tasks running at once (under unexpired leases) across every
+	// worker and process; 0 means no cap.
+	MaxRunning int
 }

@@ -22,6 +22,7 @@ const (
 	StatePending   = brisktype.StatePending
 	StateRunning   = brisktype.StateRunning
 	StateDead      = brisktype.StateDead
+	StateCancelled = brisktype.StateCancelled
 )
 
 // Task is one stored unit of work as a broker sees it: what an inspector sees (the
@@ -32,6 +33,10 @@ type Task struct {
 	// Lease identifies the current reservation; Reserve sets it, and Extend, Ack, Retry,
 	// Kill and Release must be given it back. It never leaves brisk's worker.
 	Lease Lease
+	// Unique, when its Key is set, makes Enqueue refuse the task while another task of the
+	// same queue holds that key (see Unique); only brokers that declare
+	// Capabilities.Unique accept it.
+	Unique Unique
 }
 
 // Lease names one reservation of one task. A broker refuses changes made under a lease

@@ -9,7 +9,8 @@ package broker
 // wrapping ErrUnsupported, never a silent wrong answer.
 //
 // Capabilities that are whole methods are optional interfaces instead (Reaper, Pauser,
-// AckReserver), found by a type assertion, the way database/sql/driver does.
+// AckReserver, Canceler, Leader, ScheduleStore, Limiter), found by a type assertion, the
+// way database/sql/driver does.
 type Capabilities struct {
 	// ReadyAtOrder: Reserve takes a queue's ready tasks oldest ReadyAt first across
 	// separate Enqueue calls (and in enqueue order among equal ReadyAt), not only in the
@@ -29,10 +30,16 @@ type Capabilities struct {
 	// ExactRunning: QueueStats.Running counts the tasks held by every process on the
 	// store, exactly, at the time of the call.
 	ExactRunning bool
+	// Unique: Enqueue honours Task.Unique (a uniqueness key held for a window, checked
+	// atomically with the enqueue; see Unique). Without it Enqueue refuses a task that
+	// carries a key with an error wrapping ErrUnsupported, never enqueues it twice silently.
+	Unique bool
 }
 
-// AllCapabilities returns the capabilities with every behaviour declared, for brokers backed by a
-// database that keeps the whole task state machine (SQLite, Redis).
+// AllCapabilities returns the capabilities of the core contract's behaviours all declared
+// (ReadyAtOrder, DetachedLeases, ListAll, DeleteQueued, ExactRunning), for brokers backed by
+// a database that keeps the whole task state machine (SQLite, Redis). Unique is not among
+// them: a broker declares it on its own when its Enqueue keeps uniqueness locks.
 func AllCapabilities() Capabilities {
 	return Capabilities{
 		ReadyAtOrder:   true,

@@ -101,8 +101,45 @@ func ValidateDelay(d time.Duration) error {
 	return nil
 }
 
+// Limits of a task's headers.
+const (
+	// MaxHeaders is how many headers a task may carry.
+	MaxHeaders = 64
+	// MaxHeaderBytes bounds the sum of the lengths of a task's header names and values.
+	MaxHeaderBytes = 16 << 10
+)
+
+// ValidateHeaders checks a task's headers: at most MaxHeaders, names of 1–128 printable
+// ASCII characters other than space and ':' or '=' (so that a name reads the same in a
+// header line and on a command line), values of valid UTF-8, MaxHeaderBytes in all.
+func ValidateHeaders(h map[string]string) error {
+	if len(h) > MaxHeaders {
+		return fmt.Errorf("%w: %d headers, at most %d", ErrInvalid, len(h), MaxHeaders)
+	}
+	size := 0
+	for k, v := range h {
+		if k == "" || len(k) > 128 {
+			return fmt.Errorf("%w: header name %q must be 1–128 characters", ErrInvalid, k)
+		}
+		for _, r := range k {
+			if r <= ' ' || r > '~' || r == ':' || r == '=' {
+				return fmt.Errorf("%w: header name %q: character %q is not allowed (printable ASCII but space, ':' and '=')", ErrInvalid, k, r)
+			}
+		}
+		if !utf8.ValidString(v) {
+			return fmt.Errorf("%w: header %q: value is not valid UTF-8", ErrInvalid, k)
+		}
+		size += len(k) + len(v)
+	}
+	if size > MaxHeaderBytes {
+		return fmt.Errorf("%w: headers take %d bytes, limit %d", ErrInvalid, size, MaxHeaderBytes)
+	}
+	return nil
+}
+
 // ValidateTasks checks a batch for Enqueue against maxPayload (DefaultMaxPayload when ≤ 0):
-// names, IDs (non-empty, unique within the batch), attempts, times and payload size.
+// names, IDs (non-empty, unique within the batch), attempts, times, payload size and
+// uniqueness keys (two tasks of one queue with one key give a *DuplicateError).
 // Brokers call it before they store anything.
 func ValidateTasks(tasks []*Task, maxPayload int) error {
 	if maxPayload <= 0 {
@@ -112,6 +149,7 @@ func ValidateTasks(tasks []*Task, maxPayload int) error {
 		return fmt.Errorf("%w: no tasks to enqueue", ErrInvalid)
 	}
 	seen := make(map[string]struct{}, len(tasks))
+	keys := map[[2]string]string{} // queue and unique key → the first task's ID
 	for i, t := range tasks {
 		if t == nil {
 			return fmt.Errorf("%w: task %d is nil", ErrInvalid, i)
@@ -141,6 +179,19 @@ func ValidateTasks(tasks []*Task, maxPayload int) error {
 		}
 		if t.EnqueuedAt.IsZero() || t.ReadyAt.IsZero() {
 			return fmt.Errorf("%w: task id=%q: enqueued and ready times must be set", ErrInvalid, t.ID)
+		}
+		if err := ValidateHeaders(t.Headers); err != nil {
+			return fmt.Errorf("task id=%q: %w", t.ID, err)
+		}
+		if err := validateUnique(t); err != nil {
+			return err
+		}
+		if t.Unique.Key != "" {
+			k := [2]string{t.Queue, t.Unique.Key}
+			if first, dup := keys[k]; dup {
+				return &DuplicateError{Queue: t.Queue, ID: first, Key: t.Unique.Key}
+			}
+			keys[k] = t.ID
 		}
 		if err := ValidateDelay(t.ReadyAt.Sub(t.EnqueuedAt)); err != nil {
 			return fmt.Errorf("task id=%q: %w", t.ID, err)

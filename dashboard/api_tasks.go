@@ -16,9 +16,6 @@ import (
 // maxBatch is the most tasks one POST /api/v1/tasks/batch may carry.
 const maxBatch = 1000
 
-// maxSeconds bounds timeout_seconds and sla_seconds: ten years.
-const maxSeconds = 10 * 365 * 24 * 3600
-
 // taskRequest is one task of an enqueue: the body of POST /api/v1/queues/{queue}/tasks,
 // and each element of a batch (which also names its queue).
 type taskRequest struct {
@@ -30,6 +27,7 @@ type taskRequest struct {
 	MaxAttempts    int             `json:"max_attempts"`
 	TimeoutSeconds float64         `json:"timeout_seconds"`
 	ProcessAt      string          `json:"process_at"`
+	uniqueRequest
 }
 
 // badSeconds reports whether a number of seconds is outside [0, ten years].
@@ -75,15 +73,19 @@ func (req *taskRequest) task() (*brisk.Task, error) {
 	if req.TimeoutSeconds > 0 {
 		opts = append(opts, brisk.Timeout(time.Duration(req.TimeoutSeconds*float64(time.Second))))
 	}
+	unique, msg := req.options()
+	if msg != "" {
+		return nil, errors.New(msg)
+	}
 	var payload []byte
 	if len(req.Payload) > 0 {
 		payload = []byte(req.Payload)
 	}
-	return brisk.NewTask(req.Type, payload, opts...), nil
+	return brisk.NewTask(req.Type, payload, append(opts, unique...)...), nil
 }
 
-// enqueueOne handles POST /api/v1/queues/{queue}/tasks: 201 {"id"}; with an id already
-// stored, 409 {"error", "id"} and nothing changes.
+// enqueueOne handles POST /api/v1/queues/{queue}/tasks: 201 {"id"}; with an id (or a
+// unique key) already held, 409 {"error", "id"} and nothing changes.
 func (h *handler) enqueueOne(w http.ResponseWriter, r *http.Request) {
 	var req taskRequest
 	if !decodeJSON(w, r, &req) {
@@ -101,11 +103,12 @@ func (h *handler) enqueueOne(w http.ResponseWriter, r *http.Request) {
 	}
 	id, err := h.client.Enqueue(r.Context(), t)
 	if err != nil {
-		if errors.Is(err, brisk.ErrDuplicate) && t.ID != "" {
+		var dup *brisk.DuplicateError
+		if !errors.As(err, &dup) && errors.Is(err, brisk.ErrDuplicate) && t.ID != "" {
 			writeJSON(w, http.StatusConflict, map[string]string{"error": message(err), "id": t.ID})
 			return
 		}
-		h.brokerError(w, r, err)
+		h.enqueueError(w, r, id, err)
 		return
 	}
 	writeJSON(w, http.StatusCreated, map[string]string{"id": id})
@@ -157,7 +160,12 @@ func (h *handler) apiEnqueueBatch(w http.ResponseWriter, r *http.Request) {
 	ids, err := h.client.EnqueueBatch(r.Context(), tasks)
 	if err != nil {
 		if errors.Is(err, brisk.ErrDuplicate) {
-			writeJSON(w, http.StatusConflict, map[string]any{"error": message(err), "ids": h.storedIDs(r.Context(), req.Tasks)})
+			body := map[string]any{"error": message(err), "ids": h.storedIDs(r.Context(), req.Tasks)}
+			var dup *brisk.DuplicateError
+			if errors.As(err, &dup) {
+				body["id"] = dup.ID // the task that holds an id or unique key of the batch
+			}
+			writeJSON(w, http.StatusConflict, body)
 			return
 		}
 		h.brokerError(w, r, err)

@@ -12,9 +12,11 @@
 //
 // It also serves every queue's statistics for Prometheus at /metrics (read from the broker
 // at each scrape; the same authentication applies). Pausing and resuming a queue is
-// offered for brokers that can pause queues. The samples behind the charts and rates are
-// kept in the broker where it can keep them (SQLite, Redis), so that every dashboard on a
-// store shows the same last hour.
+// offered for brokers that can pause queues; cancelling tasks, periodic schedules (with
+// their last and next runs and the scheduler's leader) and rate and concurrency limits for
+// brokers that keep them. The samples behind the charts and rates are kept in the broker
+// where it can keep them (SQLite, Redis), so that every dashboard on a store shows the
+// same last hour.
 package dashboard
 
 import (
@@ -207,6 +209,7 @@ func (h *handler) routes() {
 	m.HandleFunc("GET /api/v1/tasks/{id}", h.apiTask)
 	m.HandleFunc("GET /api/v1/workers", h.apiWorkers)
 	m.HandleFunc("POST /api/v1/queues/{queue}/delete", h.apiDeleteQueue)
+	h.schedRoutes(m)
 	m.HandleFunc("/api/", h.apiNoRoute)
 	// Pages.
 	m.HandleFunc("GET /{$}", h.pageQueues)

@@ -46,7 +46,7 @@ var funcs = template.FuncMap{
 
 func parseTemplates() (*pageTemplates, error) {
 	p := &pageTemplates{byName: map[string]*template.Template{}}
-	for _, name := range []string{"queues", "queue", "task", "workers"} {
+	for _, name := range []string{"queues", "queue", "task", "workers", "periodic"} {
 		t, err := template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("dashboard: parse templates: %w", err)
@@ -58,19 +58,21 @@ func parseTemplates() (*pageTemplates, error) {
 
 // page is what every template receives.
 type page struct {
-	Title    string
-	Base     string // the mount prefix, for links
-	CSRF     string
-	ReadOnly bool
-	CanPause bool // the broker can pause queues (and the dashboard is not read-only)
-	Now      time.Time
-	Data     any
+	Title     string
+	Base      string // the mount prefix, for links
+	CSRF      string
+	ReadOnly  bool
+	CanPause  bool // the broker can pause queues (and the dashboard is not read-only)
+	CanCancel bool // the broker can cancel tasks (and the dashboard is not read-only)
+	Now       time.Time
+	Data      any
 }
 
 // render executes page name, or only its "live" block when the page's polling script asks
 // for it (?fragment=1), into a buffer first so an error never sends half a page.
 func (h *handler) render(w http.ResponseWriter, r *http.Request, name, title string, data any) {
-	p := page{Title: title, Base: h.basePath, CSRF: h.csrfToken(r), ReadOnly: h.opts.ReadOnly, CanPause: h.in.CanPause() && !h.opts.ReadOnly, Now: time.Now(), Data: data}
+	p := page{Title: title, Base: h.basePath, CSRF: h.csrfToken(r), ReadOnly: h.opts.ReadOnly, CanPause: h.in.CanPause() && !h.opts.ReadOnly,
+		CanCancel: h.in.CanCancel() && !h.opts.ReadOnly, Now: time.Now(), Data: data}
 	tmpl := "layout"
 	if r.URL.Query().Get("fragment") == "1" {
 		tmpl = "live"
@@ -91,6 +93,8 @@ func (h *handler) pageError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, brisk.ErrNotFound):
 		status = http.StatusNotFound
+	case errors.Is(err, brisk.ErrUnsupported): // a button of a capability the broker lacks
+		status = http.StatusNotImplemented
 	case errors.Is(err, brisk.ErrInvalid):
 		status = http.StatusBadRequest
 	case errors.Is(err, brisk.ErrUnavailable), errors.Is(err, brisk.ErrClosed):
@@ -231,7 +235,7 @@ func (h *handler) pageQueue(w http.ResponseWriter, r *http.Request) {
 	d := queueData{
 		Row: h.queueRow(*q, now), Chart: latencyChart(append(h.sampler.series(name), sample{at: now, latency: q.Latency}), q.SLA,
 			h.sampler.decisionsOf(name), now, time.Hour),
-		State: string(state), States: []string{"pending", "scheduled", "running", "dead"},
+		State: string(state), States: []string{"pending", "scheduled", "running", "dead", "cancelled"},
 		Offset: offset, Limit: limit, HasPrev: offset > 0, PrevPage: max(0, offset-limit),
 		HasNext: len(ts) == limit, NextPage: offset + limit, NoList: noList,
 	}
@@ -317,10 +321,6 @@ func (h *handler) formPause(paused bool) http.HandlerFunc {
 		}
 		queue := r.PathValue("queue")
 		if err := h.pause(r, queue, paused); err != nil {
-			if errors.Is(err, brisk.ErrUnsupported) {
-				http.Error(w, message(err), http.StatusNotImplemented)
-				return
-			}
 			h.pageError(w, r, err)
 			return
 		}

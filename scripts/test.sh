@@ -123,12 +123,16 @@ if [ -n "$unformatted" ]; then
 	echo "gofmt would change:"; echo "$unformatted"; exit 1
 fi
 
+# The main module and otel/, the OpenTelemetry module (a module of its own so that brisk
+# does not depend on OpenTelemetry).
 echo "== go vet"
 go vet ./...
+(cd otel && go vet ./...)
 
 # staticcheck, pinned (the same version as `make lint`); fetched through the module proxy.
 echo "== staticcheck"
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+(cd otel && go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...)
 
 # python/brisk.py's own tests, against a real brisk dashboard and brisk worker.
 pystatus=0
@@ -145,7 +149,13 @@ fi
 
 echo "== go test -race"
 set +e
-go test -race -count=1 -timeout 40m ./... 2>&1 | tee /tmp/brisk-test.$$.log
+{
+	go test -race -count=1 -timeout 40m ./...
+	main_status=$?
+	(cd otel && go test -race -count=1 -timeout 10m ./...)
+	otel_status=$?
+	[ "$main_status" = 0 ] && [ "$otel_status" = 0 ]
+} 2>&1 | tee /tmp/brisk-test.$$.log
 status=${PIPESTATUS[0]}
 set -e
 passed=$(grep -c '^ok ' /tmp/brisk-test.$$.log || true)

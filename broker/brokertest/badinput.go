@@ -84,6 +84,16 @@ func (s *suite) testBadInput(t *testing.T) {
 			{"an empty ID", func(t *broker.Task) { t.ID = "" }},
 			{"a ReadyAt past MaxReadyAhead", func(t *broker.Task) { t.ReadyAt = t.EnqueuedAt.Add(broker.MaxReadyAhead + time.Second) }},
 			{"a 200-byte ID", func(t *broker.Task) { t.ID = strings.Repeat("i", 200) }},
+			{"a header name with a space", func(t *broker.Task) { t.Headers = map[string]string{"trace parent": "x"} }},
+			{"an empty header name", func(t *broker.Task) { t.Headers = map[string]string{"": "x"} }},
+			{"a header value that is not UTF-8", func(t *broker.Task) { t.Headers = map[string]string{"h": "\xff"} }},
+			{"headers over MaxHeaderBytes", func(t *broker.Task) { t.Headers = map[string]string{"h": strings.Repeat("v", broker.MaxHeaderBytes)} }},
+			{"more than MaxHeaders headers", func(t *broker.Task) {
+				t.Headers = map[string]string{}
+				for i := range broker.MaxHeaders + 1 {
+					t.Headers["h"+itoa(i)] = "v"
+				}
+			}},
 		} {
 			task := NewTask("fields", "t", nil)
 			c.spoil(task)

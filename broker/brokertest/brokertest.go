@@ -19,9 +19,16 @@
 // consumers in several processes, bad input, inspection and worker records, pausing queues,
 // acking and reserving in one call, deleting queues, the store of dashboard samples, and a
 // crash test in which brisk workers in real processes are killed with SIGKILL while they
-// run tasks. Parts of the contract that are optional (broker.Reaper, broker.Pauser,
-// broker.AckReserver, broker.QueueDeleter, broker.SampleStore) are skipped with a message
-// when a broker lacks them, never passed silently.
+// run tasks; then the optional capabilities:
+// unique tasks (Capabilities.Unique, with processes racing for one key), cancellation
+// (broker.Canceler, with a handler in another process stopped within a second), leader
+// election (broker.Leader), periodic schedules (broker.ScheduleStore, with brisk.Scheduler
+// in three processes whose leader is killed twice while 60 ticks of one second are
+// counted), and rate and concurrency limits (broker.Limiter, with consumers in three
+// processes, one killed while it holds slots). Parts of the contract that are optional
+// (broker.Reaper, broker.Pauser, broker.AckReserver, broker.QueueDeleter,
+// broker.SampleStore and the above) are skipped with a message when a broker lacks them,
+// never passed silently.
 //
 // The multi-process check re-executes the test binary that called Run, selecting the same
 // test with -test.run and telling the child its role through environment variables; Run
@@ -78,6 +85,7 @@ func Run(t *testing.T, h Harness) {
 		run  func(*testing.T)
 	}{
 		{"Crash", s.testCrash},
+		{"Periodic", s.testPeriodic},
 		{"MultiProcess", s.testMultiProcess},
 		{"Enqueue", s.testEnqueue},
 		{"Reserve", s.testReserve},
@@ -90,6 +98,11 @@ func Run(t *testing.T, h Harness) {
 		{"Workers", s.testWorkers},
 		{"Pause", s.testPause},
 		{"AckReserve", s.testAckReserve},
+		{"Unique", s.testUnique},
+		{"Cancel", s.testCancel},
+		{"Leader", s.testLeader},
+		{"RateLimit", s.testRateLimit},
+		{"Concurrency", s.testConcurrency},
 		{"DeleteQueue", s.testDeleteQueue},
 		{"Samples", s.testSamples},
 	}

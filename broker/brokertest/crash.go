@@ -199,20 +199,15 @@ func (s *suite) testCrash(t *testing.T) {
 
 // crashWorker is the child's role: run a brisk worker until SIGTERM.
 func crashWorker(t *testing.T, h Harness, url string) {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
-	b, err := h.Open(ctx, url)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	defer b.Close()
+	ctx, b, log, done := openUntilTerm(t, h, url)
+	defer done()
 	w, err := brisk.NewWorker(b, brisk.WorkerConfig{
 		Queues:          []brisk.QueueSpec{{Name: crashQueue}},
 		Concurrency:     4,
 		Lease:           3 * time.Second,
 		ShutdownTimeout: 5 * time.Second,
 		Backoff:         func(int, error) time.Duration { return 0 },
-		Logger:          slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger:          log,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -245,3 +240,17 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 }
 
 var _ io.Writer = (*prefixWriter)(nil)
+
+// openUntilTerm opens the broker of a child process whose role runs until SIGTERM: the
+// context ends at SIGTERM, and the returned function closes the broker and stops
+// listening for the signal. Logs go to standard error, warnings and up.
+func openUntilTerm(t *testing.T, h Harness, url string) (context.Context, broker.Broker, *slog.Logger, func()) {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	b, err := h.Open(ctx, url)
+	if err != nil {
+		stop()
+		t.Fatalf("Open: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return ctx, b, log, func() { b.Close(); stop() }
+}

@@ -236,6 +236,7 @@ type child struct {
 	read   chan struct{} // closed when its standard output is read to the end
 	once   sync.Once
 	err    error
+	gotMu  sync.Mutex   // guards got while the output is read
 	got    []string     // its lineGot lines
 	other  bytes.Buffer // the rest of its standard output
 	stderr bytes.Buffer
@@ -318,7 +319,9 @@ func (c *child) readOutput(stdout io.Reader) {
 			readySeen = true
 			close(c.ready)
 		case strings.HasPrefix(line, lineGot+" "):
+			c.gotMu.Lock()
 			c.got = append(c.got, line)
+			c.gotMu.Unlock()
 		default:
 			c.other.WriteString(line + "\n")
 		}
@@ -366,4 +369,9 @@ func (c *child) output() string {
 		fmt.Fprintf(&b, "\n--- child stderr:\n%s", s)
 	}
 	return b.String()
+}
+
+// readGo waits for the parent's go line on standard input (EOF if the parent is gone).
+func readGo() (string, error) {
+	return bufio.NewReader(os.Stdin).ReadString('\n')
 }

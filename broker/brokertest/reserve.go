@@ -3,6 +3,7 @@ package brokertest
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -19,6 +20,8 @@ func (s *suite) testReserve(t *testing.T) {
 		want := NewTask("fields", "email.send", []byte(`{"to":"a@example.com"}`))
 		want.MaxAttempts = 5
 		want.Timeout = 1500 * time.Millisecond
+		want.Headers = map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+			"tenant": "acme ünïcode", "empty": ""}
 		e.enqueue(want)
 
 		before := time.Now()
@@ -32,6 +35,9 @@ func (s *suite) testReserve(t *testing.T) {
 		stored := e.task(want.ID)
 		if stored.State != broker.StateRunning || stored.Attempt != 1 {
 			e.t.Errorf("Task after Reserve: State %q Attempt %d, want running and 1", stored.State, stored.Attempt)
+		}
+		if !maps.Equal(stored.Headers, want.Headers) {
+			e.t.Errorf("Task after Reserve: Headers %q, want %q", stored.Headers, want.Headers)
 		}
 		wantTime(e.t, "Task(…).StartedAt after Reserve", stored.StartedAt, got[0].StartedAt, timeTolerance)
 		wantTime(e.t, "Task(…).LeaseUntil after Reserve", stored.LeaseUntil, got[0].LeaseUntil, timeTolerance)
@@ -180,6 +186,9 @@ func (e *env) wantDelivery(got, want *broker.Task, attempt int, before, after ti
 	}
 	if !bytes.Equal(got.Payload, want.Payload) {
 		e.t.Errorf("delivered payload = %q, want %q", shorten(string(got.Payload)), shorten(string(want.Payload)))
+	}
+	if !maps.Equal(got.Headers, want.Headers) { // nil and empty are equal
+		e.t.Errorf("delivered Headers = %q, want %q", got.Headers, want.Headers)
 	}
 	if got.MaxAttempts != want.MaxAttempts || got.Timeout != want.Timeout {
 		e.t.Errorf("delivered MaxAttempts/Timeout = %d/%s, want %d/%s", got.MaxAttempts, got.Timeout, want.MaxAttempts, want.Timeout)

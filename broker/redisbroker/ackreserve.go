@@ -68,7 +68,7 @@ func (b *Broker) AckReserve(ctx context.Context, acks []broker.Lease, p broker.R
 	if err != nil {
 		return nil, ackErr, b.reserveFailed(ctx, first.queue, nil, err)
 	}
-	out := first.decode(res)
+	out := b.decodeReserve(first, res)
 	if len(out) < p.Limit && len(p.Queues) > 1 {
 		rest := p
 		rest.Queues = p.Queues[1:]

@@ -2,6 +2,7 @@ package redisbroker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -72,11 +73,22 @@ func (b *Broker) enqueueAcrossSlots(ctx context.Context, order []string, groups 
 	// 1. Check: no ID may exist in its queue.
 	pipe := b.rdb.Pipeline()
 	var exists []*redis.IntCmd
-	var ids []string
+	var ids, queueOfID []string
 	for _, q := range order {
 		for _, t := range groups[q] {
 			exists = append(exists, pipe.Exists(ctx, b.k.task(q, t.ID)))
 			ids = append(ids, t.ID)
+			queueOfID = append(queueOfID, q)
+		}
+	}
+	var held []*redis.StringCmd
+	var heldBy []*broker.Task
+	for _, q := range order {
+		for _, t := range groups[q] {
+			if t.Unique.Key != "" {
+				held = append(held, pipe.Get(ctx, b.k.uniquePrefix(q)+t.Unique.Key))
+				heldBy = append(heldBy, t)
+			}
 		}
 	}
 	regArgs := make([]any, len(order))
@@ -84,12 +96,18 @@ func (b *Broker) enqueueAcrossSlots(ctx context.Context, order []string, groups 
 		regArgs[i] = q
 	}
 	pipe.SAdd(ctx, b.k.queues(), regArgs...)
-	if _, err := pipe.Exec(ctx); err != nil {
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return b.fail(ctx, op, err)
 	}
 	for i, c := range exists {
 		if c.Val() > 0 {
-			return fmt.Errorf("brisk: redis: enqueue: %w: id=%q", broker.ErrDuplicate, ids[i])
+			return fmt.Errorf("brisk: redis: enqueue: %w", &broker.DuplicateError{Queue: queueOfID[i], ID: ids[i]})
+		}
+	}
+	for i, c := range held {
+		if holder, err := c.Result(); err == nil {
+			t := heldBy[i]
+			return fmt.Errorf("brisk: redis: enqueue: %w", &broker.DuplicateError{Queue: t.Queue, ID: holder, Key: t.Unique.Key})
 		}
 	}
 	// 2. Write: one script call per queue, in one pipeline.
@@ -116,15 +134,20 @@ func (b *Broker) enqueueAcrossSlots(ctx context.Context, order []string, groups 
 		return nil
 	}
 	// 3. Undo the queues that were stored.
-	var stored []string
+	var (
+		stored []string
+		dup    *broker.DuplicateError
+	)
 	for i, q := range order {
 		if cmds[i] != nil && cmds[i].Err() == nil {
 			stored = append(stored, q)
+		} else if cmds[i] != nil && dup == nil {
+			dup = duplicateOf(cmds[i].Err(), []string{q}, groups)
 		}
 	}
-	var cause error = err
-	if id, ok := strings.CutPrefix(err.Error(), "DUP "); ok {
-		cause = fmt.Errorf("brisk: redis: enqueue: %w: id=%q", broker.ErrDuplicate, id)
+	var cause error
+	if dup != nil {
+		cause = fmt.Errorf("brisk: redis: enqueue: %w", dup)
 	} else {
 		cause = b.fail(ctx, op, err)
 	}

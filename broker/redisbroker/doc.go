@@ -32,11 +32,25 @@
 //	{p:q}:running  ZSET  running tasks; score lease expiry in µs, same member
 //	{p:q}:dead     ZSET  dead tasks; score ReadyAt in µs, same member
 //	{p:q}:meta     HASH  seq (member sequence), tok (lease tokens), completed, failed, sla
-//	{p:q}:t:<id>   HASH  one task (fields in scripts.go)
+//	{p:q}:t:<id>   HASH  one task (fields in scripts.go; headers, when a task has some, as
+//	                     a JSON object in the field hd)
 //	{p:q}:w:<wid>  SET   ids of the queue's tasks reserved by worker wid (for ReleaseWorker)
 //	{p:q}:samples  ZSET  the dashboard's samples of the queue (broker.SampleStore), one per
 //	                     second for an hour; score the Unix second, member
 //	                     "<ms>:<latency ns>:<completed>:<failed>"; expires when not written
+//	{p:q}:cancelled ZSET cancelled tasks; score ReadyAt in µs (broker.Canceler)
+//	{p:q}:u:<key>  STRING a uniqueness lock: the holder's id, expiring at the end of its
+//	                     window (checked and set in the enqueue script: locks are per queue)
+//	{p:q}:limits   HASH  limits (broker.Limiter): field "*" for the queue, "t:<type>" for a
+//	                     type, value "rate per_µs burst max_running"; meta field conc counts
+//	                     the concurrency limits, so that scripts ending a run wake waiters
+//	{p:q}:buckets  HASH  the token buckets of those limits: "tokens at_µs", consumed in the
+//	                     reserve script
+//
+// The periodic scheduler's data shares the hash tag {p:sched}, so that recording a run can
+// check the leadership in one script: {p:sched}:leader:<name> (HASH holder, token, until),
+// {p:sched}:schedules (HASH name → definition as JSON) and {p:sched}:runs (HASH name →
+// "<last run µs> <task id>").
 //
 // Data that spans queues lives under keys of its own and is written in calls of its own:
 // p:queues (SET of queue names, for Stats), p:workers (ZSET of worker ids by last

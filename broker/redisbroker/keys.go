@@ -45,6 +45,34 @@ func (k keys) workerTasksPrefix(q string) string { return k.tag(q) + ":w:" }
 // workerTasks is the SET of q's task ids reserved by worker id.
 func (k keys) workerTasks(q, worker string) string { return k.workerTasksPrefix(q) + worker }
 
+// cancelled is the ZSET of q's cancelled tasks, scored by ReadyAt (µs).
+func (k keys) cancelled(q string) string { return k.tag(q) + ":cancelled" }
+
+// uniquePrefix is the prefix of q's uniqueness locks; a lock is a STRING uniquePrefix + key
+// holding the holder's id, expiring at the end of its window.
+func (k keys) uniquePrefix(q string) string { return k.tag(q) + ":u:" }
+
+// limits is the HASH of q's limits: field "*" for the queue, "t:<type>" for a task type;
+// value "rate per_µs burst max_running".
+func (k keys) limits(q string) string { return k.tag(q) + ":limits" }
+
+// buckets is the HASH of q's token buckets, fields as in limits; value "tokens at_µs".
+func (k keys) buckets(q string) string { return k.tag(q) + ":buckets" }
+
+// schedTag is the hash tag of what the periodic scheduler keeps: leaderships, schedules
+// and their last runs share one slot, so that recording a run can check the leadership in
+// the same script.
+func (k keys) schedTag() string { return "{" + k.prefix + ":sched}" }
+
+// leader is the HASH of one leadership: holder, token, until (µs).
+func (k keys) leader(name string) string { return k.schedTag() + ":leader:" + name }
+
+// schedules is the HASH of schedule name → its definition (JSON).
+func (k keys) schedules() string { return k.schedTag() + ":schedules" }
+
+// runs is the HASH of schedule name → "<last run µs> <last task id>".
+func (k keys) runs() string { return k.schedTag() + ":runs" }
+
 // queues is the SET of every known queue name (cross-queue: no hash tag).
 func (k keys) queues() string { return k.prefix + ":queues" }
 

@@ -17,24 +17,26 @@ import (
 // deleteQueueScript removes a queue that holds no task.
 //
 //	KEYS[1] ready ZSET, KEYS[2] running ZSET, KEYS[3] dead ZSET, KEYS[4] meta HASH,
-//	KEYS[5] samples ZSET; KEYS[6], optional: the queue registry SET (one server only: on
-//	a cluster it lives in another slot, and the caller removes the queue from it)
+//	KEYS[5] samples ZSET, KEYS[6] cancelled ZSET, KEYS[7] limits HASH, KEYS[8] buckets
+//	HASH; KEYS[9], optional: the queue registry SET (one server only: on a cluster it
+//	lives in another slot, and the caller removes the queue from it)
 //	ARGV[1] the queue's name, ARGV[2] "1" when the caller knows the queue is registered
 //
-// Returns {known, waiting, running, dead}: known is 1 when the queue is registered or has
-// a meta HASH; when it is known and holds nothing, its keys (and its registry entry) are
-// deleted.
+// Returns {known, waiting, running, dead, cancelled}: known is 1 when the queue is
+// registered or has a meta HASH; when it is known and holds nothing, its keys (its limits
+// too, and its registry entry) are deleted.
 var deleteQueueScript = redis.NewScript(`
 local w = redis.call('ZCARD', KEYS[1])
 local r = redis.call('ZCARD', KEYS[2])
 local d = redis.call('ZCARD', KEYS[3])
+local c = redis.call('ZCARD', KEYS[6])
 local known = redis.call('EXISTS', KEYS[4])
-if ARGV[2] == '1' or (#KEYS > 5 and redis.call('SISMEMBER', KEYS[6], ARGV[1]) == 1) then known = 1 end
-if known == 1 and w + r + d == 0 then
-  redis.call('DEL', KEYS[4], KEYS[5])
-  if #KEYS > 5 then redis.call('SREM', KEYS[6], ARGV[1]) end
+if ARGV[2] == '1' or (#KEYS > 8 and redis.call('SISMEMBER', KEYS[9], ARGV[1]) == 1) then known = 1 end
+if known == 1 and w + r + d + c == 0 then
+  redis.call('DEL', KEYS[4], KEYS[5], KEYS[7], KEYS[8])
+  if #KEYS > 8 then redis.call('SREM', KEYS[9], ARGV[1]) end
 end
-return {known, w, r, d}
+return {known, w, r, d, c}
 `)
 
 // addSamplesScript stores samples of one queue, one per second, and drops the old ones.
@@ -69,7 +71,8 @@ func (b *Broker) DeleteQueue(ctx context.Context, queue string) error {
 	if err := broker.ValidateQueueName(queue); err != nil {
 		return fmt.Errorf("brisk: redis: %s: %w", op, err)
 	}
-	keys := []string{b.k.ready(queue), b.k.running(queue), b.k.dead(queue), b.k.meta(queue), b.k.samples(queue)}
+	keys := []string{b.k.ready(queue), b.k.running(queue), b.k.dead(queue), b.k.meta(queue), b.k.samples(queue),
+		b.k.cancelled(queue), b.k.limits(queue), b.k.buckets(queue)}
 	registered := "0"
 	if b.cluster {
 		in, err := b.rdb.SIsMember(ctx, b.k.queues(), queue).Result()
@@ -86,15 +89,15 @@ func (b *Broker) DeleteQueue(ctx context.Context, queue string) error {
 	if err != nil {
 		return b.fail(ctx, fmt.Sprintf("%s %q", op, queue), err)
 	}
-	if len(res) != 4 {
+	if len(res) != 5 {
 		return fmt.Errorf("brisk: redis: %s %q: the script returned %v", op, queue, res)
 	}
-	switch known, w, r, d := res[0], res[1], res[2], res[3]; {
-	case known == 0 && w+r+d == 0:
+	switch known, w, r, d, c := res[0], res[1], res[2], res[3], res[4]; {
+	case known == 0 && w+r+d+c == 0:
 		return fmt.Errorf("brisk: redis: %s %q: %w", op, queue, broker.ErrQueueNotFound)
-	case w+r+d > 0:
-		return fmt.Errorf("brisk: redis: %s %q: %w: it holds %d pending or scheduled, %d running and %d dead task(s)",
-			op, queue, broker.ErrQueueNotEmpty, w, r, d)
+	case w+r+d+c > 0:
+		return fmt.Errorf("brisk: redis: %s %q: %w: it holds %d pending or scheduled, %d running, %d dead and %d cancelled task(s)",
+			op, queue, broker.ErrQueueNotEmpty, w, r, d, c)
 	}
 	if !b.cluster {
 		return nil

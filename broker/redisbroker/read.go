@@ -93,6 +93,7 @@ func (b *Broker) Stats(ctx context.Context) ([]broker.QueueStats, error) {
 	nowUS := us(t)
 	type cmds struct {
 		pending, scheduled, running, dead *redis.IntCmd
+		cancelled                         *redis.IntCmd
 		first                             *redis.ZSliceCmd
 		meta                              *redis.SliceCmd
 	}
@@ -104,6 +105,7 @@ func (b *Broker) Stats(ctx context.Context) ([]broker.QueueStats, error) {
 			scheduled: pipe.ZCount(ctx, b.k.ready(q), "("+nowUS, "+inf"),
 			running:   pipe.ZCard(ctx, b.k.running(q)),
 			dead:      pipe.ZCard(ctx, b.k.dead(q)),
+			cancelled: pipe.ZCard(ctx, b.k.cancelled(q)),
 			first:     pipe.ZRangeWithScores(ctx, b.k.ready(q), 0, 0),
 			meta:      pipe.HMGet(ctx, b.k.meta(q), "sla", "completed", "failed", "paused"),
 		}
@@ -124,6 +126,7 @@ func (b *Broker) Stats(ctx context.Context) ([]broker.QueueStats, error) {
 			Scheduled: c.scheduled.Val(),
 			Running:   c.running.Val(),
 			Dead:      c.dead.Val(),
+			Cancelled: c.cancelled.Val(),
 			Completed: atoi64(asString(meta[1])),
 			Failed:    atoi64(asString(meta[2])),
 			Paused:    asString(meta[3]) == "1",
@@ -174,6 +177,8 @@ func (b *Broker) Tasks(ctx context.Context, p broker.ListParams) ([]*broker.Task
 		members, err = b.rdb.ZRange(ctx, b.k.running(q), int64(p.Offset), int64(p.Offset+limit-1)).Result()
 	case broker.StateDead:
 		members, err = b.rdb.ZRange(ctx, b.k.dead(q), int64(p.Offset), int64(p.Offset+limit-1)).Result()
+	case broker.StateCancelled:
+		members, err = b.rdb.ZRange(ctx, b.k.cancelled(q), int64(p.Offset), int64(p.Offset+limit-1)).Result()
 	}
 	if err != nil {
 		return nil, b.fail(ctx, fmt.Sprintf("tasks of queue %q", q), err)
@@ -253,6 +258,7 @@ func decodeTask(id, queue string, h map[string]string, payload *redis.StringCmd,
 			StartedAt:   usTime(h["st"]),
 			LastError:   h["le"],
 			FailedAt:    usTime(h["fa"]),
+			Headers:     decodeHeaders(h["hd"]),
 		},
 	}
 	switch h["s"] {
@@ -262,6 +268,8 @@ func decodeTask(id, queue string, h map[string]string, payload *redis.StringCmd,
 		t.Lease = broker.Lease{TaskID: id, Queue: queue, Token: h["tk"]}
 	case "dead":
 		t.State = broker.StateDead
+	case "cancelled":
+		t.State = broker.StateCancelled
 	default:
 		if t.ReadyAt.After(now) {
 			t.State = broker.StateScheduled
@@ -311,6 +319,8 @@ func (b *Broker) Delete(ctx context.Context, queue string, state broker.State, i
 		key = b.k.ready(queue)
 	case broker.StateDead:
 		key = b.k.dead(queue)
+	case broker.StateCancelled:
+		key = b.k.cancelled(queue)
 	case broker.StateRunning:
 		return 0, fmt.Errorf("brisk: redis: delete from queue %q: running tasks cannot be deleted (they belong to a worker): %w", queue, broker.ErrInvalid)
 	default:
@@ -444,4 +454,27 @@ func (b *Broker) Workers(ctx context.Context, since time.Time) ([]broker.WorkerI
 		out = append(out, w)
 	}
 	return out, nil
+}
+
+// encodeHeaders gives the stored form of a task's headers: a JSON object, "" for none.
+// ValidateHeaders has checked them, so they always encode.
+func encodeHeaders(h map[string]string) string {
+	if len(h) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(h)
+	return string(b)
+}
+
+// decodeHeaders reads the stored form of headers (nil for "" or a value that is not a JSON
+// object of strings, which brisk never writes).
+func decodeHeaders(s string) map[string]string {
+	if s == "" {
+		return nil
+	}
+	var h map[string]string
+	if json.Unmarshal([]byte(s), &h) != nil {
+		return nil
+	}
+	return h
 }

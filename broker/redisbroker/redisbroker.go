@@ -16,15 +16,20 @@ import (
 
 	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
+	"github.com/briskq/brisk/internal/limithint"
 )
 
 var (
-	_ broker.Broker       = (*Broker)(nil)
-	_ broker.Reaper       = (*Broker)(nil)
-	_ broker.Pauser       = (*Broker)(nil)
-	_ broker.AckReserver  = (*Broker)(nil)
-	_ broker.QueueDeleter = (*Broker)(nil)
-	_ broker.SampleStore  = (*Broker)(nil)
+	_ broker.Broker        = (*Broker)(nil)
+	_ broker.Reaper        = (*Broker)(nil)
+	_ broker.Pauser        = (*Broker)(nil)
+	_ broker.AckReserver   = (*Broker)(nil)
+	_ broker.Canceler      = (*Broker)(nil)
+	_ broker.Leader        = (*Broker)(nil)
+	_ broker.ScheduleStore = (*Broker)(nil)
+	_ broker.Limiter       = (*Broker)(nil)
+	_ broker.QueueDeleter  = (*Broker)(nil)
+	_ broker.SampleStore   = (*Broker)(nil)
 )
 
 // reclaimBatch bounds how many expired leases one reserve script call reclaims, so that a
@@ -42,7 +47,8 @@ type Broker struct {
 	// cluster is set when rdb is a *redis.ClusterClient.
 	cluster bool
 
-	hub *hub
+	hub   *hub
+	hints limithint.Hints // why limits left ready tasks behind, per queue (see Wait)
 
 	closed    atomic.Bool
 	closedCh  chan struct{}
@@ -146,8 +152,12 @@ func (b *Broker) openError(ctx context.Context, what string, err error) error {
 }
 
 // Capabilities declares every optional behaviour: the whole task state machine lives in
-// the store.
-func (b *Broker) Capabilities() broker.Capabilities { return broker.AllCapabilities() }
+// the store, and Enqueue keeps uniqueness locks.
+func (b *Broker) Capabilities() broker.Capabilities {
+	c := broker.AllCapabilities()
+	c.Unique = true
+	return c
+}
 
 // Close closes the connections. It is idempotent; tasks stay stored.
 func (b *Broker) Close() error {
@@ -267,8 +277,8 @@ func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
 		}
 	}
 	if err != nil {
-		if id, ok := strings.CutPrefix(err.Error(), "DUP "); ok {
-			return fmt.Errorf("brisk: redis: enqueue: %w: id=%q", broker.ErrDuplicate, id)
+		if dup := duplicateOf(err, order, groups); dup != nil {
+			return fmt.Errorf("brisk: redis: enqueue: %w", dup)
 		}
 		return b.fail(ctx, fmt.Sprintf("enqueue of %d task(s)", len(tasks)), err)
 	}
@@ -307,17 +317,52 @@ func (b *Broker) enqueueArgs(order []string, groups map[string][]*broker.Task) (
 		n += len(groups[q])
 	}
 	keys := make([]string, 0, 2*len(order))
-	args := make([]any, 0, 2+3*len(order)+7*n)
+	args := make([]any, 0, 2+4*len(order)+10*n)
 	args = append(args, b.k.wake(), len(order))
 	for _, q := range order {
 		keys = append(keys, b.k.ready(q), b.k.meta(q))
-		args = append(args, b.k.taskPrefix(q), q, len(groups[q]))
+		args = append(args, b.k.taskPrefix(q), b.k.uniquePrefix(q), q, len(groups[q]))
 		for _, t := range groups[q] {
+			var until int64
+			if t.Unique.Key != "" {
+				until = t.Unique.Until.UnixMilli()
+			}
 			args = append(args, t.ID, t.Type, t.Payload, t.MaxAttempts, int64(t.Timeout),
-				us(t.EnqueuedAt), us(t.ReadyAt))
+				us(t.EnqueuedAt), us(t.ReadyAt), t.Unique.Key, until, encodeHeaders(t.Headers))
 		}
 	}
 	return keys, args
+}
+
+// duplicateOf turns the enqueue script's "DUP <g> <id>" and "UNIQ <g> <i> <holder>"
+// errors, for a call over the queues of order, into a *broker.DuplicateError (nil for any
+// other error).
+func duplicateOf(err error, order []string, groups map[string][]*broker.Task) *broker.DuplicateError {
+	msg := err.Error()
+	queueOf := func(g string) (string, bool) {
+		n, err := strconv.Atoi(g)
+		if err != nil || n < 1 || n > len(order) {
+			return "", false
+		}
+		return order[n-1], true
+	}
+	if rest, ok := strings.CutPrefix(msg, "DUP "); ok {
+		g, id, _ := strings.Cut(rest, " ")
+		if q, ok := queueOf(g); ok {
+			return &broker.DuplicateError{Queue: q, ID: id}
+		}
+	}
+	if rest, ok := strings.CutPrefix(msg, "UNIQ "); ok {
+		f := strings.SplitN(rest, " ", 3)
+		if len(f) == 3 {
+			q, ok := queueOf(f[0])
+			i, err := strconv.Atoi(f[1])
+			if ok && err == nil && i >= 0 && i < len(groups[q]) {
+				return &broker.DuplicateError{Queue: q, ID: f[2], Key: groups[q][i].Unique.Key}
+			}
+		}
+	}
+	return nil
 }
 
 // Reserve leases up to p.Limit ready tasks, one script call per queue in priority order,
@@ -340,7 +385,7 @@ func (b *Broker) Reserve(ctx context.Context, p broker.ReserveParams) ([]*broker
 		if err != nil {
 			return nil, b.reserveFailed(ctx, ql.Name, out, err)
 		}
-		out = append(out, c.decode(res)...)
+		out = append(out, b.decodeReserve(c, res)...)
 	}
 	return out, nil
 }
@@ -362,18 +407,34 @@ func (b *Broker) newReserveCall(ql broker.QueueLimit, want int, p broker.Reserve
 	until := start.Add(p.Lease)
 	return reserveCall{
 		queue: q, start: start, until: until,
-		keys: []string{b.k.ready(q), b.k.running(q), b.k.dead(q), b.k.meta(q)},
-		args: []any{b.k.taskPrefix(q), b.k.workerTasksPrefix(q), us(start), want, us(until), p.WorkerID, reclaimBatch},
+		keys: []string{b.k.ready(q), b.k.running(q), b.k.dead(q), b.k.meta(q), b.k.limits(q), b.k.buckets(q)},
+		args: []any{b.k.taskPrefix(q), b.k.workerTasksPrefix(q), us(start), want, us(until), p.WorkerID, reclaimBatch,
+			limithint.SlotPoll.Microseconds()},
 	}
 }
 
-// decode turns the script's reply (11 fields per task) into leased tasks.
+// decodeReserve records the hint that heads the script's reply (see hints) and returns
+// the leased tasks that follow it.
+func (b *Broker) decodeReserve(c reserveCall, res []any) []*broker.Task {
+	if len(res) < 2 {
+		return nil
+	}
+	if at, _ := res[0].(int64); at >= 0 {
+		slot, _ := res[1].(int64)
+		b.hints.Set(c.queue, limithint.Hint{Until: time.UnixMicro(at), Slot: slot == 1})
+	} else {
+		b.hints.Clear(c.queue)
+	}
+	return c.decode(res[2:])
+}
+
+// decode turns the tasks of the script's reply (12 fields per task) into leased tasks.
 func (c reserveCall) decode(res []any) []*broker.Task {
 	startedAt := time.UnixMicro(c.start.UnixMicro())
 	leaseUntil := time.UnixMicro(c.until.UnixMicro())
-	out := make([]*broker.Task, 0, len(res)/11)
-	for i := 0; i+11 <= len(res); i += 11 {
-		var f [11]string
+	out := make([]*broker.Task, 0, len(res)/12)
+	for i := 0; i+12 <= len(res); i += 12 {
+		var f [12]string
 		for j := range f {
 			f[j] = asString(res[i+j])
 		}
@@ -393,6 +454,7 @@ func (c reserveCall) decode(res []any) []*broker.Task {
 				LeaseUntil:  leaseUntil,
 				LastError:   f[9],
 				FailedAt:    usTime(f[10]),
+				Headers:     decodeHeaders(f[11]),
 			},
 			Lease: broker.Lease{TaskID: f[0], Queue: c.queue, Token: f[2]},
 		})
@@ -517,7 +579,7 @@ func (b *Broker) Ack(ctx context.Context, leases []broker.Lease) error {
 
 // ackCall returns the keys and arguments of ackScript for leases of queue q.
 func (b *Broker) ackCall(q string, ls []broker.Lease) ([]string, []any) {
-	return []string{b.k.running(q), b.k.meta(q)}, leaseArgs([]any{b.k.taskPrefix(q), b.k.workerTasksPrefix(q)}, ls)
+	return []string{b.k.running(q), b.k.meta(q)}, leaseArgs([]any{b.k.taskPrefix(q), b.k.workerTasksPrefix(q), b.k.wake(), q}, ls)
 }
 
 // ackLost is Ack's error for the leases of a batch of n that were not held, or nil.
@@ -564,7 +626,7 @@ func (b *Broker) Kill(ctx context.Context, l broker.Lease, errMsg string) error 
 	}
 	q := l.Queue
 	n, err := killScript.Run(ctx, b.rdb, []string{b.k.dead(q), b.k.running(q), b.k.meta(q)},
-		b.k.taskPrefix(q), b.k.workerTasksPrefix(q), l.TaskID, l.Token, errMsg, us(now()),
+		b.k.taskPrefix(q), b.k.workerTasksPrefix(q), l.TaskID, l.Token, errMsg, us(now()), b.k.wake(), q,
 	).Int()
 	if err != nil {
 		return b.fail(ctx, fmt.Sprintf("kill task %q of queue %q", l.TaskID, q), err)

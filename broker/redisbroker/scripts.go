@@ -45,38 +45,48 @@ end
 //	only: on a cluster the registry lives in another slot, and the caller adds to it)
 //	ARGV[1]: the wake channel
 //	ARGV[2]: the number of queues G
-//	then for each queue: its task key prefix, its name, its number of tasks n, and n times
-//	seven fields: id, type, payload, max attempts, timeout ns, enqueued at µs, ready at µs
+//	then for each queue: its task key prefix, its uniqueness lock prefix, its name, its
+//	number of tasks n, and n times ten fields: id, type, payload, max attempts, timeout ns,
+//	enqueued at µs, ready at µs, unique key ("" for none), unique until (Unix ms), headers
+//	(a JSON object, "" for none; stored in the field hd only when there are some)
 //
 // Returns {stored, fresh}: the number of tasks stored and 1 when a queue's sequence
 // started with this call (its meta HASH had none: the queue is new, or was deleted; on a
-// cluster the caller then registers it once more, after the script: see DeleteQueue), or
-// the error "DUP <id>" (and stores nothing) when a task of that id is stored in its queue.
+// cluster the caller then registers it once more, after the script: see DeleteQueue). It
+// stores nothing and returns the error "DUP <g> <id>" when a task of that id is stored in
+// its queue (the g-th of the call), or "UNIQ <g> <i> <holder id>" when the i-th task
+// (from 0) of the g-th queue carries a uniqueness key that a task holds. A lock is a
+// STRING holding the task's id that expires at the end of the window (SET PXAT).
 // Publishes each queue's name on the wake channel.
 var enqueueScript = redis.NewScript(`
 local G = tonumber(ARGV[2])
 local pos = 3
 local groups = {}
 for g = 1, G do
-  local prefix, n = ARGV[pos], tonumber(ARGV[pos+2])
+  local prefix, uprefix, n = ARGV[pos], ARGV[pos+1], tonumber(ARGV[pos+3])
   groups[g] = pos
   for i = 0, n - 1 do
-    local id = ARGV[pos + 3 + i*7]
+    local b = pos + 4 + i*10
+    local id = ARGV[b]
     if redis.call('EXISTS', prefix .. id) == 1 then
-      return redis.error_reply('DUP ' .. id)
+      return redis.error_reply('DUP ' .. g .. ' ' .. id)
+    end
+    if ARGV[b+7] ~= '' then
+      local holder = redis.call('GET', uprefix .. ARGV[b+7])
+      if holder then return redis.error_reply('UNIQ ' .. g .. ' ' .. i .. ' ' .. holder) end
     end
   end
-  pos = pos + 3 + n*7
+  pos = pos + 4 + n*10
 end
 local total, fresh = 0, 0
 for g = 1, G do
   local p = groups[g]
-  local prefix, queue, n = ARGV[p], ARGV[p+1], tonumber(ARGV[p+2])
+  local prefix, uprefix, queue, n = ARGV[p], ARGV[p+1], ARGV[p+2], tonumber(ARGV[p+3])
   local ready, meta = KEYS[2*g-1], KEYS[2*g]
   local last = redis.call('HINCRBY', meta, 'seq', n)
   if last == n then fresh = 1 end
   for i = 0, n - 1 do
-    local b = p + 3 + i*7
+    local b = p + 4 + i*10
     local id = ARGV[b]
     local m = string.format('%016d:', last - n + 1 + i) .. id
     redis.call('HSET', prefix .. id, 'ty', ARGV[b+1], 'ma', ARGV[b+3],
@@ -87,6 +97,10 @@ for g = 1, G do
     elseif pl ~= '' then
       redis.call('HSET', prefix .. id, 'pl', pl)
     end
+    if ARGV[b+7] ~= '' then
+      redis.call('SET', uprefix .. ARGV[b+7], id, 'PXAT', ARGV[b+8])
+    end
+    if ARGV[b+9] ~= '' then redis.call('HSET', prefix .. id, 'hd', ARGV[b+9]) end
     redis.call('ZADD', ready, ARGV[b+6], m)
   end
   if #KEYS > 2*G then redis.call('SADD', KEYS[2*G+1], queue) end
@@ -97,22 +111,32 @@ return {total, fresh}
 `)
 
 // reserveScript reclaims the queue's expired leases and leases up to a limit of its ready
-// tasks, oldest ReadyAt first, then enqueue order.
+// tasks, oldest ReadyAt first, then enqueue order, within the queue's limits.
 //
-//	KEYS[1] ready ZSET, KEYS[2] running ZSET, KEYS[3] dead ZSET, KEYS[4] meta HASH
+//	KEYS[1] ready ZSET, KEYS[2] running ZSET, KEYS[3] dead ZSET, KEYS[4] meta HASH,
+//	KEYS[5] limits HASH, KEYS[6] buckets HASH
 //	ARGV[1] task key prefix, ARGV[2] worker-tasks key prefix, ARGV[3] now µs,
 //	ARGV[4] limit, ARGV[5] lease expiry µs, ARGV[6] worker id ("" for none),
-//	ARGV[7] how many expired leases to reclaim at most in this call
+//	ARGV[7] how many expired leases to reclaim at most in this call,
+//	ARGV[8] how long (µs) a queue whose concurrency limit is full may be left alone
 //
 // A paused queue (meta field paused = 1) returns nothing and reclaims nothing. An expired
 // lease on the task's last attempt moves it to dead; any other goes back to ready with its
-// ReadyAt. Returns a flat array, 11 entries per leased task: id, attempt,
-// token, type, payload, max attempts, timeout ns, enqueued at, ready at, last error,
-// failed at.
+// ReadyAt. Limits (see keys.go): the queue's own caps how many are taken; among the oldest
+// ready tasks (at most limit + 256 looked at), a task whose type has a limit is taken only
+// while that limit allows. A concurrency limit counts the running ZSET's unexpired members
+// (of that type: each one's type is read). A rate limit is a token bucket: tokens grow
+// at rate/per up to burst, and each task taken draws one.
+//
+// Returns a flat array: first the time (µs) before which limits let nothing of the ready
+// tasks be taken (-1 when nothing was held back or something was taken), then 1 if that is
+// a concurrency limit (a slot freeing ends it sooner) or 0, then 12 entries per leased
+// task: id, attempt, token, type, payload, max attempts, timeout ns, enqueued at, ready
+// at, last error, failed at, headers (JSON or "").
 var reserveScript = redis.NewScript(luaChunked + `
 local ready, running, dead, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local tp, wp, now, expiry, worker = ARGV[1], ARGV[2], ARGV[3], ARGV[5], ARGV[6]
-if redis.call('HGET', meta, 'paused') == '1' then return {} end
+if redis.call('HGET', meta, 'paused') == '1' then return {-1, 0} end
 local expired = redis.call('ZRANGEBYSCORE', running, '-inf', now, 'LIMIT', 0, tonumber(ARGV[7]))
 for _, m in ipairs(expired) do
   local id = string.sub(m, 18)
@@ -132,8 +156,84 @@ for _, m in ipairs(expired) do
     end
   end
 end
-local out = {}
-local ms = redis.call('ZRANGEBYSCORE', ready, '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+local want = tonumber(ARGV[4])
+local nowN = tonumber(now)
+local L, typed = {}, false
+local lim = redis.call('HGETALL', KEYS[5])
+for i = 1, #lim, 2 do
+  local r, p, b, x = string.match(lim[i+1], '^(%d+) (%d+) (%d+) (%d+)$')
+  if r then
+    L[lim[i]] = {rate = tonumber(r), per = tonumber(p), burst = tonumber(b), max = tonumber(x), taken = 0}
+    if lim[i] ~= '*' then typed = true end
+  end
+end
+local blocked, slot = -1, 0
+local function block(at, isSlot)
+  if blocked < 0 or at < blocked then blocked, slot = at, isSlot end
+end
+local function allowance(f, l, count)
+  local a = want
+  if l.max > 0 then
+    a = math.min(a, l.max - count())
+    if a <= 0 then block(nowN + tonumber(ARGV[8]), 1) end
+  end
+  if l.rate > 0 then
+    local tokens, ts = l.burst, nowN
+    local s = redis.call('HGET', KEYS[6], f)
+    if s then
+      local x, y = string.match(s, '^(%S+) (%S+)$')
+      tokens, ts = tonumber(x) or l.burst, tonumber(y) or nowN
+      if nowN > ts then
+        tokens = math.min(l.burst, tokens + (nowN - ts) * l.rate / l.per)
+        ts = nowN
+      end
+    end
+    l.tokens, l.ts = tokens, ts
+    local k = math.floor(tokens)
+    if k < a then
+      a = k
+      if k <= 0 then block(ts + math.ceil((1 - tokens) * l.per / l.rate), 0) end
+    end
+  end
+  return math.max(a, 0)
+end
+local ms
+local whole = L['*']
+if whole then
+  want = allowance('*', whole, function() return redis.call('ZCOUNT', running, '(' .. now, '+inf') end)
+end
+if want <= 0 then
+  ms = {}
+elseif not typed then
+  ms = redis.call('ZRANGEBYSCORE', ready, '-inf', now, 'LIMIT', 0, want)
+else
+  ms = {}
+  local left = {}
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', ready, '-inf', now, 'LIMIT', 0, want + 256)) do
+    if #ms >= want then break end
+    local ty = redis.call('HGET', tp .. string.sub(m, 18), 'ty')
+    local l = ty and L['t:' .. ty]
+    if not l then
+      ms[#ms+1] = m
+    else
+      if left[ty] == nil then
+        left[ty] = allowance('t:' .. ty, l, function()
+          local c = 0
+          for _, r in ipairs(redis.call('ZRANGEBYSCORE', running, '(' .. now, '+inf')) do
+            if redis.call('HGET', tp .. string.sub(r, 18), 'ty') == ty then c = c + 1 end
+          end
+          return c
+        end)
+      end
+      if left[ty] > 0 then
+        left[ty] = left[ty] - 1
+        l.taken = l.taken + 1
+        ms[#ms+1] = m
+      end
+    end
+  end
+end
+local out = {blocked, slot}
 if #ms == 0 then return out end
 chunked('ZREM', ready, ms)
 local tok = redis.call('HINCRBY', meta, 'tok', #ms) - #ms
@@ -141,7 +241,7 @@ local leased, ids = {}, {}
 for _, m in ipairs(ms) do
   local id = string.sub(m, 18)
   local t = tp .. id
-  local f = redis.call('HMGET', t, 'ty', 'pl', 'ma', 'to', 'eq', 'ra', 'le', 'fa', 'at')
+  local f = redis.call('HMGET', t, 'ty', 'pl', 'ma', 'to', 'eq', 'ra', 'le', 'fa', 'at', 'hd')
   if f[1] then
     tok = tok + 1
     local at = (tonumber(f[9]) or 0) + 1
@@ -154,22 +254,40 @@ for _, m in ipairs(ms) do
     out[#out+1] = at
     out[#out+1] = tostring(tok)
     for i = 1, 8 do out[#out+1] = f[i] or '' end
+    out[#out+1] = f[10] or ''
   end
 end
+if whole then whole.taken = #ids end
+for f, l in pairs(L) do
+  if l.tokens then redis.call('HSET', KEYS[6], f, tostring(l.tokens - l.taken) .. ' ' .. string.format('%d', l.ts)) end
+end
+if #ids > 0 then out[1], out[2] = -1, 0 end
 chunked('ZADD', running, leased)
 if worker ~= '' then chunked('SADD', wp .. worker, ids) end
 return out
 `)
 
+// luaSlotFreed defines slotFreed(meta, channel, queue), which publishes the queue on the
+// wake channel when it has a concurrency limit (meta field conc > 0): a task of it has
+// just stopped running, so a worker held back by the limit may take one.
+const luaSlotFreed = `
+local function slotFreed(meta, channel, queue)
+  local c = redis.call('HGET', meta, 'conc')
+  if c and c ~= '0' then redis.call('PUBLISH', channel, queue) end
+end
+`
+
 // ackScript removes the tasks of held leases and counts them completed.
 //
 //	KEYS[1] running ZSET, KEYS[2] meta HASH
-//	ARGV[1] task key prefix, ARGV[2] worker-tasks key prefix, then pairs: id, token
+//	ARGV[1] task key prefix, ARGV[2] worker-tasks key prefix, ARGV[3] wake channel,
+//	ARGV[4] queue name, then pairs: id, token
 //
-// Returns the 0-based positions of the pairs whose lease is not held (left alone).
-var ackScript = redis.NewScript(luaChunked + `
+// Returns the 0-based positions of the pairs whose lease is not held (left alone). Wakes
+// waiters when the queue has a concurrency limit.
+var ackScript = redis.NewScript(luaChunked + luaSlotFreed + `
 local lost, done, members, keys, byWorker = {}, {}, {}, {}, {}
-for i = 3, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   local id, tok = ARGV[i], ARGV[i+1]
   local t = ARGV[1] .. id
   local v = redis.call('HMGET', t, 'tk', 's', 'm', 'wk')
@@ -184,7 +302,7 @@ for i = 3, #ARGV, 2 do
       w[#w+1] = id
     end
   else
-    lost[#lost+1] = (i - 3) / 2
+    lost[#lost+1] = (i - 5) / 2
   end
 end
 if #members > 0 then
@@ -192,6 +310,7 @@ if #members > 0 then
   chunked('DEL', nil, keys)
   for w, ids in pairs(byWorker) do chunked('SREM', ARGV[2] .. w, ids) end
   redis.call('HINCRBY', KEYS[2], 'completed', #members)
+  slotFreed(KEYS[2], ARGV[3], ARGV[4])
 end
 return lost
 `)
@@ -271,10 +390,11 @@ return 1
 //
 //	KEYS[1] dead ZSET, KEYS[2] running ZSET, KEYS[3] meta HASH
 //	ARGV[1] task key prefix, ARGV[2] worker-tasks key prefix, ARGV[3] id, ARGV[4] token,
-//	ARGV[5] error, ARGV[6] now µs
+//	ARGV[5] error, ARGV[6] now µs, ARGV[7] wake channel, ARGV[8] queue name
 //
-// Returns 1, or 0 when the lease is not held.
-var killScript = redis.NewScript(`
+// Returns 1, or 0 when the lease is not held. Wakes waiters when the queue has a
+// concurrency limit.
+var killScript = redis.NewScript(luaSlotFreed + `
 local t = ARGV[1] .. ARGV[3]
 local v = redis.call('HMGET', t, 'tk', 's', 'm', 'wk', 'ra')
 if v[2] ~= 'run' or v[1] ~= ARGV[4] then return 0 end
@@ -283,6 +403,7 @@ if v[4] and v[4] ~= '' then redis.call('SREM', ARGV[2] .. v[4], ARGV[3]) end
 redis.call('HSET', t, 's', 'dead', 'tk', '', 'wk', '', 'lu', '', 'le', ARGV[5], 'fa', ARGV[6])
 redis.call('ZADD', KEYS[1], v[5], v[3])
 redis.call('HINCRBY', KEYS[3], 'failed', 1)
+slotFreed(KEYS[3], ARGV[7], ARGV[8])
 return 1
 `)
 
@@ -340,10 +461,12 @@ if #ms > 0 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return #ms
 `)
 
-// deleteScript removes tasks of one state (pending, scheduled or dead) of the queue.
+// deleteScript removes tasks of one state (pending, scheduled, dead or cancelled) of the
+// queue.
 //
-//	KEYS[1] the ready ZSET (pending, scheduled) or the dead ZSET (dead)
-//	ARGV[1] task key prefix, ARGV[2] state: pending, scheduled or dead, ARGV[3] now µs,
+//	KEYS[1] the ready ZSET (pending, scheduled), the dead ZSET (dead) or the cancelled
+//	ZSET (cancelled)
+//	ARGV[1] task key prefix, ARGV[2] state: pending, scheduled, dead or cancelled, ARGV[3] now µs,
 //	then the ids to remove (none: every task of that state)
 //
 // Returns the number removed.
@@ -364,7 +487,7 @@ else
     local score = m and redis.call('ZSCORE', KEYS[1], m)
     if score then
       score = tonumber(score)
-      if state == 'dead' or (state == 'pending' and score <= now) or (state == 'scheduled' and score > now) then
+      if state == 'dead' or state == 'cancelled' or (state == 'pending' and score <= now) or (state == 'scheduled' and score > now) then
         ms[#ms+1] = m
       end
     end
@@ -382,4 +505,6 @@ return #ms
 var allScripts = []*redis.Script{
 	enqueueScript, reserveScript, ackScript, extendScript, releaseScript, retryScript,
 	killScript, releaseWorkerScript, retryDeadScript, deleteScript, deleteQueueScript, addSamplesScript,
+	cancelScript, setLimitScript, acquireLeaderScript, renewLeaderScript, releaseLeaderScript,
+	markRunScript,
 }

@@ -263,13 +263,20 @@ func (b *Broker) nextDue(ctx context.Context, queues []string) (time.Time, error
 		return time.Time{}, err
 	}
 	best := math.Inf(1)
+	t := now()
 	for i, c := range cmds {
 		if p := paused[i/2].Val(); len(p) == 1 && asString(p[0]) == "1" {
 			continue
 		}
-		if z := c.Val(); len(z) == 1 && z[0].Score < best {
-			best = z[0].Score
+		z := c.Val()
+		if len(z) != 1 {
+			continue
 		}
+		score := z[0].Score
+		if i%2 == 0 { // the ready ZSET: limits may hold its tasks back
+			score = float64(b.hints.Later(queues[i/2], time.UnixMicro(int64(score)), t).UnixMicro())
+		}
+		best = min(best, score)
 	}
 	if math.IsInf(best, 1) {
 		return time.Time{}, nil

@@ -16,7 +16,9 @@
 // command use) makes a missing or empty file an error. An empty file is otherwise taken for
 // a new store with a warning through the Options.Logger, since it may be a store truncated
 // by accident. A file of an older schema is migrated at Open (version 2 added pausing,
-// version 3 the table of the dashboard's samples, broker.SampleStore).
+// version 3 the table of the dashboard's samples, broker.SampleStore, version 4 the tables
+// of sched.sql: uniqueness locks, cancelled tasks, leaderships, periodic schedules and
+// limits).
 //
 // # Concurrency
 //
@@ -49,4 +51,19 @@
 // checkpoint), but it never corrupts the file. With synchronous=FULL every commit is
 // fsynced and survives power loss too, at the cost of an fsync per transaction (batch
 // enqueues amortise it).
+//
+// # Unique tasks, cancellation, leaders, schedules and limits
+//
+// The broker keeps every optional capability of docs/scheduling.md. A task's uniqueness
+// key is a row of unique_locks (queue, key → holder, until), checked and written in the
+// enqueue's transaction; expired rows are purged 64 at a time. A cancelled task keeps its
+// row with state 'cancelled' (a running one loses its lease token in the same write, so
+// its worker's later calls get ErrLeaseLost); Revoked is one query on the read pool. A
+// leadership is a row of leaders (holder, token, until); MarkScheduleRun checks it in the
+// transaction that records the run. A limit is a row of limits whose token bucket (tokens
+// at refilled_at) is refilled and drawn from in the reserve transaction; a concurrency
+// limit counts the queue's running rows after the expired leases are reclaimed. When
+// limits leave ready tasks behind, the Broker remembers until when, so that Wait sleeps
+// until the next token (or, for a full concurrency limit, at most 250 ms; an ack in this
+// process wakes it at once, one in another process within the poll interval).
 package sqlitebroker

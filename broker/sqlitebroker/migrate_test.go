@@ -26,7 +26,7 @@ func TestOpenMigratesVersion1(t *testing.T) {
 	db.Close()
 
 	b := open(t, path)
-	wantVersion(t, path, 3)
+	wantVersion(t, path, 5)
 	db = raw(t, path)
 	if err := db.QueryRow("SELECT count(*) FROM pragma_table_info('queues') WHERE name = 'paused'").Scan(&cols); err != nil || cols != 1 {
 		t.Fatalf("queues.paused after migration: %d columns (%v), want 1", cols, err)
@@ -72,7 +72,7 @@ func TestOpenMigratesVersion2(t *testing.T) {
 	db.Close()
 
 	b := open(t, path)
-	wantVersion(t, path, 3)
+	wantVersion(t, path, 5)
 	st, err := b.Stats(t.Context())
 	if err != nil {
 		t.Fatal(err)

@@ -13,13 +13,15 @@ import (
 // Statements of DeleteQueue and the sample store, prepared at Open (writeQueries).
 const (
 	// qQueueCounts reads a queue's counters (the message of a refused delete).
-	qQueueCounts = `SELECT waiting, running, dead FROM queues WHERE name = ?`
+	qQueueCounts = `SELECT waiting, running, dead, cancelled FROM queues WHERE name = ?`
 	// qQueueHolds says whether any task of the queue is stored, through the partial
 	// indexes of each state rather than the counters, which a hand-made change could skew.
 	qQueueHolds = `SELECT EXISTS (SELECT 1 FROM tasks WHERE state = 'pending' AND queue = ?1)
 		OR EXISTS (SELECT 1 FROM tasks WHERE state = 'running' AND queue = ?1)
-		OR EXISTS (SELECT 1 FROM tasks WHERE state = 'dead' AND queue = ?1)`
+		OR EXISTS (SELECT 1 FROM tasks WHERE state = 'dead' AND queue = ?1)
+		OR EXISTS (SELECT 1 FROM tasks WHERE state = 'cancelled' AND queue = ?1)`
 	qDeleteQueue   = `DELETE FROM queues WHERE name = ?`
+	qDeleteLimits  = `DELETE FROM limits WHERE queue = ?`
 	qDeleteSamples = `DELETE FROM samples WHERE queue = ?`
 	// ?1 queue, ?2 second, ?3 at ms, ?4 latency ns, ?5 completed, ?6 failed.
 	qAddSample = `INSERT INTO samples (queue, second, at_ms, latency_ns, completed, failed) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -28,7 +30,7 @@ const (
 	qTrimSamples = `DELETE FROM samples WHERE at_ms < ?`
 )
 
-// DeleteQueue removes a queue that holds no task, with its settings, counters and samples,
+// DeleteQueue removes a queue that holds no task, with its settings, limits, counters and samples,
 // in one write transaction (so an Enqueue is either before it, and the queue is not empty,
 // or after it, and creates the queue again).
 func (b *Broker) DeleteQueue(ctx context.Context, queue string) error {
@@ -40,8 +42,8 @@ func (b *Broker) DeleteQueue(ctx context.Context, queue string) error {
 	}
 	var refused error
 	err := b.writeTx(ctx, func(tx *sql.Tx) error {
-		var waiting, running, dead int64
-		err := b.ws(ctx, tx, qQueueCounts).QueryRowContext(ctx, queue).Scan(&waiting, &running, &dead)
+		var waiting, running, dead, cancelled int64
+		err := b.ws(ctx, tx, qQueueCounts).QueryRowContext(ctx, queue).Scan(&waiting, &running, &dead, &cancelled)
 		if errors.Is(err, sql.ErrNoRows) {
 			refused = fmt.Errorf("brisk: sqlite: delete queue %q: %w", queue, broker.ErrQueueNotFound)
 			return refused
@@ -54,11 +56,14 @@ func (b *Broker) DeleteQueue(ctx context.Context, queue string) error {
 			return err
 		}
 		if holds {
-			refused = fmt.Errorf("brisk: sqlite: delete queue %q: %w: it holds %d pending or scheduled, %d running and %d dead task(s)",
-				queue, broker.ErrQueueNotEmpty, waiting, running, dead)
+			refused = fmt.Errorf("brisk: sqlite: delete queue %q: %w: it holds %d pending or scheduled, %d running, %d dead and %d cancelled task(s)",
+				queue, broker.ErrQueueNotEmpty, waiting, running, dead, cancelled)
 			return refused
 		}
 		if _, err := b.ws(ctx, tx, qDeleteQueue).ExecContext(ctx, queue); err != nil {
+			return err
+		}
+		if _, err := b.ws(ctx, tx, qDeleteLimits).ExecContext(ctx, queue); err != nil {
 			return err
 		}
 		_, err = b.ws(ctx, tx, qDeleteSamples).ExecContext(ctx, queue)

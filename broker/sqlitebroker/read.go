@@ -31,7 +31,7 @@ type scanner interface{ Scan(dest ...any) error }
 // NULL type, an unknown state, a time that is not an integer) gives a rowError, never a
 // panic; any other error is the driver's.
 func scanTask(s scanner) (int64, *broker.Task, error) {
-	var v [16]any
+	var v [17]any
 	dest := make([]any, len(v))
 	for i := range v {
 		dest[i] = &v[i]
@@ -73,6 +73,11 @@ func scanTask(s scanner) (int64, *broker.Task, error) {
 	token := d.text(v[13], "lease_token", true)
 	t.LastError = d.text(v[14], "last_error", true)
 	t.FailedAt = d.time(v[15], "failed_at", true)
+	if hs := d.text(v[16], "headers", true); hs != "" && d.err == nil {
+		if err := json.Unmarshal([]byte(hs), &t.Headers); err != nil {
+			d.bad("headers are not a JSON object of strings: %v", err)
+		}
+	}
 	switch {
 	case d.err != nil:
 	case state == "pending":
@@ -85,6 +90,8 @@ func scanTask(s scanner) (int64, *broker.Task, error) {
 		t.Lease = broker.Lease{TaskID: t.ID, Queue: t.Queue, Token: token}
 	case state == "dead":
 		t.State = broker.StateDead
+	case state == "cancelled":
+		t.State = broker.StateCancelled
 	default:
 		d.bad("unknown state %q", state)
 	}
@@ -102,6 +109,18 @@ func scanTask(s scanner) (int64, *broker.Task, error) {
 		return seq, nil, *d.err
 	}
 	return seq, t, nil
+}
+
+// encodeHeaders gives the headers column: a JSON object, or NULL for none.
+func encodeHeaders(h map[string]string) (any, error) {
+	if len(h) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(h)
+	if err != nil {
+		return nil, fmt.Errorf("encode headers: %w", err)
+	}
+	return string(b), nil
 }
 
 // decoder collects the first problem of a row.
@@ -218,7 +237,7 @@ func (b *Broker) stats(ctx context.Context) ([]broker.QueueStats, error) {
 	}
 	defer tx.Rollback()
 	now := b.now()
-	rows, err := tx.QueryContext(ctx, `SELECT name, sla_ns, waiting, running, dead, completed, failed, paused FROM queues ORDER BY name`)
+	rows, err := tx.QueryContext(ctx, `SELECT name, sla_ns, waiting, running, dead, completed, failed, paused, cancelled FROM queues ORDER BY name`)
 	if err != nil {
 		return nil, err
 	}
@@ -229,7 +248,7 @@ func (b *Broker) stats(ctx context.Context) ([]broker.QueueStats, error) {
 			sla     int64
 			waiting int64
 		)
-		if err := rows.Scan(&s.Name, &sla, &waiting, &s.Running, &s.Dead, &s.Completed, &s.Failed, &s.Paused); err != nil {
+		if err := rows.Scan(&s.Name, &sla, &waiting, &s.Running, &s.Dead, &s.Completed, &s.Failed, &s.Paused, &s.Cancelled); err != nil {
 			rows.Close()
 			return nil, err
 		}
@@ -262,6 +281,7 @@ func (b *Broker) stats(ctx context.Context) ([]broker.QueueStats, error) {
 		s.Pending = max(s.Pending-s.Scheduled, 0)
 		s.Running = max(s.Running, 0)
 		s.Dead = max(s.Dead, 0)
+		s.Cancelled = max(s.Cancelled, 0)
 		var v any
 		err := oldest.QueryRowContext(ctx, s.Name, nowNs).Scan(&v)
 		if err == sql.ErrNoRows {

@@ -22,14 +22,19 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/briskq/brisk/broker"
+	"github.com/briskq/brisk/internal/limithint"
 )
 
 var (
-	_ broker.Broker       = (*Broker)(nil)
-	_ broker.Reaper       = (*Broker)(nil)
-	_ broker.Pauser       = (*Broker)(nil)
-	_ broker.QueueDeleter = (*Broker)(nil)
-	_ broker.SampleStore  = (*Broker)(nil)
+	_ broker.Broker        = (*Broker)(nil)
+	_ broker.Reaper        = (*Broker)(nil)
+	_ broker.Pauser        = (*Broker)(nil)
+	_ broker.Canceler      = (*Broker)(nil)
+	_ broker.Leader        = (*Broker)(nil)
+	_ broker.ScheduleStore = (*Broker)(nil)
+	_ broker.Limiter       = (*Broker)(nil)
+	_ broker.QueueDeleter  = (*Broker)(nil)
+	_ broker.SampleStore   = (*Broker)(nil)
 )
 
 // ErrCorrupt is wrapped by the errors about a stored row the broker cannot decode (one
@@ -41,10 +46,17 @@ var ErrCorrupt = errors.New("corrupt task row")
 //go:embed schema.sql
 var schemaSQL string
 
+//go:embed sched.sql
+var schedSQL string
+
 const (
 	// schemaVersion is stored in PRAGMA user_version. Version 2 added queues.paused,
-	// version 3 the samples table; see migrations.
-	schemaVersion = 3
+	// version 3 the samples table, version 4 the tables of sched.sql, version 5
+	// tasks.headers; see migrations.
+	schemaVersion = 5
+	// baseVersion is the version schema.sql and samplesSchema create; a new file then
+	// takes the migrations from it on.
+	baseVersion = 3
 	// applicationID ("brsk") is stored in PRAGMA application_id and marks the file as
 	// brisk's, so that Open never writes into another application's database.
 	applicationID = 0x6272736b
@@ -57,6 +69,8 @@ const (
 var migrations = map[int64]string{
 	1: `ALTER TABLE queues ADD COLUMN paused INTEGER NOT NULL DEFAULT 0`,
 	2: samplesSchema,
+	3: schedSQL,
+	4: `ALTER TABLE tasks ADD COLUMN headers TEXT`, // a JSON object, NULL for none
 }
 
 // samplesSchema is the table of the dashboard's samples (broker.SampleStore), created by
@@ -73,9 +87,10 @@ CREATE TABLE IF NOT EXISTS samples (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS samples_at ON samples (at_ms);`
 
-// Broker is a broker.Broker, broker.Reaper, broker.Pauser, broker.QueueDeleter and
-// broker.SampleStore that keeps tasks in a SQLite file. Create it with Open; it is safe
-// for concurrent use.
+// Broker is a broker.Broker, broker.Reaper, broker.Pauser, broker.QueueDeleter,
+// broker.SampleStore, broker.Canceler, broker.Leader, broker.ScheduleStore and
+// broker.Limiter that keeps tasks in a SQLite file, with unique tasks. Create it with
+// Open; it is safe for concurrent use.
 type Broker struct {
 	path string // absolute and cleaned; names the file in errors
 	opts Options
@@ -91,6 +106,7 @@ type Broker struct {
 	rstmts map[string]*sql.Stmt
 
 	hub       *hub
+	hints     limithint.Hints // why limits left ready tasks behind, per queue
 	closed    chan struct{}
 	closeOnce sync.Once
 	closeErr  error
@@ -251,15 +267,15 @@ func setup(ctx context.Context, db *sql.DB) error {
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA application_id = %d", applicationID)); err != nil {
 			return err
 		}
-	} else {
-		for v := version; v < schemaVersion; v++ {
-			m, ok := migrations[v]
-			if !ok {
-				return fmt.Errorf("no migration from schema version %d", v)
-			}
-			if _, err := tx.ExecContext(ctx, m); err != nil {
-				return fmt.Errorf("migrate schema from version %d to %d: %w", v, v+1, err)
-			}
+		version = baseVersion
+	}
+	for v := version; v < schemaVersion; v++ {
+		m, ok := migrations[v]
+		if !ok {
+			return fmt.Errorf("no migration from schema version %d", v)
+		}
+		if _, err := tx.ExecContext(ctx, m); err != nil {
+			return fmt.Errorf("migrate schema from version %d to %d: %w", v, v+1, err)
 		}
 	}
 	// Setting user_version writes the header even when the schema exists: it proves the
@@ -281,8 +297,12 @@ func unwrapPathError(err error) error {
 }
 
 // Capabilities declares every optional behaviour: the whole task state machine lives in
-// the store.
-func (b *Broker) Capabilities() broker.Capabilities { return broker.AllCapabilities() }
+// the store, and Enqueue keeps uniqueness locks.
+func (b *Broker) Capabilities() broker.Capabilities {
+	c := broker.AllCapabilities()
+	c.Unique = true
+	return c
+}
 
 // Close releases the broker's connections and wakes its Wait calls, which return an error
 // wrapping broker.ErrClosed, as every later call does. It is idempotent. Tasks stay stored.

@@ -286,6 +286,9 @@ func (b *Broker) nextDue(ctx context.Context, queues []string, now time.Time) (t
 				continue // a corrupt row; Reserve deals with it
 			}
 			t := time.Unix(0, n)
+			if query == qNextReady {
+				t = b.hints.Later(q, t, now) // limits may hold the ready tasks back
+			}
 			if due.IsZero() || t.Before(due) {
 				due = t
 			}

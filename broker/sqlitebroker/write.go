@@ -15,7 +15,7 @@ import (
 
 // taskCols are the columns scanTask reads, in its order.
 const taskCols = `seq, id, queue, type, payload, state, attempt, max_attempts, timeout_ns,
-	enqueued_at, ready_at, started_at, lease_until, lease_token, last_error, failed_at`
+	enqueued_at, ready_at, started_at, lease_until, lease_token, last_error, failed_at, headers`
 
 // Lease messages stored as last_error when the broker, not the handler, ends an attempt.
 const (
@@ -27,8 +27,8 @@ const (
 const (
 	qEnsureQueue = `INSERT INTO queues (name) VALUES (?) ON CONFLICT (name) DO NOTHING`
 	qDeclare     = `INSERT INTO queues (name, sla_ns) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET sla_ns = excluded.sla_ns`
-	qInsertTask  = `INSERT INTO tasks (id, queue, type, payload, state, attempt, max_attempts, timeout_ns, enqueued_at, ready_at)
-		VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)`
+	qInsertTask  = `INSERT INTO tasks (id, queue, type, payload, state, attempt, max_attempts, timeout_ns, enqueued_at, ready_at, headers)
+		VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?)`
 	qPause        = `INSERT INTO queues (name, paused) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET paused = excluded.paused`
 	qIsPaused     = `SELECT paused FROM queues WHERE name = ?`
 	qAddFailed    = `UPDATE queues SET failed = failed + ? WHERE name = ?`
@@ -84,7 +84,9 @@ var writeQueries = []string{
 	qReclaimDead, qReclaimPending, qTake, qMarkCorrupt,
 	qExtend, qAck, qRetry, qKill, qRelease,
 	qWorkerDead, qWorkerPending, qDeleteWorker, qHeartbeat,
-	qQueueCounts, qQueueHolds, qDeleteQueue, qDeleteSamples, qAddSample, qTrimSamples,
+	qUniqueHeld, qUniqueLock, qUniquePurge,
+	qQueueLimits, qTakeSeqs, qReadyTypes, qRunningOf, qRunningOfType, qSaveBucket,
+	qQueueCounts, qQueueHolds, qDeleteQueue, qDeleteLimits, qDeleteSamples, qAddSample, qTrimSamples,
 }
 
 // Enqueue stores tasks atomically in one transaction, creating unknown queues, and wakes
@@ -97,8 +99,16 @@ func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
 	if err := broker.ValidateTasks(tasks, b.opts.MaxPayload); err != nil {
 		return fmt.Errorf("brisk: sqlite: enqueue: %w", err)
 	}
-	var dup string
+	var (
+		dup  *broker.DuplicateError
+		held *broker.DuplicateError
+	)
 	err := b.writeTx(ctx, func(tx *sql.Tx) error {
+		if h, err := b.lockUnique(ctx, tx, tasks); err != nil {
+			return err
+		} else if h != nil {
+			return h
+		}
 		ensure := b.ws(ctx, tx, qEnsureQueue)
 		seen := map[string]bool{}
 		for _, t := range tasks {
@@ -116,19 +126,26 @@ func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
 			if payload == nil {
 				payload = []byte{}
 			}
-			_, err := insert.ExecContext(ctx, t.ID, t.Queue, t.Type, payload, t.MaxAttempts,
-				int64(t.Timeout), nanos(t.EnqueuedAt), nanos(t.ReadyAt))
+			headers, err := encodeHeaders(t.Headers)
+			if err != nil {
+				return err
+			}
+			_, err = insert.ExecContext(ctx, t.ID, t.Queue, t.Type, payload, t.MaxAttempts,
+				int64(t.Timeout), nanos(t.EnqueuedAt), nanos(t.ReadyAt), headers)
 			if err != nil {
 				if isUniqueViolation(err) {
-					dup = t.ID
+					dup = &broker.DuplicateError{Queue: t.Queue, ID: t.ID}
 				}
 				return err
 			}
 		}
 		return nil
 	})
-	if dup != "" {
-		return fmt.Errorf("brisk: sqlite: enqueue: id=%q: %w", dup, broker.ErrDuplicate)
+	if dup != nil {
+		return fmt.Errorf("brisk: sqlite: enqueue: %w", dup)
+	}
+	if errors.As(err, &held) {
+		return fmt.Errorf("brisk: sqlite: enqueue: %w", held)
 	}
 	if err != nil {
 		return b.fail(ctx, fmt.Sprintf("enqueue %d tasks", len(tasks)), err)
@@ -233,7 +250,17 @@ func (b *Broker) Reserve(ctx context.Context, p broker.ReserveParams) ([]*broker
 			if q.Max > 0 {
 				n = min(n, q.Max)
 			}
-			got, err := b.take(ctx, tx, q.Name, n, nowNs, until, worker)
+			lims, err := b.queueLimits(ctx, tx, q.Name)
+			if err != nil {
+				return err
+			}
+			var got []*broker.Task
+			if len(lims) == 0 {
+				b.hints.Clear(q.Name)
+				got, err = b.take(ctx, tx, q.Name, n, nowNs, until, worker)
+			} else {
+				got, err = b.takeLimited(ctx, tx, q.Name, n, now, until, worker, lims)
+			}
 			if err != nil {
 				return err
 			}
@@ -265,6 +292,9 @@ func (b *Broker) anyReady(ctx context.Context, queues []broker.QueueLimit, now t
 		return false, err
 	}
 	for _, ql := range queues {
+		if h, ok := b.hints.Get(ql.Name, now); ok && !h.Slot {
+			continue // a rate limit has no token for it before h.until
+		}
 		var ok bool
 		if err := s.QueryRowContext(ctx, ql.Name, nanos(now)).Scan(&ok); err != nil {
 			return false, err
@@ -278,7 +308,13 @@ func (b *Broker) anyReady(ctx context.Context, queues []broker.QueueLimit, now t
 
 // take reserves up to n ready tasks of queue and returns them oldest first.
 func (b *Broker) take(ctx context.Context, tx *sql.Tx, queue string, n int, now, until int64, worker any) ([]*broker.Task, error) {
-	rows, err := b.ws(ctx, tx, qTake).QueryContext(ctx, queue, now, n, until, worker)
+	return b.takeWith(ctx, tx, queue, now, qTake, queue, now, n, until, worker)
+}
+
+// takeWith runs the taking statement q (qTake or qTakeSeqs) with args and returns the
+// tasks it leased, oldest first; a row it cannot decode goes to dead.
+func (b *Broker) takeWith(ctx context.Context, tx *sql.Tx, queue string, now int64, q string, args ...any) ([]*broker.Task, error) {
+	rows, err := b.ws(ctx, tx, q).QueryContext(ctx, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -387,10 +423,13 @@ func (b *Broker) Ack(ctx context.Context, leases []broker.Lease) error {
 	if len(leases) == 0 {
 		return nil
 	}
-	var lost []string
+	var (
+		lost []string
+		done map[string]int64
+	)
 	err := b.writeTx(ctx, func(tx *sql.Tx) error {
 		lost = lost[:0]
-		done := map[string]int64{}
+		done = map[string]int64{}
 		s := b.ws(ctx, tx, qAck)
 		for _, l := range leases {
 			var queue string
@@ -409,6 +448,7 @@ func (b *Broker) Ack(ctx context.Context, leases []broker.Lease) error {
 	if err != nil {
 		return b.fail(ctx, fmt.Sprintf("ack %d tasks", len(leases)), err)
 	}
+	b.slotsFreed(keys(done)...)
 	if len(lost) > 0 {
 		return fmt.Errorf("brisk: sqlite: ack: %s: %w", idList(lost), broker.ErrLeaseLost)
 	}
@@ -481,6 +521,7 @@ func (b *Broker) Kill(ctx context.Context, l broker.Lease, errMsg string) error 
 	if !found {
 		return fmt.Errorf("brisk: sqlite: kill: id=%q: %w", l.TaskID, broker.ErrLeaseLost)
 	}
+	b.slotsFreed(l.Queue)
 	return nil
 }
 
@@ -630,7 +671,7 @@ func (b *Broker) RetryDead(ctx context.Context, queue string, ids []string) (int
 	return int(n), nil
 }
 
-// Delete removes tasks of queue in state (pending, scheduled or dead; not running); ids
+// Delete removes tasks of queue in state (pending, scheduled, dead or cancelled; not running); ids
 // selects some, nil all of that state. It returns how many were removed.
 func (b *Broker) Delete(ctx context.Context, queue string, state broker.State, ids []string) (int, error) {
 	if err := b.checkOpen("delete"); err != nil {
@@ -682,6 +723,8 @@ func stateWhere(s broker.State) (string, error) {
 		return `state = 'running' AND queue = ?1`, nil
 	case broker.StateDead:
 		return `state = 'dead' AND queue = ?1`, nil
+	case broker.StateCancelled:
+		return `state = 'cancelled' AND queue = ?1`, nil
 	}
 	return "", fmt.Errorf("unknown state %q: %w", s, broker.ErrInvalid)
 }

@@ -78,8 +78,20 @@ func (l *writeLock) unlock() {
 	<-l.sem
 }
 
+// close waits for the write under way, if any (at most the lock's timeout), and closes
+// the file under the lock, so that no unlock uses a closed descriptor; writers after it
+// find no file (and a closed database).
 func (l *writeLock) close() {
+	timer := time.NewTimer(l.timeout)
+	defer timer.Stop()
+	select {
+	case l.sem <- struct{}{}:
+		defer func() { <-l.sem }()
+	case <-timer.C:
+		return // a writer is stuck in the kernel's flock: leave the file to it
+	}
 	if l.f != nil {
 		l.f.Close()
+		l.f = nil
 	}
 }

@@ -26,6 +26,8 @@ type Queue struct {
 	Failed         int64    `json:"failed"`
 	// Paused is true while the queue is paused (workers take none of its tasks).
 	Paused bool `json:"paused"`
+	// Cancelled counts the cancelled tasks kept.
+	Cancelled int64 `json:"cancelled"`
 	// LatencySource says what latency_seconds is measured from: "ready_at" for brisk's
 	// own brokers; on a watched Celery or RQ broker "enqueued_at", "published_at",
 	// "eta", "timestamp", or "first_seen" when it is an estimate (docs/python.md).
@@ -37,7 +39,8 @@ func FromQueue(q brisk.QueueInfo) Queue {
 	j := Queue{
 		Name: q.Name, Pending: q.Pending, Scheduled: q.Scheduled, Running: q.Running, Dead: q.Dead,
 		LatencySeconds: q.Latency.Seconds(), WithinSLA: brisk.WithinSLA(q),
-		Completed: q.Completed, Failed: q.Failed, Paused: q.Paused, LatencySource: q.LatencySource,
+		Completed: q.Completed, Failed: q.Failed, Paused: q.Paused, Cancelled: q.Cancelled,
+		LatencySource: q.LatencySource,
 	}
 	if j.LatencySource == "" {
 		j.LatencySource = "ready_at"
@@ -75,6 +78,8 @@ type Task struct {
 	LastError      string          `json:"last_error"`
 	Payload        json.RawMessage `json:"payload"`
 	PayloadBase64  *string         `json:"payload_base64,omitempty"`
+	// Headers are the task's string headers ({} when none).
+	Headers map[string]string `json:"headers"`
 }
 
 // FromTask converts a stored task to its JSON shape: the payload as a JSON value when it
@@ -87,11 +92,15 @@ func FromTask(t *brisk.TaskInfo) Task {
 		FailedAt: Time(t.FailedAt), LeaseUntil: Time(t.LeaseUntil), LastError: t.LastError,
 	}
 	j.Payload, j.PayloadBase64 = payload(t.Payload)
+	j.Headers = t.Headers
+	if j.Headers == nil {
+		j.Headers = map[string]string{}
+	}
 	return j
 }
 
-// payload is a payload for JSON output: its JSON value when it is valid JSON, else null
-// with the bytes in base64 (null, nil when empty).
+// payload is a payload as a JSON value when it is valid JSON, else null with the bytes in
+// base64.
 func payload(p []byte) (json.RawMessage, *string) {
 	switch {
 	case len(p) == 0:
@@ -167,6 +176,8 @@ type Delivery struct {
 	// Deadline is when the worker gives up on this run (the task's timeout from its start).
 	Deadline  *string `json:"deadline"`
 	LastError string  `json:"last_error"`
+	// Headers are the task's string metadata from its enqueue (trace context, …).
+	Headers map[string]string `json:"headers"`
 }
 
 // The statuses of an Outcome.
@@ -195,5 +206,69 @@ func FromDelivery(t *brisk.Task, deadline time.Time) Delivery {
 		LastError: t.LastError,
 	}
 	d.Payload, d.PayloadBase64 = payload(t.Payload)
+	d.Headers = t.Headers
+	if d.Headers == nil {
+		d.Headers = map[string]string{}
+	}
 	return d
+}
+
+// Periodic is a schedule in "brisk periodic list --json" and GET /api/v1/periodic.
+type Periodic struct {
+	Name           string          `json:"name"`
+	Spec           string          `json:"spec"`
+	Queue          string          `json:"queue"`
+	Type           string          `json:"type"`
+	Payload        json.RawMessage `json:"payload"`
+	PayloadBase64  *string         `json:"payload_base64,omitempty"`
+	MaxAttempts    int             `json:"max_attempts"`
+	TimeoutSeconds float64         `json:"timeout_seconds"`
+	CatchUp        bool            `json:"catch_up"`
+	CreatedAt      *string         `json:"created_at"`
+	UpdatedAt      *string         `json:"updated_at"`
+	LastRun        *string         `json:"last_run"`
+	LastTaskID     string          `json:"last_task_id"`
+	NextRun        *string         `json:"next_run"`
+}
+
+// FromPeriodic converts a stored schedule to its JSON shape.
+func FromPeriodic(p brisk.PeriodicInfo) Periodic {
+	j := Periodic{
+		Name: p.Name, Spec: p.Spec, CatchUp: p.CatchUp, CreatedAt: Time(p.CreatedAt), UpdatedAt: Time(p.UpdatedAt),
+		LastRun: Time(p.LastRun), LastTaskID: p.LastTaskID, NextRun: Time(p.NextRun),
+	}
+	if t := p.Task; t != nil {
+		j.Queue, j.Type, j.MaxAttempts, j.TimeoutSeconds = t.Queue, t.Type, t.MaxAttempts, t.Timeout.Seconds()
+		j.Payload, j.PayloadBase64 = payload(t.Payload)
+	}
+	return j
+}
+
+// PeriodicList converts a listing; it is never nil.
+func PeriodicList(ps []brisk.PeriodicInfo) []Periodic {
+	out := make([]Periodic, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, FromPeriodic(p))
+	}
+	return out
+}
+
+// Limit is a limit in "brisk limit list --json" and GET /api/v1/limits; type is "" for a
+// queue's own limit, rate 0 for no rate limit, max_running 0 for no concurrency limit.
+type Limit struct {
+	Queue      string  `json:"queue"`
+	Type       string  `json:"type"`
+	Rate       int     `json:"rate"`
+	PerSeconds float64 `json:"per_seconds"`
+	Burst      int     `json:"burst"`
+	MaxRunning int     `json:"max_running"`
+}
+
+// Limits converts a listing; it is never nil.
+func Limits(ls []brisk.Limit) []Limit {
+	out := make([]Limit, 0, len(ls))
+	for _, l := range ls {
+		out = append(out, Limit{Queue: l.Queue, Type: l.Type, Rate: l.Rate, PerSeconds: l.Per.Seconds(), Burst: l.Burst, MaxRunning: l.MaxRunning})
+	}
+	return out
 }

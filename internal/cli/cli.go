@@ -50,6 +50,7 @@ func init() {
 		enqueueCmd, queuesCmd, tasksCmd, retryCmd, deleteCmd, pauseCmd, resumeCmd, queueCmd, benchCmd, simulateCmd, autoscaleCmd, workerCmd, workersCmd, dashboardCmd, demoCmd,
 		versionCmd, helpCmd, benchWorkerCmd,
 	}
+	commands = append(commands, schedCommands...)
 }
 
 // newFlagSet returns an empty flag set for cmd that reports errors to its caller instead of

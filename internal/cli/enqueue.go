@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -28,6 +29,10 @@ Nothing is stored when the payload or an option is bad (exit status 2).
 --process-at in the past means now: the task is ready at once, its latency counted from
 the enqueue.
 
+--unique-for D makes the task unique in its queue for D: while a task of the same type
+and payload (or of the same --unique-key) was enqueued less than D ago, nothing is stored;
+the command then prints that task's id and fails (exit status 1) with "duplicate".
+
 Example:
   brisk enqueue --queue five_second email.send '{"to":"ada@example.com"}'`,
 	run: runEnqueue,
@@ -40,6 +45,10 @@ func runEnqueue(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	processAt := fs.String("process-at", "", "make the task ready at `TIME` (RFC 3339, e.g. 2030-01-02T15:04:05Z)")
 	maxAttempts := fs.Int("max-attempts", brisk.DefaultMaxAttempts, "let the task run `N` times before it is dead, at least 1")
 	timeout := durationFlag(fs, "timeout", 0, "bound one run of the handler to `D` (default: the worker's)")
+	uniqueFor := durationFlag(fs, "unique-for", 0, "store the task only if no task with its unique key was enqueued in the last `D`")
+	uniqueKey := fs.String("unique-key", "", "the unique key `K` (default: the type and a hash of the payload); needs --unique-for")
+	var headers headerFlag
+	fs.Var(&headers, "header", "carry header `NAME=VALUE` to the handler (repeatable)")
 	pos, err := e.parse(fs, args)
 	if err != nil {
 		return err
@@ -57,6 +66,10 @@ func runEnqueue(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 		return usagef("--timeout %s is negative", *timeout)
 	case *delay != 0 && *processAt != "":
 		return usagef("give --delay or --process-at, not both")
+	case *uniqueFor < 0:
+		return usagef("--unique-for %s is negative", *uniqueFor)
+	case *uniqueKey != "" && *uniqueFor == 0:
+		return usagef("--unique-key needs --unique-for D (how long the key is held)")
 	}
 	if err := checkNames(*queue); err != nil {
 		return err
@@ -78,6 +91,12 @@ func runEnqueue(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	if *timeout > 0 {
 		opts = append(opts, brisk.Timeout(*timeout))
 	}
+	if *uniqueFor > 0 {
+		opts = append(opts, brisk.UniqueKey(*uniqueKey, *uniqueFor))
+	}
+	for _, h := range headers {
+		opts = append(opts, brisk.WithHeader(h[0], h[1]))
+	}
 
 	var payload []byte
 	if len(pos) == 2 {
@@ -92,6 +111,10 @@ func runEnqueue(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	}
 	defer closeClient(c)
 	id, err := c.Enqueue(ctx, brisk.NewTask(pos[0], payload), opts...)
+	if errors.Is(err, brisk.ErrDuplicate) && id != "" {
+		fmt.Fprintln(e.stdout, id) // the task that holds the key or ID
+		return err
+	}
 	if errors.Is(err, brisk.ErrInvalid) {
 		// What is invalid came from the command line (a schedule past the bound).
 		return invalid(err)
@@ -122,4 +145,22 @@ func readPayload(arg string, stdin io.Reader) ([]byte, error) {
 		return nil, usagef("payload is not valid UTF-8 (JSON text must be)")
 	}
 	return raw, nil
+}
+
+// headerFlag collects repeated --header NAME=VALUE flags.
+type headerFlag [][2]string
+
+func (h *headerFlag) String() string { return "" }
+
+// Set takes one NAME=VALUE and checks the name as the broker will.
+func (h *headerFlag) Set(s string) error {
+	name, value, ok := strings.Cut(s, "=")
+	if !ok {
+		return fmt.Errorf("%q is not NAME=VALUE", s)
+	}
+	if err := brisk.ValidateHeaders(map[string]string{name: value}); err != nil {
+		return err
+	}
+	*h = append(*h, [2]string{name, value})
+	return nil
 }

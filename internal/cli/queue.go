@@ -24,8 +24,8 @@ PUT /api/v1/queues/{queue} with {"sla_seconds": N}. A broker that watches Celery
 queues refuses it: give their SLAs in the broker URL (?sla=NAME:30s).
 
 "brisk queue delete NAME" removes the queue NAME with its SLA, pause, counters and
-dashboard history, when it holds no task in any state (pending, scheduled, running or
-dead): delete its tasks first (brisk delete --queue NAME --state dead --all, and so on for
+dashboard history, when it holds no task in any state (pending, scheduled, running, dead
+or cancelled): delete its tasks first (brisk delete --queue NAME --state dead --all, and so on for
 the other states). A queue that holds tasks is kept and the command fails, saying how
 many; so does a queue that does not exist. An enqueue to NAME later creates it afresh.
 The SQLite and Redis brokers can delete queues; others answer that they cannot.`,

@@ -22,9 +22,9 @@ paused queue (see brisk pause) shows PAUSED in the status column.
 
 --json prints an array of objects with the keys name, pending, scheduled, running, dead,
 latency_seconds, sla_seconds (null when no SLA is set), within_sla, completed, failed,
-paused and latency_source (what the latency is measured from: ready_at for brisk's own
-brokers; on a watched Celery or RQ broker enqueued_at, published_at, eta, timestamp, or
-first_seen when it is an estimate).`,
+paused, cancelled and latency_source (what the latency is measured from: ready_at for
+brisk's own brokers; on a watched Celery or RQ broker enqueued_at, published_at, eta,
+timestamp, or first_seen when it is an estimate).`,
 	run: runQueues,
 }
 

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -17,8 +20,8 @@ var tasksCmd = &command{
 	synopsis: "--queue Q [--state STATE] [--limit N] [--offset N] [--json] | --id ID [--json]",
 	summary:  "list the tasks of a queue in one state, or show one task",
 	detail: `
-With --queue it lists the tasks of that queue in --state (pending, scheduled, running or
-dead), oldest ready time first, --limit at a time from --offset: id, type, attempt, the
+With --queue it lists the tasks of that queue in --state (pending, scheduled, running,
+dead or cancelled), oldest ready time first, --limit at a time from --offset: id, type, attempt, the
 ready time (for dead tasks the time they failed), payload and last error. With --id it
 shows every field of one task. Control characters in types, payloads and errors are
 shown escaped (\x1b); --json prints the exact text.
@@ -39,7 +42,7 @@ func toTaskJSON(t *brisk.TaskInfo) taskJSON { return apiv1.FromTask(t) }
 func runTasks(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	brokerURL := brokerFlag(fs)
 	queue := fs.String("queue", "", "list the tasks of queue `Q`")
-	state := fs.String("state", string(brisk.StatePending), "list the tasks in `STATE`: pending, scheduled, running or dead")
+	state := fs.String("state", string(brisk.StatePending), "list the tasks in `STATE`: pending, scheduled, running, dead or cancelled")
 	limit := fs.Int("limit", 100, "list at most `N` tasks")
 	offset := fs.Int("offset", 0, "skip the first `N` tasks of the listing")
 	id := fs.String("id", "", "show the task with id `ID` instead of a listing")
@@ -56,7 +59,7 @@ func runTasks(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	case *id == "" && *queue == "":
 		return usagef("tasks needs --queue Q (to list) or --id ID (to show one task)")
 	case !st.Valid():
-		return usagef("--state %q is not one of pending, scheduled, running, dead", *state)
+		return usagef("--state %q is not one of pending, scheduled, running, dead, cancelled", *state)
 	case *limit < 1:
 		return usagef("--limit %d must be at least 1", *limit)
 	case *offset < 0:
@@ -154,9 +157,22 @@ func printTask(e *env, t *brisk.TaskInfo) error {
 		{"failed at", textTime(t.FailedAt)},
 		{"lease until", textTime(t.LeaseUntil)},
 		{"payload", termSafe(payloadText(t.Payload))},
+		{"headers", termSafe(headersText(t.Headers))},
 		{"last error", lastErr}, // last: it may span lines (a panic's stack)
 	} {
 		fmt.Fprintf(tw, "%s:\t%s\n", f[0], f[1])
 	}
 	return tw.Flush()
+}
+
+// headersText shows headers as name=value, sorted by name, or "-".
+func headersText(h map[string]string) string {
+	if len(h) == 0 {
+		return "-"
+	}
+	parts := make([]string, 0, len(h))
+	for _, k := range slices.Sorted(maps.Keys(h)) {
+		parts = append(parts, k+"="+h[k])
+	}
+	return strings.Join(parts, " ")
 }

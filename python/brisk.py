@@ -88,9 +88,10 @@ class Task:
     """One delivery of a task: ``id``, ``type``, ``queue``, ``payload`` (the decoded JSON
     value, or ``bytes`` when the payload is not JSON), ``attempt`` (1 on the first run),
     ``max_attempts``, ``enqueued_at``, ``ready_at`` and ``deadline`` (aware datetimes or
-    None) and ``last_error`` (of the previous attempt, or "")."""
+    None), ``last_error`` (of the previous attempt, or "") and ``headers`` (the task's string
+    metadata, a dict)."""
 
-    __slots__ = ("id", "type", "queue", "payload", "attempt", "max_attempts", "last_error", "_raw")
+    __slots__ = ("id", "type", "queue", "payload", "attempt", "max_attempts", "last_error", "headers", "_raw")
 
     def __init__(self, d):
         self.id = d["id"]
@@ -103,6 +104,7 @@ class Task:
         self.attempt = d.get("attempt", 0)
         self.max_attempts = d.get("max_attempts", 0)
         self.last_error = d.get("last_error", "")
+        self.headers = d.get("headers") or {}
         self._raw = d
 
     # The times are parsed when asked for: most handlers never look at them.

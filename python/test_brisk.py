@@ -137,7 +137,7 @@ class ProtocolTest(unittest.TestCase):
 
         t = {"id": "1", "type": "ok", "queue": "q", "payload": {"a": [1]}, "attempt": 2, "max_attempts": 5,
              "enqueued_at": "2030-01-02T03:04:05.123456789Z", "ready_at": "2030-01-02T03:04:06Z",
-             "deadline": None, "last_error": "before"}
+             "deadline": None, "last_error": "before", "headers": {"traceparent": "00-1-2-01"}}
         out = self.serve(reg, t, dict(t, id="2", type="later"), dict(t, id="3", type="backoff"),
                          dict(t, id="4", type="dead"), dict(t, id="5", type="fail"), dict(t, id="6", type="nope"),
                          dict(t, id="7", payload=None, payload_base64="AAE="))
@@ -155,6 +155,7 @@ class ProtocolTest(unittest.TestCase):
         self.assertEqual(seen["payload"], b"\x00\x01")
         self.assertEqual(task.enqueued_at, datetime.datetime(2030, 1, 2, 3, 4, 5, 123456, datetime.timezone.utc))
         self.assertIsNone(task.deadline)
+        self.assertEqual(task.headers, {"traceparent": "00-1-2-01"})
 
     def test_catch_all_and_duplicates(self):
         reg = {}

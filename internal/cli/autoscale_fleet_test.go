@@ -178,7 +178,9 @@ func runFleet(t *testing.T, f fleet, dir, py, log string) {
 			last = want
 			lines = append(lines, sc.Text())
 		}
-		back = maxWorkers > 1 && last == 1 && pending == 0 && doneCount(t, log) >= n-f.mayLose && idle(f.broker)
+		// Running is not waited for: a Celery worker killed after the grace period leaves
+		// the message it reserved in kombu's unacked hash until the visibility timeout (1 h).
+		back = maxWorkers > 1 && last == 1 && pending == 0 && doneCount(t, log) >= n-f.mayLose
 	}
 	// The highest latency is logged, not asserted: it depends on how fast worker processes
 	// start on this machine at this moment (docs/autoscaling.md records runs).
@@ -245,25 +247,6 @@ func jobCounts(t *testing.T, log string) (starts, dones map[string]int) {
 		}
 	}
 	return starts, dones
-}
-
-// idle reports whether the watched queue has nothing pending or running.
-func idle(brokerURL string) bool {
-	b, err := brisk.Open(context.Background(), brokerURL)
-	if err != nil {
-		return false
-	}
-	defer b.Close()
-	qs, err := brisk.NewInspector(b).Queues(context.Background())
-	if err != nil {
-		return false
-	}
-	for _, q := range qs {
-		if q.Name == fleetQueue {
-			return q.Pending+q.Running == 0
-		}
-	}
-	return false
 }
 
 func doneCount(t *testing.T, log string) int {

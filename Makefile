@@ -1,5 +1,5 @@
 # brisk — make targets print what they do; `make` alone lists them.
-.PHONY: help test lint bench peerbench demo
+.PHONY: help test lint bench peerbench pgbench demo
 
 # STATICCHECK is the pinned version of honnef.co/go/tools that lint and the test command run.
 STATICCHECK := v0.8.2
@@ -24,6 +24,10 @@ bench: ## run brisk bench W1–W5 on the embedded broker and the go benchmarks
 peerbench: ## brisk against asynq, Celery and RQ on one Redis, then against Celery on RabbitMQ (bench/, ~15 min)
 	cd bench && go run ./cmd/peerbench -json /tmp/peerbench.json
 	cd bench && go run ./cmd/rabbitbench
+
+pgbench: ## brisk on PostgreSQL against River on one database (bench/cmd/pgbench, ~12 min), then the 10-minute growth run
+	cd bench && go run ./cmd/pgbench -json /tmp/pgbench.json
+	cd bench && go run ./cmd/pgbench -workloads GROWTH
 
 demo: ## the demo on the embedded broker
 	go run ./cmd/brisk demo

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/briskq/brisk"
+	"github.com/briskq/brisk/broker"
+	"github.com/briskq/brisk/broker/brokertest"
 )
 
 // BenchmarkWorker1000SleepingHandlers measures the resident memory of a process whose worker
@@ -79,36 +81,8 @@ func rssKiB() int64 {
 // BenchmarkDrain measures how fast one worker with 8 handlers drains a queue of no-op tasks
 // (the W1 drain of docs/workloads.md inside go test).
 func BenchmarkDrain(b *testing.B) {
-	ctx := context.Background()
-	br, err := brisk.Open(ctx, "sqlite://"+filepath.Join(b.TempDir(), "brisk.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer br.Close()
-	c := brisk.NewClient(br)
-	var batch []*brisk.Task
-	for i := 0; i < b.N; i++ {
-		batch = append(batch, brisk.NewTask("noop", []byte(`{"t":1}`)))
-		if len(batch) == 1000 || i == b.N-1 {
-			if _, err := c.EnqueueBatch(ctx, batch); err != nil {
-				b.Fatal(err)
-			}
-			batch = batch[:0]
-		}
-	}
-	var done atomic.Int64
-	all := make(chan struct{})
-	w, _ := brisk.NewWorker(br, brisk.WorkerConfig{Concurrency: 8})
-	w.HandleFunc("noop", func(context.Context, *brisk.Task) error {
-		if done.Add(1) == int64(b.N) {
-			close(all)
-		}
-		return nil
+	brokertest.BenchDrain(b, brokertest.Harness{
+		NewURL: func(t testing.TB) string { return "sqlite://" + filepath.Join(t.TempDir(), "brisk.db") },
+		Open:   broker.Open,
 	})
-	b.ResetTimer()
-	w.Start(ctx)
-	<-all
-	b.StopTimer()
-	w.Stop()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
 }

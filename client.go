@@ -62,8 +62,21 @@ func (c *Client) Enqueue(ctx context.Context, t *Task, opts ...Option) (string, 
 // EnqueueBatch stores tasks atomically, in one round trip or transaction: all of them, or
 // none with an error. It returns their IDs in order.
 func (c *Client) EnqueueBatch(ctx context.Context, tasks []*Task) ([]string, error) {
+	stored, ids, err := c.toBrokerBatch(ctx, tasks)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.b.Enqueue(ctx, stored); err != nil {
+		return nil, enqueueError(tasks, err)
+	}
+	return ids, nil
+}
+
+// toBrokerBatch runs the hooks on a batch and converts it for the broker; it returns the
+// tasks' IDs in order.
+func (c *Client) toBrokerBatch(ctx context.Context, tasks []*Task) ([]*broker.Task, []string, error) {
 	if len(tasks) == 0 {
-		return nil, fmt.Errorf("%w: empty batch", ErrInvalid)
+		return nil, nil, fmt.Errorf("%w: empty batch", ErrInvalid)
 	}
 	now := time.Now()
 	stored := make([]*broker.Task, len(tasks))
@@ -73,7 +86,7 @@ func (c *Client) EnqueueBatch(ctx context.Context, tasks []*Task) ([]string, err
 	c.mu.RUnlock()
 	for i, t := range tasks {
 		if t == nil {
-			return nil, fmt.Errorf("%w: task %d of the batch is nil", ErrInvalid, i)
+			return nil, nil, fmt.Errorf("%w: task %d of the batch is nil", ErrInvalid, i)
 		}
 		if len(hooks) > 0 {
 			cp := *t
@@ -82,27 +95,29 @@ func (c *Client) EnqueueBatch(ctx context.Context, tasks []*Task) ([]string, err
 				cp.ID = newID() // the hooks see the ID the task will have
 			}
 			if err := hooks.enqueue(ctx, &cp); err != nil {
-				return nil, fmt.Errorf("brisk: enqueue %s: %w", t.Type, err)
+				return nil, nil, fmt.Errorf("brisk: enqueue %s: %w", t.Type, err)
 			}
 			t = &cp
 		}
 		bt, err := toBroker(t, now)
 		if err != nil {
-			return nil, wrapf(err, "enqueue %s", t.Type)
+			return nil, nil, wrapf(err, "enqueue %s", t.Type)
 		}
 		stored[i] = bt
 		ids[i] = bt.ID
 	}
 	if err := broker.CheckUnique(c.b, stored); err != nil {
-		return nil, fmt.Errorf("brisk: enqueue: %w: %w", err, ErrInvalid)
+		return nil, nil, fmt.Errorf("brisk: enqueue: %w: %w", err, ErrInvalid)
 	}
-	if err := c.b.Enqueue(ctx, stored); err != nil {
-		if len(tasks) == 1 {
-			return nil, wrapf(err, "enqueue %s", tasks[0].Type)
-		}
-		return nil, wrapf(err, "enqueue batch of %d", len(tasks))
+	return stored, ids, nil
+}
+
+// enqueueError wraps the broker's error for a batch.
+func enqueueError(tasks []*Task, err error) error {
+	if len(tasks) == 1 {
+		return wrapf(err, "enqueue %s", tasks[0].Type)
 	}
-	return ids, nil
+	return wrapf(err, "enqueue batch of %d", len(tasks))
 }
 
 func toBroker(t *Task, now time.Time) (*broker.Task, error) {

@@ -221,6 +221,24 @@ type AckReserver interface {
 	AckReserve(ctx context.Context, acks []Lease, p ReserveParams) (tasks []*Task, ackErr, err error)
 }
 
+// ReserveRest completes a call that reserved got from the first queue of p only (an
+// AckReserve that pipelines one reserve): when got is short of p.Limit, it reserves the
+// rest from p's other queues through r.Reserve and returns all of them. On an error, the
+// tasks of got are still leased and the caller hands them back.
+func ReserveRest(ctx context.Context, r Broker, p ReserveParams, got []*Task) ([]*Task, error) {
+	if len(got) >= p.Limit || len(p.Queues) < 2 {
+		return got, nil
+	}
+	rest := p
+	rest.Queues = p.Queues[1:]
+	rest.Limit = p.Limit - len(got)
+	more, err := r.Reserve(ctx, rest)
+	if err != nil {
+		return got, err
+	}
+	return append(got, more...), nil
+}
+
 // QueueDeleter is implemented by brokers that can remove a queue. Without it a queue,
 // once known, is listed by Stats for ever.
 type QueueDeleter interface {

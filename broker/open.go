@@ -52,6 +52,9 @@ var packageOf = map[string]string{
 	"rediss": "github.com/briskq/brisk/broker/redisbroker",
 	"amqp":   "github.com/briskq/brisk/broker/rabbitbroker",
 	"amqps":  "github.com/briskq/brisk/broker/rabbitbroker",
+
+	"postgres":   "github.com/briskq/brisk/broker/pgbroker",
+	"postgresql": "github.com/briskq/brisk/broker/pgbroker",
 }
 
 // Open opens the broker that rawURL names, by its scheme. Its errors quote the URL with

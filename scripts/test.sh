@@ -103,6 +103,38 @@ ensure_python_libs() {
 	install_pkg python3-celery python3-rq python3-redis
 }
 
+# ensure_postgres starts the local PostgreSQL cluster (127.0.0.1:5432) unless it answers
+# there, installing Debian's postgresql when missing, and makes sure that the user postgres
+# may connect over TCP without a password (trust, as the tests' default URL
+# postgres://postgres@127.0.0.1:5432/test assumes) and that the database test exists.
+# BRISK_POSTGRES_URL points the tests at another server instead.
+ensure_postgres() {
+	if [ -n "${BRISK_POSTGRES_URL:-}" ]; then return; fi
+	command -v pg_ctlcluster >/dev/null || { echo "installing postgresql"; install_pkg postgresql; }
+	local version
+	version=$(ls /etc/postgresql | sort -V | tail -1)
+	if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+		echo "starting PostgreSQL $version on 127.0.0.1:5432"
+		pg_ctlcluster --skip-systemctl-redirect "$version" main start
+		for _ in $(seq 60); do
+			pg_isready -q -h 127.0.0.1 -p 5432 && break
+			sleep 0.5
+		done
+		pg_isready -q -h 127.0.0.1 -p 5432 || { echo "PostgreSQL did not answer on 127.0.0.1:5432 (see /var/log/postgresql)"; exit 1; }
+	fi
+	if ! psql -h 127.0.0.1 -U postgres -d postgres -w -Atc 'SELECT 1' >/dev/null 2>&1; then
+		echo "allowing the user postgres over TCP from 127.0.0.1 without a password (trust)"
+		local hba
+		hba=$(su postgres -c "psql -Atc 'SHOW hba_file'")
+		sed -i '1i host all postgres 127.0.0.1/32 trust' "$hba"
+		su postgres -c "psql -qc 'SELECT pg_reload_conf()'" >/dev/null
+	fi
+	if [ "$(psql -h 127.0.0.1 -U postgres -d postgres -w -Atc "SELECT 1 FROM pg_database WHERE datname = 'test'")" != 1 ]; then
+		echo "creating the database test"
+		psql -h 127.0.0.1 -U postgres -d postgres -w -qc 'CREATE DATABASE test'
+	fi
+}
+
 # ensure_chromium installs Debian's Chromium (and a font, so screenshots have text) for the
 # dashboard's browser test.
 ensure_chromium() {
@@ -115,6 +147,7 @@ echo "== services"
 if [ -d broker/redisbroker ]; then ensure_redis; ensure_redis_cluster; fi
 if [ -d broker/rabbitbroker ]; then ensure_rabbitmq; fi
 if [ -d broker/celerybroker ]; then ensure_rabbitmq; ensure_rabbitmq_management; ensure_python_libs; fi
+if [ -d broker/pgbroker ]; then ensure_postgres; fi
 if [ -d dashboard ]; then ensure_chromium; fi
 
 echo "== gofmt"

@@ -1,10 +1,13 @@
 package brokertest
 
 import (
+	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/briskq/brisk"
 	"github.com/briskq/brisk/broker"
 )
 
@@ -142,4 +145,44 @@ func BenchReserveAck(b *testing.B, h Harness) {
 			tasksPerSecond(b, n)
 		})
 	}
+}
+
+// BenchDrain measures how fast one brisk worker with 8 handlers drains a queue of b.N no-op
+// tasks enqueued beforehand (the W1 drain inside go test).
+func BenchDrain(b *testing.B, h Harness) {
+	ctx := b.Context()
+	br := openBench(b, h)
+	c := brisk.NewClient(br)
+	var batch []*brisk.Task
+	for i := 0; i < b.N; i++ {
+		batch = append(batch, brisk.NewTask("noop", []byte(`{"t":1}`)))
+		if len(batch) == 1000 || i == b.N-1 {
+			if _, err := c.EnqueueBatch(ctx, batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	var done atomic.Int64
+	all := make(chan struct{})
+	w, err := brisk.NewWorker(br, brisk.WorkerConfig{Concurrency: 8})
+	if err != nil {
+		b.Fatal(err)
+	}
+	w.HandleFunc("noop", func(context.Context, *brisk.Task) error {
+		if done.Add(1) == int64(b.N) {
+			close(all)
+		}
+		return nil
+	})
+	b.ResetTimer()
+	if err := w.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	<-all
+	b.StopTimer()
+	if err := w.Stop(); err != nil {
+		b.Error(err)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
 }

@@ -17,7 +17,8 @@
 // Run checks, one file per area: enqueue order and atomicity, delayed tasks, reserve
 // priorities and limits, leases, state transitions, statistics and queue latency, Wait,
 // consumers in several processes, bad input, inspection and worker records, pausing queues,
-// acking and reserving in one call, deleting queues, the store of dashboard samples, and a
+// acking and reserving in one call, deleting queues, the store of dashboard samples,
+// enqueuing inside the application's transaction, and a
 // crash test in which brisk workers in real processes are killed with SIGKILL while they
 // run tasks; then the optional capabilities:
 // unique tasks (Capabilities.Unique, with processes racing for one key), cancellation
@@ -27,8 +28,8 @@
 // counted), and rate and concurrency limits (broker.Limiter, with consumers in three
 // processes, one killed while it holds slots). Parts of the contract that are optional
 // (broker.Reaper, broker.Pauser, broker.AckReserver, broker.QueueDeleter,
-// broker.SampleStore and the above) are skipped with a message when a broker lacks them,
-// never passed silently.
+// broker.SampleStore, broker.TxEnqueuer and the above) are skipped with a message when a
+// broker lacks them, never passed silently.
 //
 // The multi-process check re-executes the test binary that called Run, selecting the same
 // test with -test.run and telling the child its role through environment variables; Run
@@ -56,6 +57,21 @@ type Harness struct {
 	// Open opens a broker on a URL returned by NewURL (normally broker.Open after a blank
 	// import).
 	Open func(ctx context.Context, url string) (broker.Broker, error)
+	// BeginTx, for a broker that implements broker.TxEnqueuer, begins transactions of the
+	// application's own on the store at url: one of each kind the broker accepts (for
+	// PostgreSQL a pgx.Tx and a *sql.Tx). The suite ends each one; BeginTx cleans up what
+	// it opened when t ends. Nil for other brokers.
+	BeginTx func(t testing.TB, url string) []AppTx
+}
+
+// AppTx is a transaction of the application's own, begun by Harness.BeginTx.
+type AppTx struct {
+	// Kind names the type of the transaction in messages ("pgx.Tx", "*sql.Tx").
+	Kind string
+	// Tx is what the application passes to EnqueueTx.
+	Tx any
+	// Commit and Rollback end the transaction.
+	Commit, Rollback func(ctx context.Context) error
 }
 
 // suite carries what every area of the suite needs.
@@ -98,6 +114,7 @@ func Run(t *testing.T, h Harness) {
 		{"Workers", s.testWorkers},
 		{"Pause", s.testPause},
 		{"AckReserve", s.testAckReserve},
+		{"TxEnqueue", s.testTxEnqueue},
 		{"Unique", s.testUnique},
 		{"Cancel", s.testCancel},
 		{"Leader", s.testLeader},

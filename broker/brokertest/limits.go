@@ -179,11 +179,14 @@ func (s *suite) testRateLimit(t *testing.T) {
 			starts = append(starts, iv.start)
 		}
 		// Every prefix of the starts stays within the bucket: at most burst + rate·t
-		// tasks in the first t after the first start.
+		// tasks in the first t after the first start. A start is seen by a handler, some
+		// time after the reserve that took the token, in one of three processes on a
+		// loaded machine: allow that lag (startLag) on top of one token.
+		const startLag = 150 * time.Millisecond
 		t0 := starts[0]
 		worst := 0.0
 		for i, at := range starts {
-			allowed := burst + rate*at.Sub(t0).Seconds() + 1
+			allowed := burst + rate*(at.Sub(t0)+startLag).Seconds() + 1
 			worst = max(worst, float64(i+1)-allowed)
 			if float64(i+1) > allowed {
 				e.t.Errorf("%d tasks started within %s of the first, over the limit's %0.f (burst %d + %d/s)", i+1, at.Sub(t0), allowed, burst, rate)

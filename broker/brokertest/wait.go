@@ -178,12 +178,18 @@ func waitLoop(ctx context.Context, b broker.Broker, queues []string) <-chan erro
 // the Wait returns promptly.
 func (e *env) wantWake(waiter broker.Broker, what string, act func()) {
 	e.t.Helper()
+	e.wantWakeOn(waiter, "w", what, act)
+}
+
+// wantWakeOn is wantWake on queue.
+func (e *env) wantWakeOn(waiter broker.Broker, queue, what string, act func()) {
+	e.t.Helper()
 	ctx, cancel := context.WithCancel(e.ctx)
 	defer cancel()
 	var done chan error
 	for try := 0; ; try++ {
 		done = make(chan error, 1)
-		go func(done chan<- error) { done <- waiter.Wait(ctx, []string{"w"}, time.Minute) }(done)
+		go func(done chan<- error) { done <- waiter.Wait(ctx, []string{queue}, time.Minute) }(done)
 		select {
 		case err := <-done:
 			// A spurious return: allowed. Start again, a few times.

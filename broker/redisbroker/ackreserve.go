@@ -68,17 +68,10 @@ func (b *Broker) AckReserve(ctx context.Context, acks []broker.Lease, p broker.R
 	if err != nil {
 		return nil, ackErr, b.reserveFailed(ctx, first.queue, nil, err)
 	}
-	out := b.decodeReserve(first, res)
-	if len(out) < p.Limit && len(p.Queues) > 1 {
-		rest := p
-		rest.Queues = p.Queues[1:]
-		rest.Limit = p.Limit - len(out)
-		more, err := b.Reserve(ctx, rest)
-		if err != nil {
-			b.handBack(ctx, out)
-			return nil, ackErr, err
-		}
-		out = append(out, more...)
+	out, err := broker.ReserveRest(ctx, b, p, b.decodeReserve(first, res))
+	if err != nil {
+		b.handBack(ctx, out)
+		return nil, ackErr, err
 	}
 	return out, ackErr, nil
 }

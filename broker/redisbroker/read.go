@@ -74,7 +74,7 @@ func (b *Broker) PauseQueue(ctx context.Context, queue string, paused bool) erro
 		return b.fail(ctx, fmt.Sprintf("%s %q", op, queue), err)
 	}
 	if !paused {
-		b.hub.notify(queue)
+		b.hub.Notify(queue)
 	}
 	return nil
 }
@@ -300,7 +300,7 @@ func (b *Broker) RetryDead(ctx context.Context, queue string, ids []string) (int
 		return 0, b.fail(ctx, fmt.Sprintf("retry dead tasks of queue %q", queue), err)
 	}
 	if n > 0 {
-		b.hub.notify(queue)
+		b.hub.Notify(queue)
 	}
 	return n, nil
 }

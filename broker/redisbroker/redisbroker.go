@@ -242,7 +242,7 @@ func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
 			return err
 		}
 		for _, q := range order {
-			b.hub.notify(q)
+			b.hub.Notify(q)
 		}
 		return nil
 	}
@@ -283,7 +283,7 @@ func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
 		return b.fail(ctx, fmt.Sprintf("enqueue of %d task(s)", len(tasks)), err)
 	}
 	for _, q := range order {
-		b.hub.notify(q) // this process's waiters at once; others by the published message
+		b.hub.Notify(q) // this process's waiters at once; others by the published message
 	}
 	return nil
 }
@@ -612,7 +612,7 @@ func (b *Broker) Retry(ctx context.Context, l broker.Lease, at time.Time, errMsg
 	if n == 0 {
 		return fmt.Errorf("brisk: redis: retry: %w: task %q of queue %q", broker.ErrLeaseLost, l.TaskID, q)
 	}
-	b.hub.notify(q)
+	b.hub.Notify(q)
 	return nil
 }
 
@@ -655,7 +655,7 @@ func (b *Broker) Release(ctx context.Context, leases []broker.Lease) error {
 			return b.fail(ctx, fmt.Sprintf("release %d task(s) of queue %q", len(ls), q), err)
 		}
 		if n > 0 {
-			b.hub.notify(q)
+			b.hub.Notify(q)
 		}
 	}
 	return nil
@@ -684,7 +684,7 @@ func (b *Broker) ReleaseWorker(ctx context.Context, workerID string) (int, error
 			return total, b.fail(ctx, fmt.Sprintf("release worker %q in queue %q", workerID, q), err)
 		}
 		if n > 0 {
-			b.hub.notify(q)
+			b.hub.Notify(q)
 		}
 		total += n
 	}

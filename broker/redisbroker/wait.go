@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/briskq/brisk/broker"
+	"github.com/briskq/brisk/internal/wake"
 )
 
 // Wake-up. Every script that makes a task ready (enqueue, release, retry, retry dead,
@@ -21,90 +22,27 @@ import (
 // earliest ready time and lease expiry of its queues, so that a task made ready between a
 // worker's empty Reserve and its Wait is never missed; it sleeps until that time at most.
 // When the Pub/Sub connection drops, every waiter is woken (a spurious return, which the
-// contract allows) and Waits poll every notSubscribedPoll until it is back.
+// contract allows) and Waits poll every wake.DownPoll until it is back.
 
 const (
-	// notSubscribedPoll caps a Wait while the Pub/Sub connection is down.
-	notSubscribedPoll = 100 * time.Millisecond
 	// receiveTimeout is how long the listener reads before it pings to check the connection.
 	receiveTimeout = 15 * time.Second
 	maxBackoff     = time.Second
 )
 
-// hub fans wake-ups out to waiters.
+// hub fans wake-ups out to waiters (wake.Hub) and owns the listener.
 type hub struct {
-	mu         sync.Mutex
-	waiters    map[string]map[chan struct{}]struct{}
-	subscribed bool
-	once       sync.Once
-	done       chan struct{} // closed when the listener has returned
-	started    bool
-	ps         *redis.PubSub // the listener's; closed by stop to unblock its read
-	stopped    bool
+	*wake.Hub
+	mu      sync.Mutex
+	once    sync.Once
+	done    chan struct{} // closed when the listener has returned
+	started bool
+	ps      *redis.PubSub // the listener's; closed by stop to unblock its read
+	stopped bool
 }
 
 func newHub() *hub {
-	return &hub{waiters: map[string]map[chan struct{}]struct{}{}, done: make(chan struct{})}
-}
-
-func (h *hub) add(ch chan struct{}, queues []string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, q := range queues {
-		m := h.waiters[q]
-		if m == nil {
-			m = map[chan struct{}]struct{}{}
-			h.waiters[q] = m
-		}
-		m[ch] = struct{}{}
-	}
-}
-
-func (h *hub) remove(ch chan struct{}, queues []string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, q := range queues {
-		if m := h.waiters[q]; m != nil {
-			delete(m, ch)
-			if len(m) == 0 {
-				delete(h.waiters, q)
-			}
-		}
-	}
-}
-
-func signal(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default:
-	}
-}
-
-// notify wakes the waiters of queue q.
-func (h *hub) notify(q string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for ch := range h.waiters[q] {
-		signal(ch)
-	}
-}
-
-// notifyAll wakes every waiter and records whether the subscription is up.
-func (h *hub) notifyAll(subscribed bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.subscribed = subscribed
-	for _, m := range h.waiters {
-		for ch := range m {
-			signal(ch)
-		}
-	}
-}
-
-func (h *hub) isSubscribed() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.subscribed
+	return &hub{Hub: wake.New(), done: make(chan struct{})}
 }
 
 // stop closes the listener's connection and waits for it, if it was started, to return.
@@ -165,10 +103,10 @@ func (b *Broker) listen() {
 				_ = ps.Ping(ctx) // a dead connection fails here or on the next read
 				continue
 			}
-			if b.hub.isSubscribed() {
+			if b.hub.Up() {
 				b.log.Warn("brisk: redis: wake-up subscription lost; reconnecting", "err", err)
 			}
-			b.hub.notifyAll(false)
+			b.hub.NotifyAll(false)
 			select {
 			case <-ctx.Done():
 				return
@@ -179,11 +117,11 @@ func (b *Broker) listen() {
 		}
 		switch m := msg.(type) {
 		case *redis.Message:
-			b.hub.notify(m.Payload)
+			b.hub.Notify(m.Payload)
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
 				backoff = 10 * time.Millisecond
-				b.hub.notifyAll(true) // what was published while away is looked up again
+				b.hub.NotifyAll(true) // what was published while away is looked up again
 			}
 		}
 	}
@@ -204,45 +142,18 @@ func (b *Broker) Wait(ctx context.Context, queues []string, max time.Duration) e
 		}
 	}
 	b.startListener()
-	ch := make(chan struct{}, 1)
-	b.hub.add(ch, queues)
-	defer b.hub.remove(ch, queues)
-
-	d := max
-	due, err := b.nextDue(ctx, queues)
+	err := b.hub.Wait(ctx, queues, max, b.closedCh, func(ctx context.Context) (time.Time, error) {
+		return b.nextDue(ctx, queues)
+	})
 	switch {
-	case b.closed.Load():
+	case errors.Is(err, wake.ErrClosed) || b.closed.Load():
 		return errClosed("wait")
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case err != nil:
 		return b.fail(ctx, "wait", err)
 	}
-	t := now()
-	if !due.IsZero() {
-		if !due.After(t) {
-			return nil
-		}
-		d = min(d, due.Sub(t))
-	}
-	if !b.hub.isSubscribed() {
-		d = min(d, notSubscribedPoll)
-	}
-	if d <= 0 {
-		return nil
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ch:
-		return nil
-	case <-timer.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-b.closedCh:
-		return errClosed("wait")
-	}
+	return nil
 }
 
 // nextDue returns the earliest ReadyAt of a ready task or lease expiry of the queues (zero

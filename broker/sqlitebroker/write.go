@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/briskq/brisk/broker"
@@ -16,12 +15,6 @@ import (
 // taskCols are the columns scanTask reads, in its order.
 const taskCols = `seq, id, queue, type, payload, state, attempt, max_attempts, timeout_ns,
 	enqueued_at, ready_at, started_at, lease_until, lease_token, last_error, failed_at, headers`
-
-// Lease messages stored as last_error when the broker, not the handler, ends an attempt.
-const (
-	msgLeaseExpired = "lease expired on the final attempt (worker lost)"
-	msgWorkerLost   = "worker lost on the final attempt"
-)
 
 // The statements of the write path, prepared once at Open on the write connection.
 const (
@@ -35,7 +28,7 @@ const (
 	qAddCompleted = `UPDATE queues SET completed = completed + ? WHERE name = ?`
 
 	// ?1 queue, ?2 now.
-	qReclaimDead = `UPDATE tasks SET state = 'dead', last_error = '` + msgLeaseExpired + `', failed_at = ?2,
+	qReclaimDead = `UPDATE tasks SET state = 'dead', last_error = '` + broker.MsgLeaseExpired + `', failed_at = ?2,
 			lease_until = NULL, lease_token = NULL, worker_id = NULL
 		WHERE state = 'running' AND queue = ?1 AND lease_until <= ?2 AND attempt >= max_attempts`
 	qReclaimPending = `UPDATE tasks SET state = 'pending', lease_until = NULL, lease_token = NULL, worker_id = NULL
@@ -66,7 +59,7 @@ const (
 		WHERE id = ?1 AND lease_token = ?2 AND state = 'running'`
 
 	// ?1 worker id, ?2 now (qWorkerDead).
-	qWorkerDead = `UPDATE tasks SET state = 'dead', last_error = '` + msgWorkerLost + `', failed_at = ?2,
+	qWorkerDead = `UPDATE tasks SET state = 'dead', last_error = '` + broker.MsgWorkerLost + `', failed_at = ?2,
 			lease_until = NULL, lease_token = NULL, worker_id = NULL
 		WHERE state = 'running' AND worker_id = ?1 AND attempt >= max_attempts RETURNING queue`
 	qWorkerPending = `UPDATE tasks SET state = 'pending', lease_until = NULL, lease_token = NULL, worker_id = NULL
@@ -450,7 +443,7 @@ func (b *Broker) Ack(ctx context.Context, leases []broker.Lease) error {
 	}
 	b.slotsFreed(keys(done)...)
 	if len(lost) > 0 {
-		return fmt.Errorf("brisk: sqlite: ack: %s: %w", idList(lost), broker.ErrLeaseLost)
+		return fmt.Errorf("brisk: sqlite: ack: %s: %w", broker.IDList(lost), broker.ErrLeaseLost)
 	}
 	return nil
 }
@@ -469,22 +462,6 @@ func addCounts(ctx context.Context, s *sql.Stmt, n map[string]int64) error {
 		}
 	}
 	return nil
-}
-
-// idList formats ids for an error message: id="a", id="b", … (at most 10 shown).
-func idList(ids []string) string {
-	var sb strings.Builder
-	for i, id := range ids {
-		if i == 10 {
-			fmt.Fprintf(&sb, " and %d more", len(ids)-i)
-			break
-		}
-		if i > 0 {
-			sb.WriteString(", ")
-		}
-		fmt.Fprintf(&sb, "id=%q", id)
-	}
-	return sb.String()
 }
 
 // Retry ends the attempt under l with errMsg and makes the task pending again with ReadyAt

@@ -47,7 +47,7 @@ var commands []*command
 
 func init() {
 	commands = []*command{
-		enqueueCmd, queuesCmd, tasksCmd, retryCmd, deleteCmd, pauseCmd, resumeCmd, queueCmd, benchCmd, simulateCmd, autoscaleCmd, workerCmd, workersCmd, dashboardCmd, demoCmd,
+		enqueueCmd, queuesCmd, tasksCmd, retryCmd, deleteCmd, pauseCmd, resumeCmd, queueCmd, benchCmd, simulateCmd, autoscaleCmd, workerCmd, workersCmd, dashboardCmd, demoCmd, migrateCmd,
 		versionCmd, helpCmd, benchWorkerCmd,
 	}
 	commands = append(commands, schedCommands...)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/briskq/brisk/bench/internal/benchflag"
 	"github.com/briskq/brisk/internal/workload"
 )
 
@@ -75,23 +76,17 @@ func main() {
 	flag.IntVar(&cfg.execPrefetch, "exec-prefetch", 0, "brisk-exec: the worker's --prefetch (`N` tasks reserved beyond its free children; brisk's default is 0)")
 	flag.StringVar(&cfg.jsonOut, "json", "", "also write every figure to `file` as JSON")
 	flag.Parse()
-	cfg.systems = splitList(*systems)
-	cfg.workloads = splitList(strings.ToUpper(*workloads))
-	for _, s := range cfg.systems {
-		if !slices.Contains(allSystems, s) {
-			fatalf("unknown system %q (want %s)", s, strings.Join(allSystems, ", "))
-		}
-	}
-	for _, w := range cfg.workloads {
-		if !slices.Contains(allWorkloads, w) {
-			fatalf("unknown workload %q (want %s)", w, strings.Join(allWorkloads, ", "))
-		}
-	}
 	var err error
-	if cfg.w2Rates, err = parseRates(*w2); err != nil {
+	if cfg.systems, err = benchflag.OneOf(*systems, "system", allSystems); err != nil {
+		fatalf("%v", err)
+	}
+	if cfg.workloads, err = benchflag.OneOf(strings.ToUpper(*workloads), "workload", allWorkloads); err != nil {
+		fatalf("%v", err)
+	}
+	if cfg.w2Rates, err = benchflag.Rates(*w2); err != nil {
 		fatalf("-w2-rates: %v", err)
 	}
-	if cfg.pyW2Rates, err = parseRates(*pyW2); err != nil {
+	if cfg.pyW2Rates, err = benchflag.Rates(*pyW2); err != nil {
 		fatalf("-py-w2-rates: %v", err)
 	}
 
@@ -101,28 +96,6 @@ func main() {
 	if err := run.all(ctx); err != nil {
 		fatalf("%v", err)
 	}
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
-func parseRates(s string) ([]float64, error) {
-	var out []float64
-	for _, f := range splitList(s) {
-		v, err := strconv.ParseFloat(f, 64)
-		if err != nil || v <= 0 {
-			return nil, fmt.Errorf("bad rate %q", f)
-		}
-		out = append(out, v)
-	}
-	return out, nil
 }
 
 func fatalf(format string, a ...any) {

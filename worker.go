@@ -178,9 +178,11 @@ type Worker struct {
 	host string
 
 	handlers   map[string]Handler
+	fallback   Handler // for types without a handler of their own (HandleDefault), or nil
 	middleware []Middleware
 	hooks      hookList
 	chains     map[string]Handler // handlers wrapped in the middleware, built once by Start
+	anyChain   Handler            // fallback wrapped in the middleware, or nil
 
 	concurrency atomic.Int64
 	processed   atomic.Int64
@@ -274,6 +276,22 @@ func (w *Worker) Handle(typ string, h Handler) {
 	w.handlers[typ] = h
 }
 
+// HandleDefault registers h for every task type that has no handler of its own: a
+// catch-all, for workers that forward tasks to code elsewhere (brisk worker --exec and
+// --http do). It panics if a default handler is registered already or the worker has
+// started (programmer errors).
+func (w *Worker) HandleDefault(h Handler) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.started {
+		panic("brisk: HandleDefault called after the worker started")
+	}
+	if w.fallback != nil {
+		panic("brisk: two default handlers")
+	}
+	w.fallback = h
+}
+
 // HandleFunc registers fn for tasks of type typ.
 func (w *Worker) HandleFunc(typ string, fn func(ctx context.Context, t *Task) error) {
 	w.Handle(typ, HandlerFunc(fn))
@@ -344,10 +362,10 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.startedAt = w.clock.Now()
 	w.chains = make(map[string]Handler, len(w.handlers))
 	for typ, h := range w.handlers {
-		for i := len(w.middleware) - 1; i >= 0; i-- {
-			h = w.middleware[i](h)
-		}
-		w.chains[typ] = h
+		w.chains[typ] = w.wrap(h)
+	}
+	if w.fallback != nil {
+		w.anyChain = w.wrap(w.fallback)
 	}
 	w.mu.Unlock()
 	if err := w.prepare(ctx); err != nil {
@@ -371,6 +389,14 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 	w.log.InfoContext(ctx, "worker started", "queues", w.queueNames(), "concurrency", w.Concurrency())
 	return nil
+}
+
+// wrap wraps h in the middleware, the first added outermost.
+func (w *Worker) wrap(h Handler) Handler {
+	for i := len(w.middleware) - 1; i >= 0; i-- {
+		h = w.middleware[i](h)
+	}
+	return h
 }
 
 // prepare declares the worker's queues, records its first heartbeat and reaps dead workers.

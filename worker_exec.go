@@ -103,7 +103,9 @@ func (w *Worker) call(ctx context.Context, t *Task) (err error) {
 	}()
 	h, ok := w.chains[t.Type]
 	if !ok {
-		return fmt.Errorf("%w for type %s", ErrNoHandler, t.Type)
+		if h = w.anyChain; h == nil {
+			return fmt.Errorf("%w for type %s", ErrNoHandler, t.Type)
+		}
 	}
 	return h.ProcessTask(ctx, t)
 }

@@ -681,3 +681,46 @@ func TestWorkerSaysWhenReserveFails(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+func TestHandleDefaultTakesTypesWithoutAHandler(t *testing.T) {
+	t.Parallel()
+	b, c := setup(t)
+	ctx := context.Background()
+	var mu sync.Mutex
+	seen := map[string]string{}
+	record := func(who string) brisk.HandlerFunc {
+		return func(ctx context.Context, task *brisk.Task) error {
+			mu.Lock()
+			defer mu.Unlock()
+			seen[task.Type] = who
+			return nil
+		}
+	}
+	w, err := brisk.NewWorker(b, brisk.WorkerConfig{Queues: []brisk.QueueSpec{{Name: "q"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Handle("own", record("own"))
+	w.HandleDefault(record("default"))
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("a second HandleDefault did not panic")
+			}
+		}()
+		w.HandleDefault(record("again"))
+	}()
+	if err := w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Stop() })
+	for _, typ := range []string{"own", "other", "third"} {
+		if _, err := c.Enqueue(ctx, brisk.NewTask(typ, nil, brisk.InQueue("q"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "three tasks handled", func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == 3 })
+	if seen["own"] != "own" || seen["other"] != "default" || seen["third"] != "default" {
+		t.Fatalf("handlers used: %v", seen)
+	}
+}

@@ -214,7 +214,9 @@ type SLA struct {
 	Startup time.Duration
 	// Interval is the controller's sampling interval. Default 10 s.
 	Interval time.Duration
-	// HandlerTime is used until a sample measures one. Default 100 ms.
+	// HandlerTime is used until a sample measures one (and always where the broker cannot
+	// see running tasks, as on Celery with Redis, which acks a task before it runs).
+	// Default 100 ms.
 	HandlerTime time.Duration
 
 	up, down, backlog, peak, rescue window
@@ -524,7 +526,7 @@ var PolicyNames = []string{"sla", "threshold", "queue_length", "cpu", "fixed"}
 
 // NewPolicy returns the policy called name ("" is "sla") with bounds b and the parameters
 // in params (durations in seconds): sla: target, utilisation, margin, stabilise, memory,
-// startup, interval;
+// startup, interval, handler_time;
 // threshold: upper, lower, step, window; queue_length: per_worker, stabilise; cpu: target,
 // stabilise; fixed: n. Missing parameters take their defaults.
 func NewPolicy(name string, b Bounds, params map[string]float64) (Policy, error) {
@@ -532,7 +534,7 @@ func NewPolicy(name string, b Bounds, params map[string]float64) (Policy, error)
 		return nil, err
 	}
 	known := map[string][]string{
-		"sla": {"target", "utilisation", "margin", "react", "stabilise", "memory", "startup", "interval"}, "threshold": {"upper", "lower", "step", "window"},
+		"sla": {"target", "utilisation", "margin", "react", "stabilise", "memory", "startup", "interval", "handler_time"}, "threshold": {"upper", "lower", "step", "window"},
 		"queue_length": {"per_worker", "stabilise"}, "cpu": {"target", "stabilise"}, "fixed": {"n"},
 	}
 	if name == "" {
@@ -562,7 +564,8 @@ func NewPolicy(name string, b Bounds, params map[string]float64) (Policy, error)
 	switch name {
 	case "sla":
 		p := &SLA{Bounds: b, Target: sec("target", 0), Utilisation: get("utilisation", 0.95),
-			Margin: get("margin", 0.5), React: get("react", 0.8), Stabilise: sec("stabilise", 60), Memory: sec("memory", 600), Startup: sec("startup", 30), Interval: sec("interval", 10)}
+			Margin: get("margin", 0.5), React: get("react", 0.8), Stabilise: sec("stabilise", 60), Memory: sec("memory", 600), Startup: sec("startup", 30), Interval: sec("interval", 10),
+			HandlerTime: sec("handler_time", 0)}
 		if p.Utilisation <= 0 || p.Utilisation > 1 {
 			return nil, invalidf("sla: utilisation %v is not in (0, 1]", p.Utilisation)
 		}

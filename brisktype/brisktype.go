@@ -98,6 +98,11 @@ type QueueInfo struct {
 	// off)"). Empty when every figure is exact, as for brokers that keep the whole task
 	// state machine.
 	Notes []string
+	// LatencySource says how Latency was measured, for brokers that watch another
+	// system's queues and cannot always know when a message became ready: "" for brokers
+	// that store ReadyAt (brisk's own), else a word the broker documents, such as
+	// "enqueued_at", "published_at", "eta", "timestamp" or "first_seen" (an estimate).
+	LatencySource string
 }
 
 // QueueSample is one queue's latency and counters at one moment, as the dashboard samples

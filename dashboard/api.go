@@ -158,46 +158,9 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	return false
 }
 
-// enqueueRequest is the body of POST /api/v1/queues/{queue}/tasks.
-type enqueueRequest struct {
-	Type         string          `json:"type"`
-	Payload      json.RawMessage `json:"payload"`
-	DelaySeconds float64         `json:"delay_seconds"`
-	uniqueRequest
-}
-
+// apiEnqueue handles POST /api/v1/queues/{queue}/tasks (see enqueueOne in api_tasks.go).
 func (h *handler) apiEnqueue(w http.ResponseWriter, r *http.Request) {
-	var req enqueueRequest
-	if !decodeJSON(w, r, &req) {
-		return
-	}
-	if req.Type == "" {
-		writeError(w, http.StatusBadRequest, "type is required")
-		return
-	}
-	delay, err := delayOf(req.DelaySeconds)
-	if err == nil {
-		err = checkPayload(req.Payload)
-	}
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	var payload []byte
-	if len(req.Payload) > 0 {
-		payload = []byte(req.Payload)
-	}
-	opts, msg := req.options()
-	if msg != "" {
-		writeError(w, http.StatusBadRequest, msg)
-		return
-	}
-	id, err := h.client.Enqueue(r.Context(), brisk.NewTask(req.Type, payload, brisk.InQueue(r.PathValue("queue")), brisk.Delay(delay)), opts...)
-	if err != nil {
-		h.enqueueError(w, r, id, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, map[string]string{"id": id})
+	h.enqueueOne(w, r)
 }
 
 // delayOf turns delay_seconds into a delay: a number of seconds from 0 up to

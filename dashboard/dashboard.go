@@ -204,6 +204,8 @@ func (h *handler) routes() {
 	m.HandleFunc("POST /api/v1/queues/{queue}/dead/delete", h.apiDead(false))
 	m.HandleFunc("POST /api/v1/queues/{queue}/pause", h.apiPause(true))
 	m.HandleFunc("POST /api/v1/queues/{queue}/resume", h.apiPause(false))
+	m.HandleFunc("PUT /api/v1/queues/{queue}", h.apiPutQueue)
+	m.HandleFunc("POST /api/v1/tasks/batch", h.apiEnqueueBatch)
 	m.HandleFunc("GET /api/v1/tasks/{id}", h.apiTask)
 	m.HandleFunc("GET /api/v1/workers", h.apiWorkers)
 	m.HandleFunc("POST /api/v1/queues/{queue}/delete", h.apiDeleteQueue)
@@ -256,8 +258,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		if r.Method != http.MethodPost {
-			hdr.Set("Allow", "GET, HEAD, POST")
+		if !changesState(r.Method) {
+			hdr.Set("Allow", "GET, HEAD, POST, PUT")
 			fail(http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
 			return
 		}
@@ -276,6 +278,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	h.mux.ServeHTTP(w, r)
+}
+
+// changesState reports whether method is one the API takes for a change (POST, and PUT
+// for a queue's settings); such requests get the origin, read-only and size checks.
+func changesState(method string) bool {
+	return method == http.MethodPost || method == http.MethodPut
 }
 
 const tokenCookie = "brisk_dashboard_token"

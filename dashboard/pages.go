@@ -187,7 +187,9 @@ type queueData struct {
 	HasPrev   bool
 	HasNext   bool
 	ListTitle string
-	// Unsupported says why the tasks of this state cannot be listed by this broker.
+	// Unsupported says why this broker cannot list the tasks of this state (RabbitMQ lists
+	// only dead tasks; a broker that watches another system's queues may list none): the
+	// page shows the queue without them.
 	Unsupported string
 }
 

@@ -80,6 +80,30 @@ ensure_rabbitmq() {
 	echo "RabbitMQ did not answer on 127.0.0.1:5672 within 120s (see /var/log/rabbitmq)"; exit 1
 }
 
+# ensure_rabbitmq_management enables RabbitMQ's management plugin (the API from which the
+# RabbitMQ broker reads running counts and the celery+amqp:// watcher reads its queues, and
+# through which the tests clean up) unless its API answers already. Idempotent: enabling an
+# enabled plugin is a no-op, and the plugin starts on the running node without a restart.
+ensure_rabbitmq_management() {
+	if curl -fsS -o /dev/null -u guest:guest http://127.0.0.1:15672/api/overview 2>/dev/null; then return; fi
+	command -v rabbitmq-plugins >/dev/null || return 0
+	echo "enabling rabbitmq_management"
+	rabbitmq-plugins enable rabbitmq_management >/dev/null 2>&1 || true
+	for _ in $(seq 120); do
+		if curl -fsS -o /dev/null -u guest:guest http://127.0.0.1:15672/api/overview 2>/dev/null; then return; fi
+		sleep 0.5
+	done
+	echo "RabbitMQ's management API did not answer on 127.0.0.1:15672 within 60s"; exit 1
+}
+
+# ensure_python_libs installs Debian's Celery and RQ (for /usr/bin/python3) for the tests of
+# the Celery and RQ watchers and the live autoscaling tests of real Celery and RQ fleets.
+ensure_python_libs() {
+	if /usr/bin/python3 -c 'import celery, rq, redis' >/dev/null 2>&1; then return; fi
+	echo "installing python3-celery python3-rq"
+	install_pkg python3-celery python3-rq python3-redis
+}
+
 # ensure_postgres starts the local PostgreSQL cluster (127.0.0.1:5432) unless it answers
 # there, installing Debian's postgresql when missing, and makes sure that the user postgres
 # may connect over TCP without a password (trust, as the tests' default URL
@@ -112,20 +136,6 @@ ensure_postgres() {
 	fi
 }
 
-# ensure_rabbitmq_management enables the management plugin (Stats of the RabbitMQ broker reads
-# running counts from its HTTP API on 127.0.0.1:15672, and the tests clean their queues
-# through it) unless the API answers already.
-ensure_rabbitmq_management() {
-	if (exec 3<>/dev/tcp/127.0.0.1/15672) 2>/dev/null; then return; fi
-	echo "enabling rabbitmq_management"
-	rabbitmq-plugins enable rabbitmq_management >/dev/null
-	for _ in $(seq 120); do
-		if (exec 3<>/dev/tcp/127.0.0.1/15672) 2>/dev/null; then return; fi
-		sleep 0.5
-	done
-	echo "the RabbitMQ management API did not answer on 127.0.0.1:15672 within 60s"; exit 1
-}
-
 # ensure_chromium installs Debian's Chromium (and a font, so screenshots have text) for the
 # dashboard's browser test.
 ensure_chromium() {
@@ -137,6 +147,7 @@ ensure_chromium() {
 echo "== services"
 if [ -d broker/redisbroker ]; then ensure_redis; ensure_redis_cluster; fi
 if [ -d broker/rabbitbroker ]; then ensure_rabbitmq; ensure_rabbitmq_management; fi
+if [ -d broker/celerybroker ]; then ensure_python_libs; fi
 if [ -d broker/pgbroker ]; then ensure_postgres; fi
 if [ -d dashboard ]; then ensure_chromium; fi
 
@@ -157,6 +168,19 @@ echo "== staticcheck"
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 (cd otel && go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...)
 
+# python/brisk.py's own tests, against a real brisk dashboard and brisk worker.
+pystatus=0
+if [ -d python ]; then
+	echo "== python3 -m unittest (python/)"
+	pybin=$(mktemp -d)
+	go build -o "$pybin/brisk" ./cmd/brisk
+	set +e
+	BRISK_BIN="$pybin/brisk" python3 -m unittest discover -s python -v
+	pystatus=$?
+	set -e
+	rm -rf "$pybin"
+fi
+
 echo "== go test -race"
 set +e
 {
@@ -171,5 +195,8 @@ set -e
 passed=$(grep -c '^ok ' /tmp/brisk-test.$$.log || true)
 failed=$(grep -c '^FAIL[[:space:]]' /tmp/brisk-test.$$.log || true)
 rm -f /tmp/brisk-test.$$.log
+if [ -d python ]; then # the Python suite counts as one package
+	if [ "$pystatus" = 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); status=1; fi
+fi
 echo "packages: $passed passed, $failed failed"
 exit "$status"

@@ -31,6 +31,10 @@ type Queue struct {
 	Notes []string `json:"notes,omitempty"`
 	// Cancelled counts the cancelled tasks kept.
 	Cancelled int64 `json:"cancelled"`
+	// LatencySource says what latency_seconds is measured from: "ready_at" for brisk's
+	// own brokers; on a watched Celery or RQ broker "enqueued_at", "published_at",
+	// "eta", "timestamp", or "first_seen" when it is an estimate (docs/python.md).
+	LatencySource string `json:"latency_source"`
 }
 
 // FromQueue converts a queue's statistics to its JSON shape.
@@ -39,6 +43,10 @@ func FromQueue(q brisk.QueueInfo) Queue {
 		Name: q.Name, Pending: q.Pending, Scheduled: q.Scheduled, Running: q.Running, Dead: q.Dead,
 		LatencySeconds: q.Latency.Seconds(), WithinSLA: brisk.WithinSLA(q),
 		Completed: q.Completed, Failed: q.Failed, Paused: q.Paused, Cancelled: q.Cancelled, Notes: q.Notes,
+		LatencySource: q.LatencySource,
+	}
+	if j.LatencySource == "" {
+		j.LatencySource = "ready_at"
 	}
 	if q.SLA > 0 {
 		s := q.SLA.Seconds()
@@ -152,6 +160,60 @@ func Workers(ws []brisk.WorkerInfo) []Worker {
 		})
 	}
 	return out
+}
+
+// Delivery is one task handed to a handler in another language: a line of JSON on the
+// standard input of a "brisk worker --exec" child, and the body that "brisk worker --http"
+// POSTs (docs/worker-protocol.md). The payload is the task's JSON value, or null with the
+// bytes in base64 under payload_base64 when it is not JSON.
+type Delivery struct {
+	ID            string          `json:"id"`
+	Type          string          `json:"type"`
+	Queue         string          `json:"queue"`
+	Payload       json.RawMessage `json:"payload"`
+	PayloadBase64 *string         `json:"payload_base64,omitempty"`
+	Attempt       int             `json:"attempt"`
+	MaxAttempts   int             `json:"max_attempts"`
+	EnqueuedAt    *string         `json:"enqueued_at"`
+	ReadyAt       *string         `json:"ready_at"`
+	// Deadline is when the worker gives up on this run (the task's timeout from its start).
+	Deadline  *string `json:"deadline"`
+	LastError string  `json:"last_error"`
+	// Headers are the task's string metadata from its enqueue (trace context, …).
+	Headers map[string]string `json:"headers"`
+}
+
+// The statuses of an Outcome.
+const (
+	OutcomeOK    = "ok"    // done: the task is acked
+	OutcomeRetry = "retry" // run it again after delay_seconds (or the backoff without it)
+	OutcomeFail  = "fail"  // the attempt failed: retried with backoff until attempts are spent
+	OutcomeDead  = "dead"  // failed, do not retry: the task is dead at once
+)
+
+// Outcome is what a "brisk worker --exec" child answers for one Delivery, one line of JSON
+// on its standard output.
+type Outcome struct {
+	ID           string  `json:"id"`
+	Status       string  `json:"status"`
+	Error        string  `json:"error,omitempty"`
+	DelaySeconds float64 `json:"delay_seconds,omitempty"`
+}
+
+// FromDelivery converts a task handed to a handler, whose run ends at deadline, to the
+// Delivery shape.
+func FromDelivery(t *brisk.Task, deadline time.Time) Delivery {
+	d := Delivery{
+		ID: t.ID, Type: t.Type, Queue: t.Queue, Attempt: t.Attempt, MaxAttempts: t.MaxAttempts,
+		EnqueuedAt: Time(t.EnqueuedAt), ReadyAt: Time(t.ReadyAt), Deadline: Time(deadline),
+		LastError: t.LastError,
+	}
+	d.Payload, d.PayloadBase64 = payload(t.Payload)
+	d.Headers = t.Headers
+	if d.Headers == nil {
+		d.Headers = map[string]string{}
+	}
+	return d
 }
 
 // Periodic is a schedule in "brisk periodic list --json" and GET /api/v1/periodic.

@@ -14,8 +14,8 @@ func TestShapes(t *testing.T) {
 		{Name: "five_second", SLA: 5 * time.Second, Pending: 2, Latency: 6 * time.Second},
 		{Name: "plain", Dead: 1, Completed: 7, Failed: 3, Paused: true, Cancelled: 2},
 	}))
-	want := `[{"name":"five_second","pending":2,"scheduled":0,"running":0,"dead":0,"latency_seconds":6,"sla_seconds":5,"within_sla":false,"completed":0,"failed":0,"paused":false,"cancelled":0},` +
-		`{"name":"plain","pending":0,"scheduled":0,"running":0,"dead":1,"latency_seconds":0,"sla_seconds":null,"within_sla":true,"completed":7,"failed":3,"paused":true,"cancelled":2}]`
+	want := `[{"name":"five_second","pending":2,"scheduled":0,"running":0,"dead":0,"latency_seconds":6,"sla_seconds":5,"within_sla":false,"completed":0,"failed":0,"paused":false,"cancelled":0,"latency_source":"ready_at"},` +
+		`{"name":"plain","pending":0,"scheduled":0,"running":0,"dead":1,"latency_seconds":0,"sla_seconds":null,"within_sla":true,"completed":7,"failed":3,"paused":true,"cancelled":2,"latency_source":"ready_at"}]`
 	if string(q) != want {
 		t.Errorf("queues:\n%s\nwant\n%s", q, want)
 	}

@@ -64,7 +64,9 @@ state saved by another policy is not used (and is replaced). Policies other than
 start afresh.
 
 Policies: sla (default; sizes on the queue's SLA; parameters target, utilisation, margin,
-react, stabilise, memory in seconds or fractions), threshold (upper, lower, step,
+react, stabilise, memory in seconds or fractions, and handler_time, the seconds a task
+takes, assumed until the broker measures it: give it for Celery on Redis, whose running
+tasks no broker structure shows), threshold (upper, lower, step,
 window), queue_length (per_worker, stabilise), cpu (target, stabilise; needs --exec:
 the CPU is that of the worker processes, read from /proc on Linux, 1 = one core per
 worker), fixed (n). --startup and --interval are passed to sla. --slots is the handlers

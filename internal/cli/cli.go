@@ -47,7 +47,7 @@ var commands []*command
 
 func init() {
 	commands = []*command{
-		enqueueCmd, queuesCmd, tasksCmd, retryCmd, deleteCmd, pauseCmd, resumeCmd, queueCmd, benchCmd, simulateCmd, autoscaleCmd, dashboardCmd, demoCmd, migrateCmd,
+		enqueueCmd, queuesCmd, tasksCmd, retryCmd, deleteCmd, pauseCmd, resumeCmd, queueCmd, benchCmd, simulateCmd, autoscaleCmd, workerCmd, workersCmd, dashboardCmd, demoCmd, migrateCmd,
 		versionCmd, helpCmd, benchWorkerCmd,
 	}
 	commands = append(commands, schedCommands...)
@@ -376,6 +376,15 @@ func invalid(err error) error {
 // jsonFlag defines the --json flag.
 func jsonFlag(fs *flag.FlagSet) *bool {
 	return fs.Bool("json", false, "print JSON instead of a table")
+}
+
+// parseNoArgs parses args with fs for a command that takes no positional argument.
+func (e *env) parseNoArgs(fs *flag.FlagSet, args []string) error {
+	pos, err := e.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	return noArgs(pos)
 }
 
 // noArgs returns a usage error when a command that takes no positional argument got some.

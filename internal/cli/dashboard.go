@@ -47,6 +47,9 @@ draws the last hour's decisions on each queue's latency chart, as ticks marked w
 desired worker count (hover for current -> desired and the reason). When it cannot be
 read the dashboard logs it once and shows the charts without them.
 
+On a broker that watches Celery's or RQ's queues (celery+redis://, celery+amqp://,
+rq+redis://) the dashboard is read-only: those brokers refuse every change.
+
 Example:
   brisk dashboard --autoscaler http://127.0.0.1:9090`,
 	run: runDashboard,
@@ -100,6 +103,9 @@ func runDashboard(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 		return usagef("%s", strings.TrimPrefix(strings.Replace(err.Error(), "Options.Hosts", "--host", 1), brisk.ErrInvalid.Error()+": dashboard: "))
 	}
 
+	if watches(brisk.BrokerURL(*brokerURL)) {
+		opts.ReadOnly = true // the broker refuses every change: show no button that would try
+	}
 	c, err := e.openClient(ctx, *brokerURL, needsStore)
 	if err != nil {
 		return err
@@ -181,4 +187,11 @@ func listenAddr(flagName, addr string) (string, error) {
 		return "", usagef("%s %q: the port must be a number from 0 to 65535", flagName, addr)
 	}
 	return host, nil
+}
+
+// watches reports whether a broker URL names a read-only broker that watches another
+// system's queues (celery+…, rq+…).
+func watches(rawURL string) bool {
+	scheme, _, _ := strings.Cut(rawURL, "://")
+	return strings.HasPrefix(scheme, "celery+") || strings.HasPrefix(scheme, "rq+")
 }

@@ -5,15 +5,24 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"time"
 
 	"github.com/briskq/brisk"
+	"github.com/briskq/brisk/internal/humanize"
 )
 
 var queueCmd = &command{
 	name:     "queue",
-	synopsis: "delete [--broker URL] NAME",
-	summary:  "manage a queue itself: delete removes a queue that holds no task",
+	synopsis: "(set --sla D | delete) [--broker URL] NAME",
+	summary:  "manage a queue itself: set its SLA, or delete a queue that holds no task",
 	detail: `
+"brisk queue set --sla D NAME" declares the queue NAME (created if needed) with the latency
+target D (e.g. 5s, 2m); --sla 0 clears a declared SLA (a queue named after its SLA, such as
+five_second, keeps the one its name states). brisk queues, the dashboard, /metrics and
+brisk autoscale then measure the queue against it. The HTTP equivalent is
+PUT /api/v1/queues/{queue} with {"sla_seconds": N}. A broker that watches Celery's or RQ's
+queues refuses it: give their SLAs in the broker URL (?sla=NAME:30s).
+
 "brisk queue delete NAME" removes the queue NAME with its SLA, pause, counters and
 dashboard history, when it holds no task in any state (pending, scheduled, running, dead
 or cancelled): delete its tasks first (brisk delete --queue NAME --state dead --all, and so on for
@@ -25,21 +34,29 @@ The SQLite and Redis brokers can delete queues; others answer that they cannot.`
 
 func runQueue(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	brokerURL := brokerFlag(fs)
+	sla := fs.Duration("sla", -1, "with set: the queue's latency target `D`; 0 clears it")
 	pos, err := e.parse(fs, args)
 	if err != nil {
 		return err
 	}
 	switch {
 	case len(pos) == 0:
-		return usagef("queue needs an action: delete")
-	case pos[0] != "delete":
-		return usagef("unknown action %q (want delete)", pos[0])
+		return usagef("queue needs an action: set or delete")
+	case pos[0] != "delete" && pos[0] != "set":
+		return usagef("unknown action %q (want set or delete)", pos[0])
 	case len(pos) != 2:
-		return usagef("queue delete takes one queue NAME, got %d arguments", len(pos)-1)
+		return usagef("queue %s takes one queue NAME, got %d arguments", pos[0], len(pos)-1)
+	case pos[0] == "set" && *sla < 0:
+		return usagef("queue set needs --sla D (0 clears the SLA)")
+	case pos[0] == "delete" && *sla >= 0:
+		return usagef("--sla goes with queue set, not delete")
 	}
 	name := pos[1]
 	if err := checkNames(name); err != nil {
 		return err
+	}
+	if pos[0] == "set" {
+		return setQueue(ctx, e, *brokerURL, name, *sla)
 	}
 	c, err := e.openClient(ctx, *brokerURL, needsStore)
 	if err != nil {
@@ -54,5 +71,26 @@ func runQueue(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 		return err
 	}
 	_, err = fmt.Fprintf(e.stdout, "deleted queue %s\n", name)
+	return err
+}
+
+// setQueue declares queue name with its SLA (0: none) and says what it now has.
+func setQueue(ctx context.Context, e *env, brokerURL, name string, sla time.Duration) error {
+	c, err := e.openClient(ctx, brokerURL, createsStore)
+	if err != nil {
+		return err
+	}
+	defer closeClient(c)
+	if err := c.DeclareQueue(ctx, name, sla); err != nil {
+		return err
+	}
+	what := "no SLA"
+	if s, named := brisk.SLAFromName(name); sla > 0 || named {
+		if sla > 0 {
+			s = sla
+		}
+		what = "SLA " + humanize.Duration(s.Round(time.Millisecond))
+	}
+	_, err = fmt.Fprintf(e.stdout, "queue %s: %s\n", name, what)
 	return err
 }

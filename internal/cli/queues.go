@@ -22,8 +22,10 @@ paused queue (see brisk pause) shows PAUSED in the status column.
 
 --json prints an array of objects with the keys name, pending, scheduled, running, dead,
 latency_seconds, sla_seconds (null when no SLA is set), within_sla, completed, failed,
-paused and cancelled, and notes (an array, present only when the broker cannot give a
-figure exactly: where it comes from, how old it may be).`,
+paused, cancelled, latency_source (what the latency is measured from: ready_at for
+brisk's own brokers; on a watched Celery or RQ broker enqueued_at, published_at, eta,
+timestamp, or first_seen when it is an estimate) and notes (an array, present only when the
+broker cannot give a figure exactly: where it comes from, how old it may be).`,
 	run: runQueues,
 }
 
@@ -36,11 +38,7 @@ func toQueueJSON(q brisk.QueueInfo) queueJSON { return apiv1.FromQueue(q) }
 func runQueues(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	brokerURL := brokerFlag(fs)
 	asJSON := jsonFlag(fs)
-	pos, err := e.parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
+	if err := e.parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	c, err := e.openClient(ctx, *brokerURL, needsStore)

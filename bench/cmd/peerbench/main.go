@@ -34,9 +34,10 @@ type config struct {
 	w4WaitBrisk, w4WaitAsynq                  time.Duration
 	memN, rbN                                 int
 	python, pyDir, jsonOut                    string
+	execPrefetch                              int
 }
 
-var allSystems = []string{"brisk", "asynq", "asynq-tuned", "celery-prefork", "celery-threads", "rq-simple", "rq-fork"}
+var allSystems = []string{"brisk", "brisk-exec", "asynq", "asynq-tuned", "celery-prefork", "celery-threads", "rq-simple", "rq-fork"}
 var allWorkloads = []string{"W1", "W2", "W3", "W4", "W5", "MEM", "LIMIT"}
 
 func main() {
@@ -48,7 +49,7 @@ func main() {
 		return
 	}
 	cfg := &config{}
-	systems := flag.String("systems", "brisk,asynq,celery-prefork,celery-threads,rq-simple,rq-fork", "comma-separated `list` of: "+strings.Join(allSystems, ", "))
+	systems := flag.String("systems", "brisk,brisk-exec,asynq,celery-prefork,celery-threads,rq-simple,rq-fork", "comma-separated `list` of: "+strings.Join(allSystems, ", "))
 	workloads := flag.String("workloads", strings.Join(allWorkloads, ","), "comma-separated `list` of: W1, W2, W3, W4, W5, MEM (Redis memory per 10k pending tasks), LIMIT (redis-benchmark and brisk's share of it; needs W1)")
 	flag.StringVar(&cfg.addr, "redis", "127.0.0.1:6379", "Redis `host:port` shared by every system")
 	flag.IntVar(&cfg.briskDB, "brisk-db", 0, "Redis database of brisk (a random key prefix peerbench_XXXXXXXX, deleted after each workload)")
@@ -72,6 +73,7 @@ func main() {
 	flag.IntVar(&cfg.rbN, "rb-n", 200000, "LIMIT: redis-benchmark -n")
 	flag.StringVar(&cfg.python, "python", "/usr/bin/python3", "Python with Debian's python3-celery and python3-rq")
 	flag.StringVar(&cfg.pyDir, "pydir", findPyDir(), "directory of the Python scripts (bench/python)")
+	flag.IntVar(&cfg.execPrefetch, "exec-prefetch", 0, "brisk-exec: the worker's --prefetch (`N` tasks reserved beyond its free children; brisk's default is 0)")
 	flag.StringVar(&cfg.jsonOut, "json", "", "also write every figure to `file` as JSON")
 	flag.Parse()
 	var err error
@@ -112,6 +114,10 @@ type runner struct {
 	skipped map[string]map[string]string // system → row key → why not run
 	limit   map[string]map[string]float64
 	started time.Time
+	// briskBin is the brisk command built for brisk-exec, and cleanups what to remove at
+	// the end.
+	briskBin string
+	cleanups []func()
 }
 
 func (r *runner) set(sys, key string, res result) {
@@ -134,6 +140,11 @@ func (r *runner) has(w string) bool { return slices.Contains(r.cfg.workloads, w)
 func (r *runner) all(ctx context.Context) error {
 	cfg := r.cfg
 	r.started = time.Now()
+	defer func() {
+		for _, c := range r.cleanups {
+			c()
+		}
+	}()
 	r.rs = &redisStats{addr: cfg.addr, rdb: redis.NewClient(&redis.Options{Addr: cfg.addr})}
 	defer r.rs.rdb.Close()
 	if err := r.rs.rdb.Ping(ctx).Err(); err != nil {
@@ -224,6 +235,9 @@ func (r *runner) one(ctx context.Context, s, w string) error {
 	if py := pySystemFor(s, map[bool]int{true: cfg.celeryDB, false: cfg.rqDB}[strings.HasPrefix(s, "celery")]); py != nil {
 		defer flushDB(context.WithoutCancel(ctx), cfg.addr, py.db)
 		return r.onePython(ctx, py, w)
+	}
+	if s == "brisk-exec" {
+		return r.runExec(ctx, w)
 	}
 	var sys goSystem
 	switch s {

@@ -271,7 +271,9 @@ func (r *runner) printLimit(w io.Writer) {
 }
 
 func (r *runner) printTargets(w io.Writer) {
-	if _, ok := r.res["brisk"]; !ok {
+	_, b := r.res["brisk"]
+	_, e := r.res["brisk-exec"]
+	if !b && !e {
 		return
 	}
 	fmt.Fprintf(w, "\n### Targets\n\n")
@@ -282,6 +284,21 @@ func (r *runner) printTargets(w io.Writer) {
 			return 0, false
 		}
 		return num(v)
+	}
+	// brisk worker --exec with a Python handler: 3× Celery's best W1 drain, W3 p50 < 5 ms.
+	if x, ok := get("brisk-exec", "W1", "drain_per_s"); ok {
+		best, who := 0.0, ""
+		for _, p := range []string{"celery-prefork", "celery-threads"} {
+			if v, ok := get(p, "W1", "drain_per_s"); ok && v > best {
+				best, who = v, p
+			}
+		}
+		if who != "" {
+			fmt.Fprintf(w, "- brisk-exec W1 drain ≥ 3× Celery's best (%s): %s/s ÷ %s/s = %.2f× %s\n", who, commas(x), commas(best), x/best, check(x >= 3*best))
+		}
+	}
+	if p50, ok := get("brisk-exec", "W3", "pickup_p50_ms"); ok {
+		fmt.Fprintf(w, "- brisk-exec W3 idle pickup p50 < 5 ms: %.3g ms %s\n", p50, check(p50 < 5))
 	}
 	if b, ok := get("brisk", "W1", "drain_per_s"); ok {
 		for _, p := range []struct {

@@ -1,0 +1,128 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/briskq/brisk"
+	"github.com/briskq/brisk/internal/apiv1"
+)
+
+// httpHandler is the handler of "brisk worker --http": it POSTs each task to one URL and
+// reads the outcome from the status code. It implements brisk.Handler.
+type httpHandler struct {
+	url     string
+	headers http.Header
+	client  *http.Client
+}
+
+// newHTTPHandler checks the URL and the extra headers ("K: V").
+func newHTTPHandler(rawURL string, headers []string) (*httpHandler, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, usagef("--http %q is not an http:// or https:// URL", rawURL)
+	}
+	h := &httpHandler{url: rawURL, headers: http.Header{}}
+	for _, kv := range headers {
+		k, v, found := strings.Cut(kv, ":")
+		if !found || strings.TrimSpace(k) == "" {
+			return nil, usagef("--header %q is not \"Name: value\"", kv)
+		}
+		h.headers.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 256 // one kept-alive connection per concurrent task
+	h.client = &http.Client{
+		Transport: tr,
+		// A redirect is answered as a failure (retried): POSTs are not replayed elsewhere.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return h, nil
+}
+
+// ProcessTask POSTs the task; the request ends with the task's context (its timeout).
+func (h *httpHandler) ProcessTask(ctx context.Context, t *brisk.Task) error {
+	deadline, _ := ctx.Deadline()
+	d := apiv1.FromDelivery(t, deadline)
+	body, err := json.Marshal(d)
+	if err != nil {
+		return brisk.SkipRetry(fmt.Errorf("encode the task: %w", err))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(body))
+	if err != nil {
+		return brisk.SkipRetry(err)
+	}
+	for k, vs := range h.headers {
+		req.Header[k] = vs
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Brisk-Task-Id", t.ID)
+	req.Header.Set("Brisk-Attempt", strconv.Itoa(t.Attempt))
+	req.Header.Set("Brisk-Max-Attempts", strconv.Itoa(t.MaxAttempts))
+	req.Header.Set("Brisk-Queue", t.Queue)
+	req.Header.Set("Brisk-Task-Type", t.Type)
+	if d.Deadline != nil {
+		req.Header.Set("Brisk-Deadline", *d.Deadline)
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("POST %s: %w", h.url, err) // retried with backoff
+	}
+	defer resp.Body.Close()
+	// Read a little of the body for the error message, and drain it so that the
+	// connection is kept alive.
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	return statusError(resp.StatusCode, resp.Header.Get("Retry-After"), snippet, time.Now())
+}
+
+// statusError is the handler error that a response status stands for: nil for 2xx, a
+// retry at Retry-After for 429 and 503 that carry one, dead at once for other 4xx, a
+// retry with backoff otherwise.
+func statusError(code int, retryAfter string, body []byte, now time.Time) error {
+	if code >= 200 && code < 300 {
+		return nil
+	}
+	msg := fmt.Sprintf("HTTP %d %s", code, http.StatusText(code))
+	if b := strings.TrimSpace(string(body)); b != "" {
+		msg += ": " + truncate(b, 200)
+	}
+	err := errors.New(msg)
+	switch {
+	case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
+		if d, ok := parseRetryAfter(retryAfter, now); ok {
+			return brisk.RetryAfter(d, err)
+		}
+		return err
+	case code >= 400 && code < 500:
+		return brisk.SkipRetry(err)
+	}
+	return err
+}
+
+// parseRetryAfter reads a Retry-After header: seconds, or an HTTP date.
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if s, err := strconv.ParseFloat(v, 64); err == nil && s >= 0 && s < 1e9 {
+		return time.Duration(s * float64(time.Second)), true
+	}
+	if at, err := http.ParseTime(v); err == nil {
+		return max(0, at.Sub(now)), true
+	}
+	return 0, false
+}
+
+// Close closes idle connections.
+func (h *httpHandler) Close() { h.client.CloseIdleConnections() }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/briskq/brisk"
@@ -27,6 +28,8 @@ type taskRequest struct {
 	MaxAttempts    int             `json:"max_attempts"`
 	TimeoutSeconds float64         `json:"timeout_seconds"`
 	ProcessAt      string          `json:"process_at"`
+	// Headers are carried to the handler (Task.Headers).
+	Headers map[string]string `json:"headers"`
 	uniqueRequest
 }
 
@@ -52,6 +55,9 @@ func (req *taskRequest) task() (*brisk.Task, error) {
 		return nil, fmt.Errorf("max_attempts %d is negative", req.MaxAttempts)
 	case req.DelaySeconds > 0 && req.ProcessAt != "":
 		return nil, errors.New("give delay_seconds or process_at, not both")
+	}
+	if err := brisk.ValidateHeaders(req.Headers); err != nil {
+		return nil, errors.New(strings.TrimPrefix(err.Error(), brisk.ErrInvalid.Error()+": "))
 	}
 	opts := []brisk.Option{brisk.InQueue(req.Queue)}
 	if req.ProcessAt != "" {
@@ -81,7 +87,9 @@ func (req *taskRequest) task() (*brisk.Task, error) {
 	if len(req.Payload) > 0 {
 		payload = []byte(req.Payload)
 	}
-	return brisk.NewTask(req.Type, payload, append(opts, unique...)...), nil
+	t := brisk.NewTask(req.Type, payload, append(opts, unique...)...)
+	t.Headers = req.Headers
+	return t, nil
 }
 
 // enqueueOne handles POST /api/v1/queues/{queue}/tasks: 201 {"id"}; with an id (or a

@@ -19,7 +19,7 @@ func TestEnqueueOptionsAndIdempotentID(t *testing.T) {
 			t.Parallel()
 			e := setupFn(t, dashboard.Options{})
 			at := time.Now().Add(time.Hour).UTC().Truncate(time.Millisecond)
-			body := fmt.Sprintf(`{"type":"a","payload":{"n":1},"id":"order-17","max_attempts":3,"timeout_seconds":2.5,"process_at":%q}`, at.Format(time.RFC3339Nano))
+			body := fmt.Sprintf(`{"type":"a","payload":{"n":1},"id":"order-17","max_attempts":3,"timeout_seconds":2.5,"process_at":%q,"headers":{"traceparent":"00-t-s-01","tenant":"acme"}}`, at.Format(time.RFC3339Nano))
 			if id := e.enqueue(t, "q", body); id != "order-17" {
 				t.Fatalf("id %q, want order-17", id)
 			}
@@ -29,6 +29,9 @@ func TestEnqueueOptionsAndIdempotentID(t *testing.T) {
 			}
 			if task.MaxAttempts != 3 || task.Timeout != 2500*time.Millisecond || !task.ReadyAt.Equal(at) || task.State != brisk.StateScheduled {
 				t.Fatalf("stored task %+v: want max_attempts 3, timeout 2.5s, ready at %s, scheduled", task, at)
+			}
+			if task.Headers["traceparent"] != "00-t-s-01" || task.Headers["tenant"] != "acme" || len(task.Headers) != 2 {
+				t.Fatalf("stored headers %v", task.Headers)
 			}
 			// The same id again: 409 with the existing id, nothing changed.
 			code, resp := e.do(t, "POST", "/api/v1/queues/q/tasks", "application/json", `{"type":"b","id":"order-17"}`)
@@ -57,6 +60,7 @@ func TestEnqueueBadOptions(t *testing.T) {
 		`{"type":"a","process_at":"tomorrow"}`,
 		`{"type":"a","process_at":"2030-01-01T00:00:00Z","delay_seconds":5}`,
 		`{"type":"a","queue":"other"}`,
+		`{"type":"a","headers":{"bad name":"x"}}`,
 	} {
 		code, resp := e.do(t, "POST", "/api/v1/queues/q/tasks", "application/json", body)
 		wantError(t, code, resp, http.StatusBadRequest)

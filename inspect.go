@@ -65,14 +65,11 @@ func (i *Inspector) Queues(ctx context.Context) ([]QueueInfo, error) {
 func WithinSLA(q QueueInfo) bool { return q.SLA == 0 || q.Latency <= q.SLA }
 
 // Tasks lists the tasks of queue in state, oldest first, limit at a time from offset. A
-// broker without the capability ListAll lists dead tasks only: for another state the error
-// wraps ErrUnsupported and names the broker.
+// broker without the capability ListAll lists what its documentation says (RabbitMQ: dead
+// tasks only); for another state the error wraps ErrUnsupported and names the broker.
 func (i *Inspector) Tasks(ctx context.Context, queue string, state State, limit, offset int) ([]*TaskInfo, error) {
 	if !state.Valid() {
 		return nil, fmt.Errorf("%w: unknown state %q (want scheduled, pending, running, dead or cancelled)", ErrInvalid, state)
-	}
-	if state != StateDead && !i.b.Capabilities().ListAll {
-		return nil, fmt.Errorf("brisk: list %s tasks of %s: this broker (%T) lists dead tasks only (capability ListAll): %w", state, queue, i.b, ErrUnsupported)
 	}
 	ts, err := i.b.Tasks(ctx, broker.ListParams{Queue: queue, State: state, Limit: limit, Offset: offset})
 	if err != nil {

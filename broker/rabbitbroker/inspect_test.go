@@ -39,7 +39,7 @@ func TestInspectorOnRabbitMQ(t *testing.T) {
 	}
 	for _, state := range []brisk.State{brisk.StatePending, brisk.StateScheduled, brisk.StateRunning} {
 		_, err := in.Tasks(ctx, "q", state, 10, 0)
-		if !errors.Is(err, brisk.ErrUnsupported) || !strings.Contains(err.Error(), "rabbitbroker") {
+		if !errors.Is(err, brisk.ErrUnsupported) || !strings.Contains(err.Error(), "rabbitmq") {
 			t.Errorf("Tasks(%s) = %v, want ErrUnsupported naming the broker", state, err)
 		}
 	}

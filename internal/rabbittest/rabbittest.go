@@ -147,3 +147,41 @@ func redact(raw string) string {
 	}
 	return u.Redacted()
 }
+
+// Describe returns one line per queue whose name starts with the prefix of the store URL raw
+// (its prefix parameter): the management API's message counts, for a failing test's log.
+// Messages dead-lettered by a quorum queue but not yet confirmed by their target are in
+// messages but neither ready nor unacknowledged.
+func Describe(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err.Error()
+	}
+	prefix := u.Query().Get("prefix")
+	u.RawQuery = ""
+	m := managementURL(u.String())
+	path := "/api/queues?page=1&page_size=500&use_regex=true&columns=name,messages,messages_ready,messages_unacknowledged,consumers,state&name=" +
+		url.QueryEscape("^"+regexp.QuoteMeta(prefix+"."))
+	body, err := get(m, path)
+	if err != nil {
+		return err.Error()
+	}
+	var page struct {
+		Items []struct {
+			Name      string `json:"name"`
+			Messages  int    `json:"messages"`
+			Ready     int    `json:"messages_ready"`
+			Unacked   int    `json:"messages_unacknowledged"`
+			Consumers int    `json:"consumers"`
+			State     string `json:"state"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal(body, &page); err != nil {
+		return err.Error()
+	}
+	var out string
+	for _, q := range page.Items {
+		out += fmt.Sprintf("\n  %s: messages %d, ready %d, unacked %d, consumers %d, %s", q.Name, q.Messages, q.Ready, q.Unacked, q.Consumers, q.State)
+	}
+	return out
+}

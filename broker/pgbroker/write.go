@@ -33,16 +33,16 @@ const (
 	qDeclare      = `INSERT INTO {{schema}}.queues (name, sla_ns) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET sla_ns = excluded.sla_ns`
 	qPause        = `INSERT INTO {{schema}}.queues (name, paused) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET paused = excluded.paused`
 
-	// qEnqueue stores a batch given as a JSON array ($1), in its order, unless one of its
-	// IDs is stored already: then it stores nothing and returns that ID. Refusing a
-	// duplicate without an error keeps an application's transaction usable (an error
-	// aborts it). A duplicate enqueued by a concurrent transaction still fails on the
-	// unique index.
-	qEnqueue = `WITH input AS (
+	// enqueueTemplate is qEnqueue and qEnqueueDeferWake (with {{defer}} filled in): it
+	// stores a batch given as a JSON array ($1), in its order, unless one of its IDs is
+	// stored already: then it stores nothing and returns that ID. Refusing a duplicate
+	// without an error keeps an application's transaction usable (an error aborts it). A
+	// duplicate enqueued by a concurrent transaction still fails on the unique index.
+	enqueueTemplate = `WITH input AS (
 			SELECT e->>'id' AS id, e->>'queue' AS queue, e->>'type' AS type, decode(e->>'payload', 'base64') AS payload,
 				(e->>'max_attempts')::integer AS max_attempts, (e->>'timeout_ns')::bigint AS timeout_ns,
 				(e->>'enqueued_at')::timestamptz AS enqueued_at, (e->>'ready_at')::timestamptz AS ready_at, e->'headers' AS headers, n
-			FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS a(e, n)
+			FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS a(e, n) {{defer}}
 		), dup AS (
 			SELECT t.id FROM {{schema}}.tasks t WHERE t.id IN (SELECT id FROM input) LIMIT 1
 		), ins AS (
@@ -52,6 +52,10 @@ const (
 			RETURNING 1
 		)
 		SELECT (SELECT id FROM dup), (SELECT count(*) FROM ins)`
+
+	// qWake wakes the workers of queues $2 on channel $1, in a transaction of its own that
+	// does not wait for the WAL flush: it stores nothing.
+	qWake = `SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, q) FROM unnest($2::text[]) AS q`
 
 	// qReserve leases up to $3 ready tasks of queue $1 at time $2 under lease $4 until
 	// $5, for worker $6, unless the queue is paused: expired leases (tasks a lost worker
@@ -140,6 +144,15 @@ const (
 		WHERE state = 'dead' AND queue = $1 AND ($3::text[] IS NULL OR id = ANY($3::text[]))`
 )
 
+var (
+	// qEnqueue stores a batch; its trigger wakes workers when its transaction commits.
+	qEnqueue = strings.Replace(enqueueTemplate, "{{defer}}", "", 1)
+	// qEnqueueDeferWake is qEnqueue that leaves waking workers to the caller, after the
+	// commit (migration 3): it sets brisk.defer_wake for its transaction while it reads its
+	// input, before the statement's trigger runs, and the caller runs qWake.
+	qEnqueueDeferWake = strings.Replace(enqueueTemplate, "{{defer}}", "WHERE set_config('brisk.defer_wake', 'on', true) = 'on'", 1)
+)
+
 // Enqueue stores tasks atomically in one statement, creating unknown queues, and wakes
 // waiting workers (PostgreSQL notifies them at commit). A task ID already stored fails
 // the whole batch with an error wrapping broker.ErrDuplicate.
@@ -156,7 +169,27 @@ func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
 		return b.fail(ctx, fmt.Sprintf("enqueue %d tasks", len(tasks)), err)
 	}
 	defer c.Release()
-	return b.enqueueResult(ctx, len(tasks), c.QueryRow(ctx, b.q(qEnqueue), doc).Scan)
+	if err := b.enqueueResult(ctx, len(tasks), c.QueryRow(ctx, b.q(qEnqueueDeferWake), doc).Scan); err != nil {
+		return err
+	}
+	// The tasks are stored: wake the workers after the commit (migration 3 says why). A
+	// wake-up that fails is not the enqueue's failure (the caller would enqueue again):
+	// workers find the tasks at their next poll.
+	if _, err := c.Exec(ctx, b.q(qWake), channel(b.schema), queuesOf(tasks)); err != nil {
+		b.log.WarnContext(ctx, "brisk: postgres: enqueue: waking workers after the commit", "err", err)
+	}
+	return nil
+}
+
+// queuesOf returns the distinct queues of tasks, in order of first appearance.
+func queuesOf(tasks []*broker.Task) []string {
+	var out []string
+	for _, t := range tasks {
+		if !slices.Contains(out, t.Queue) {
+			out = append(out, t.Queue)
+		}
+	}
+	return out
 }
 
 // EnqueueTx does what Enqueue does inside tx, the application's own transaction on the

@@ -20,7 +20,7 @@ import (
 
 var benchCmd = &command{
 	name:     "bench",
-	synopsis: "--workload W1|W2|W3|W4|W5 [--tasks N] [--rate R] [--concurrency N] [--prefetch N] [--json]",
+	synopsis: "--workload W1|W2|W3|W4|W5 [--tasks N] [--rate R] [--concurrency N] [--prefetch N] [--producers N] [--json]",
 	summary:  "run a benchmark workload against brisk and print its figures",
 	detail: `
 The workloads (docs/workloads.md); each task carries a 100-byte JSON payload with its
@@ -50,6 +50,11 @@ directory, removed at the end (not ./brisk.db). With a broker it uses a queue of
 --prefetch N lets the worker hold N tasks beyond its free handlers (WorkerConfig.Prefetch,
 default 0): on RabbitMQ's quorum queues the drain rate grows with it (docs/rabbitmq.md).
 
+--producers N lets W2 and W3 have up to N enqueue calls in flight at once (default 1: one
+call after the other). The schedule is the same; more callers model concurrent requests of
+a web application, so that a broker whose single call takes longer than the interval between
+tasks (PostgreSQL's durable commit per call) still receives the rate.
+
 --json prints one JSON object on one line with workload, broker (password masked), queue,
 tasks, concurrency (and prefetch when set), the workload's figures and seconds (the run's
 wall time).`,
@@ -64,6 +69,7 @@ func runBench(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	rate := fs.Float64("rate", 0, "enqueue `R` tasks per second in W2 (default 500) or W3 (default 5)")
 	concurrency := fs.Int("concurrency", workload.Concurrency, "run `N` handlers at once in the worker")
 	prefetch := fs.Int("prefetch", 0, "let the worker hold `N` tasks beyond its free handlers (WorkerConfig.Prefetch)")
+	producers := fs.Int("producers", 1, "W2 and W3: up to `N` enqueue calls in flight at once")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a summary")
 	pos, err := e.parse(fs, args)
 	if err != nil {
@@ -88,6 +94,10 @@ func runBench(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 		return usagef("--concurrency %d must be at least 1", *concurrency)
 	case *prefetch < 0:
 		return usagef("--prefetch %d is negative", *prefetch)
+	case *producers < 1:
+		return usagef("--producers %d must be at least 1", *producers)
+	case *producers > 1 && wl != "W2" && wl != "W3":
+		return usagef("--producers applies to W2 and W3 only")
 	}
 	n, r := *tasks, *rate
 	switch wl {
@@ -125,7 +135,7 @@ func runBench(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	sys := &workload.Brisk{Client: c, Inspector: brisk.NewInspector(c.Broker()), Queue: queue,
 		Worker: brisk.WorkerConfig{Concurrency: *concurrency, Prefetch: *prefetch}}
 	defer benchCleanup(ctx, sys)
-	run := &workload.Runner{System: sys, Progress: e.stderr}
+	run := &workload.Runner{System: sys, Progress: e.stderr, Producers: *producers}
 	if *asJSON {
 		run.Progress = nil
 	}

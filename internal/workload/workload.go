@@ -121,6 +121,12 @@ type Runner struct {
 	// "enqueue_batch", "drain") so that a harness can add figures of its own (commands per
 	// task, say) to the result.
 	Hooks func(phase string, after bool, r *Result) error
+	// Producers is how many enqueue calls W2 and W3 may have in flight at once (0 or 1: one
+	// call after the other). The schedule stays the same: task seq is due at seq/rate
+	// seconds. More callers model a web application whose requests enqueue concurrently,
+	// so that a system whose single call takes longer than the interval between tasks (a
+	// durable commit per call) still receives the rate.
+	Producers int
 }
 
 func (ru *Runner) progress(format string, a ...any) {
@@ -266,7 +272,7 @@ func (ru *Runner) Pickup(ctx context.Context, rate float64, total int) (*Result,
 	defer stop()
 	SleepCtx(ctx, 300*time.Millisecond) // let the worker reach its idle wait
 	ru.progress("enqueueing %d tasks at %g/s", total, rate)
-	achieved, err := Produce(ctx, total, rate, func(seq int) error { return ru.System.Enqueue(ctx, seq, 0) })
+	achieved, err := ProduceConcurrently(ctx, total, rate, ru.Producers, func(seq int) error { return ru.System.Enqueue(ctx, seq, 0) })
 	if err != nil {
 		return nil, err
 	}
@@ -281,6 +287,9 @@ func (ru *Runner) Pickup(ctx context.Context, rate float64, total int) (*Result,
 	r.Add("tasks", "tasks", total, "")
 	r.Add("rate", "target rate", rate, "/s")
 	r.Add("achieved_rate", "achieved rate", Round(achieved, 1), "/s")
+	if ru.Producers > 1 {
+		r.Add("producers", "concurrent enqueue calls", ru.Producers, "")
+	}
 	r.AddPercentiles("pickup", "pickup", p.Sorted())
 	r.Add("kept_up", "kept up", keptUp && achieved >= 0.95*rate && p.Count() == total, "")
 	return r, nil
@@ -445,26 +454,67 @@ func SleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
-// Produce calls enqueue for seq 0..total-1 at rate per second: every 2 ms it enqueues what
-// the schedule has come to, so that high rates work and a late tick catches up. It returns
-// the achieved rate.
+// Produce calls enqueue for seq 0..total-1 at rate per second, one call after the other:
+// every 2 ms it enqueues what the schedule has come to, so that high rates work and a late
+// tick catches up. It returns the achieved rate.
 func Produce(ctx context.Context, total int, rate float64, enqueue func(seq int) error) (float64, error) {
+	return ProduceConcurrently(ctx, total, rate, 1, enqueue)
+}
+
+// ProduceConcurrently is Produce with up to callers enqueue calls in flight at once: every
+// 2 ms the tasks the schedule has come to are handed to callers goroutines, so that a call
+// slower than the interval between tasks does not hold back the next ones (open-loop, as
+// requests arrive). callers of 0 or 1 calls enqueue on this goroutine. It returns the
+// achieved rate, up to the return of the last call, or the first error.
+func ProduceConcurrently(ctx context.Context, total int, rate float64, callers int, enqueue func(seq int) error) (float64, error) {
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
 	start := time.Now()
+	if callers <= 1 {
+		for sent := 0; sent < total; {
+			select {
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			case <-tick.C:
+			}
+			due := min(total, int(time.Since(start).Seconds()*rate))
+			for ; sent < due; sent++ {
+				if err := enqueue(sent); err != nil {
+					return 0, err
+				}
+			}
+		}
+		return float64(total) / time.Since(start).Seconds(), nil
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	seqs := make(chan int, total)
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			for seq := range seqs {
+				if err := enqueue(seq); err != nil {
+					cancel(err)
+					return
+				}
+			}
+		})
+	}
 	sent := 0
-	for sent < total {
+	for sent < total && ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
-			return 0, ctx.Err()
 		case <-tick.C:
 		}
 		due := min(total, int(time.Since(start).Seconds()*rate))
 		for ; sent < due; sent++ {
-			if err := enqueue(sent); err != nil {
-				return 0, err
-			}
+			seqs <- sent
 		}
+	}
+	close(seqs)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return 0, err
 	}
 	return float64(total) / time.Since(start).Seconds(), nil
 }

@@ -2,7 +2,9 @@ package workload
 
 import (
 	"encoding/json"
+	"errors"
 	"math"
+	"sync"
 	"testing"
 	"time"
 )
@@ -56,5 +58,52 @@ func TestResult(t *testing.T) {
 	}
 	if string(b) != `{"a":2,"b":null}` {
 		t.Errorf("JSON = %s", b)
+	}
+}
+
+// TestProduceConcurrently checks that concurrent callers send every task once, keep several
+// slow calls in flight, and stop at the first error.
+func TestProduceConcurrently(t *testing.T) {
+	t.Parallel()
+	const total = 200
+	var mu sync.Mutex
+	calls := map[int]int{}
+	inFlight, most := 0, 0
+	slow := func(seq int) error {
+		mu.Lock()
+		calls[seq]++
+		inFlight++
+		most = max(most, inFlight)
+		mu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+		return nil
+	}
+	if _, err := ProduceConcurrently(t.Context(), total, 10000, 8, slow); err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != total {
+		t.Errorf("%d tasks sent, want %d", len(calls), total)
+	}
+	for seq, n := range calls {
+		if n != 1 {
+			t.Errorf("task %d sent %d times", seq, n)
+		}
+	}
+	if most < 2 || most > 8 {
+		t.Errorf("at most %d calls in flight, want 2 to 8", most)
+	}
+
+	boom := errors.New("boom")
+	_, err := ProduceConcurrently(t.Context(), total, 10000, 4, func(seq int) error {
+		if seq == 10 {
+			return boom
+		}
+		return nil
+	})
+	if !errors.Is(err, boom) {
+		t.Errorf("ProduceConcurrently = %v, want the enqueue's error", err)
 	}
 }

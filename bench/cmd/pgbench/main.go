@@ -40,6 +40,7 @@ type config struct {
 	growthRate         float64
 	growthMinutes      int
 	growthProducers    int
+	w2Producers        int
 	jsonOut            string
 }
 
@@ -61,6 +62,7 @@ func main() {
 	flag.IntVar(&cfg.n, "n", workload.W1Tasks, "W1: tasks enqueued one call each, and as many again in batches (drain 2n)")
 	flag.IntVar(&cfg.nRiverDefault, "n-river-default", 2000, "W1: n for river-default (it drains about 80 tasks/s)")
 	w2 := flag.String("w2-rates", "500,2000", "W2: producer `rates` per second")
+	flag.IntVar(&cfg.w2Producers, "w2-producers", 1, "W2: enqueue calls in flight at once (the same schedule; more callers model concurrent requests)")
 	flag.IntVar(&cfg.w2Seconds, "w2-seconds", workload.W2Seconds, "W2: seconds of producing per rate")
 	flag.IntVar(&cfg.w3Tasks, "w3-tasks", workload.W3Tasks, "W3: tasks, one per 200 ms")
 	flag.IntVar(&cfg.w4Tasks, "w4-tasks", workload.W4Tasks, "W4: tasks of 50 ms")
@@ -210,6 +212,7 @@ func runOne(ctx context.Context, cfg *config, key string, s system) (map[string]
 		}
 	case strings.HasPrefix(key, "W2@"):
 		rate, _ := strconv.ParseFloat(strings.TrimPrefix(key, "W2@"), 64)
+		ru.Producers = cfg.w2Producers
 		r, err = ru.Pickup(ctx, rate, int(rate)*cfg.w2Seconds)
 	case key == "W3":
 		r, err = ru.Pickup(ctx, 1/workload.W3Interval.Seconds(), cfg.w3Tasks)

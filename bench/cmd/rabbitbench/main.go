@@ -31,6 +31,7 @@ func main() {
 	prefetch := flag.Int("prefetch", 24, "the brisk worker's Prefetch in the second W1 run (8 handlers + 24 = a window of 32, as Celery's default prefetch multiplier 4 gives 8 threads)")
 	prefetch2 := flag.Int("prefetch2", 120, "the brisk worker's Prefetch in the third W1 run (a window of 128)")
 	rawN := flag.Int("raw-n", 100000, "messages per queue type for the RabbitMQ limit")
+	w2Producers := flag.Int("w2-producers", 16, "W2: enqueue calls in flight at once (brisk bench --producers): one publisher confirm per call")
 	python := flag.String("python", "/usr/bin/python3", "the Python with python3-celery")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
@@ -57,8 +58,8 @@ func main() {
 		{"brisk W1", []string{"--workload", "W1", "--tasks", fmt.Sprint(*n)}},
 		{"brisk W1 prefetch", []string{"--workload", "W1", "--tasks", fmt.Sprint(*n), "--prefetch", fmt.Sprint(*prefetch)}},
 		{"brisk W1 prefetch2", []string{"--workload", "W1", "--tasks", fmt.Sprint(*n), "--prefetch", fmt.Sprint(*prefetch2)}},
-		{"brisk W2 500", []string{"--workload", "W2", "--rate", "500"}},
-		{"brisk W2 2000", []string{"--workload", "W2", "--rate", "2000"}},
+		{"brisk W2 500", []string{"--workload", "W2", "--rate", "500", "--producers", fmt.Sprint(*w2Producers)}},
+		{"brisk W2 2000", []string{"--workload", "W2", "--rate", "2000", "--producers", fmt.Sprint(*w2Producers)}},
 		{"brisk W3", []string{"--workload", "W3"}},
 		{"brisk W4", []string{"--workload", "W4"}},
 		{"brisk W5", []string{"--workload", "W5"}},
@@ -118,7 +119,7 @@ func main() {
 	row("W3 idle pickup p50 (ms)", "pickup_p50_ms", "W3")
 	row("W3 idle pickup p99 (ms)", "pickup_p99_ms", "W3")
 	fmt.Println()
-	fmt.Println("brisk, the other workloads (prefetch 0):")
+	fmt.Printf("brisk, the other workloads (prefetch 0; W2 with %d enqueue calls in flight):\n", *w2Producers)
 	fmt.Println()
 	fmt.Println("| workload | figures |")
 	fmt.Println("| --- | --- |")

@@ -100,7 +100,9 @@ func (s *suite) testRateLimit(t *testing.T) {
 		e.setLimit(lim, broker.Limit{Queue: "r", Rate: 5, Per: time.Second, Burst: 2})
 		e.enqueue(NewTasks("r", "t", 10)...)
 		e.enqueue(NewTasks("o", "t", 10)...)
+		spent := time.Now() // the bucket is spent at the latest at the end of this Reserve
 		got := e.reserve(broker.ReserveParams{Queues: queues("r", "o"), Limit: 5, Lease: longLease})
+		spentBy := time.Now()
 		byQueue := countBy(got, func(t *broker.Task) string { return t.Queue })
 		if byQueue["r"] != 2 || byQueue["o"] != 3 {
 			e.t.Errorf("Reserve(r limited to a burst of 2, then o) with Limit 5: %v, want r:2 o:3", byQueue)
@@ -109,8 +111,12 @@ func (s *suite) testRateLimit(t *testing.T) {
 			e.t.Errorf("Reserve from r with its tokens spent: %d tasks, want none", len(got))
 		}
 		time.Sleep(250 * time.Millisecond) // one token at 5/s
-		if got := e.reserveFrom("r", 10, longLease); len(got) != 1 {
-			e.t.Errorf("Reserve from r 250 ms later (5 per second): %d tasks, want 1", len(got))
+		got = e.reserveFrom("r", 10, longLease)
+		// At least one token came back since the bucket was spent; a loaded machine may
+		// have slept longer and let more come back, up to the burst.
+		most := min(2, int(time.Since(spent)/(200*time.Millisecond)))
+		if least := int(time.Since(spentBy) / (200 * time.Millisecond)); len(got) < min(1, least) || len(got) > most {
+			e.t.Errorf("Reserve from r %s later (5 per second, burst 2): %d tasks, want 1 to %d", time.Since(spentBy).Round(time.Millisecond), len(got), most)
 		}
 	})
 
@@ -182,7 +188,7 @@ func (s *suite) testRateLimit(t *testing.T) {
 		// tasks in the first t after the first start. A start is seen by a handler, some
 		// time after the reserve that took the token, in one of three processes on a
 		// loaded machine: allow that lag (startLag) on top of one token.
-		const startLag = 150 * time.Millisecond
+		const startLag = 300 * time.Millisecond
 		t0 := starts[0]
 		worst := 0.0
 		for i, at := range starts {

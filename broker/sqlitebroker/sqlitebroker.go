@@ -35,6 +35,8 @@ var (
 	_ broker.Limiter       = (*Broker)(nil)
 	_ broker.QueueDeleter  = (*Broker)(nil)
 	_ broker.SampleStore   = (*Broker)(nil)
+	_ broker.Retainer         = (*Broker)(nil)
+	_ broker.ProgressReporter = (*Broker)(nil)
 )
 
 // ErrCorrupt is wrapped by the errors about a stored row the broker cannot decode (one
@@ -49,11 +51,14 @@ var schemaSQL string
 //go:embed sched.sql
 var schedSQL string
 
+//go:embed retain.sql
+var retainSQL string
+
 const (
 	// schemaVersion is stored in PRAGMA user_version. Version 2 added queues.paused,
 	// version 3 the samples table, version 4 the tables of sched.sql, version 5
-	// tasks.headers; see migrations.
-	schemaVersion = 5
+	// tasks.headers, version 6 the completed tasks of retain.sql; see migrations.
+	schemaVersion = 6
 	// baseVersion is the version schema.sql and samplesSchema create; a new file then
 	// takes the migrations from it on.
 	baseVersion = 3
@@ -71,6 +76,7 @@ var migrations = map[int64]string{
 	2: samplesSchema,
 	3: schedSQL,
 	4: `ALTER TABLE tasks ADD COLUMN headers TEXT`, // a JSON object, NULL for none
+	5: retainSQL,
 }
 
 // samplesSchema is the table of the dashboard's samples (broker.SampleStore), created by
@@ -88,8 +94,8 @@ CREATE TABLE IF NOT EXISTS samples (
 CREATE INDEX IF NOT EXISTS samples_at ON samples (at_ms);`
 
 // Broker is a broker.Broker, broker.Reaper, broker.Pauser, broker.QueueDeleter,
-// broker.SampleStore, broker.Canceler, broker.Leader, broker.ScheduleStore and
-// broker.Limiter that keeps tasks in a SQLite file, with unique tasks. Create it with
+// broker.SampleStore, broker.Canceler, broker.Leader, broker.ScheduleStore,
+// broker.Limiter, broker.Retainer and broker.ProgressReporter that keeps tasks in a SQLite file, with unique tasks. Create it with
 // Open; it is safe for concurrent use.
 type Broker struct {
 	path string // absolute and cleaned; names the file in errors

@@ -66,7 +66,7 @@ const (
 	// ?1 queue, ?2 retention.
 	qSetRetention = `INSERT INTO queues (name, retention_ns) VALUES (?1, ?2)
 		ON CONFLICT (name) DO UPDATE SET retention_ns = excluded.retention_ns`
-	qRetry  = `UPDATE tasks SET state = 'pending', ready_at = ?3, last_error = ?4, failed_at = ?5,
+	qRetry = `UPDATE tasks SET state = 'pending', ready_at = ?3, last_error = ?4, failed_at = ?5,
 			lease_until = NULL, lease_token = NULL, worker_id = NULL
 		WHERE id = ?1 AND lease_token = ?2 AND state = 'running' RETURNING queue`
 	qKill = `UPDATE tasks SET state = 'dead', last_error = ?3, failed_at = ?4,

@@ -310,6 +310,10 @@ func (b *Broker) Capabilities() broker.Capabilities {
 	return c
 }
 
+// Path returns the absolute path of the broker's database file (its write-ahead log is
+// Path()+"-wal").
+func (b *Broker) Path() string { return b.path }
+
 // Close releases the broker's connections and wakes its Wait calls, which return an error
 // wrapping broker.ErrClosed, as every later call does. It is idempotent. Tasks stay stored.
 func (b *Broker) Close() error {

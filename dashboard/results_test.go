@@ -96,4 +96,7 @@ func TestResultsAndProgress(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &qs); err != nil || len(qs) != 1 || qs[0].Retained != 1 || qs[0].Pending != 0 {
 		t.Errorf("queues after the task completed: %s", body)
 	}
+	if _, metrics := e.do(t, "GET", "/metrics", "", ""); !strings.Contains(metrics, `brisk_queue_retained{queue="jobs"} 1`) {
+		t.Errorf("/metrics lacks the retained gauge:\n%s", metrics)
+	}
 }

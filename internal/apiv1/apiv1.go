@@ -229,12 +229,24 @@ const (
 )
 
 // Outcome is what a "brisk worker --exec" child answers for one Delivery, one line of JSON
-// on its standard output.
+// on its standard output. A line with Progress and no Status is a progress report while
+// the task runs; more lines follow.
 type Outcome struct {
 	ID           string  `json:"id"`
-	Status       string  `json:"status"`
+	Status       string  `json:"status,omitempty"`
 	Error        string  `json:"error,omitempty"`
 	DelaySeconds float64 `json:"delay_seconds,omitempty"`
+	// Result, with status ok, is kept as the task's result (any JSON value) where the
+	// task is kept for a retention.
+	Result json.RawMessage `json:"result,omitempty"`
+	// Progress reports how far the task has come (brisk.ReportProgress).
+	Progress *ProgressReport `json:"progress,omitempty"`
+}
+
+// ProgressReport is a progress line of a "brisk worker --exec" child.
+type ProgressReport struct {
+	Percent float64 `json:"percent"`
+	Message string  `json:"message"`
 }
 
 // FromDelivery converts a task handed to a handler, whose run ends at deadline, to the

@@ -80,7 +80,8 @@ type TaskInfo struct {
 	FailedAt time.Time
 	// Retention is how long the task is kept once it has completed or been cancelled, with
 	// its result; 0 means its queue's retention (QueueInfo.Retention). Only brokers that
-	// keep results (broker.Retainer) accept a task that sets it.
+	// keep results (broker.Retainer) take a task that sets it: brisk's client refuses it
+	// for the others.
 	Retention time.Duration
 	// FinishedAt is when the task completed or was cancelled (zero before).
 	FinishedAt time.Time

@@ -33,16 +33,17 @@ type Completion struct {
 // retention window, per task (TaskInfo.Retention, given at Enqueue) or per queue
 // (SetRetention), and let a handler report its progress (see ProgressReporter). A broker
 // without it refuses a task with a Retention with an error wrapping ErrUnsupported that
-// names it (CheckRetention), and its Ack removes every task.
+// names it (CheckRetention; brisk's client checks before it calls Enqueue), and its Ack
+// removes every task.
 //
 // A kept task is in StateCompleted with FinishedAt, ExpiresAt (FinishedAt + retention),
 // its attempts, Result and last Progress: Task finds it, Tasks lists it (oldest FinishedAt
 // first), Delete removes it, and Stats counts it in QueueStats.Retained, never in Pending
 // nor the queue latency; Reserve never looks at it. A cancelled task with a retention is
-// kept until its ExpiresAt too (without one, until deleted). Once ExpiresAt has passed a
-// task is no longer read by Task, Tasks or Stats, and the broker removes it in small
-// slices on paths that write anyway, so that no sweep holds up workers. Ack of a Retainer
-// is Complete without results.
+// kept until its ExpiresAt too (without one, until deleted). Once ExpiresAt has passed,
+// Task and Tasks no longer return the task (Stats may count it until it is removed), and
+// the broker removes it in small slices on paths that write anyway, so that no sweep
+// holds up workers. Ack of a Retainer is Complete without results.
 type Retainer interface {
 	// Complete does what Ack does, in one round trip for the whole batch, and keeps each
 	// task whose retention (its own, else its queue's) is positive in StateCompleted with

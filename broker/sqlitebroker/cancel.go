@@ -60,7 +60,7 @@ func (b *Broker) Cancel(ctx context.Context, id string) (broker.State, error) {
 		if _, err := tx.ExecContext(ctx, qCancel, id, now); err != nil {
 			return err
 		}
-		return b.purgeExpired(ctx, tx, now, 16)
+		return b.purgeSlice(ctx, tx, now)
 	})
 	if err != nil {
 		return "", b.fail(ctx, fmt.Sprintf("cancel task id=%q", id), err)

@@ -102,9 +102,13 @@
 // partial indexes of pending and running rows, so kept rows cost them nothing; the
 // completed listing has its own partial index. Expired rows (completed, or cancelled with a
 // retention) are hidden from reads at once and deleted through the index on expires_at,
-// oldest first, a slice at a time in transactions that write anyway: each Complete removes
-// up to twice as many as it completes (so at a steady rate the store stays at about rate ×
-// retention rows), each Heartbeat (every worker's, every 5 s by default) up to 500, each
-// Cancel up to 16. A handler's progress is three columns of its row, written by
+// oldest first, a slice at a time in transactions that write anyway: a Complete or Cancel
+// removes up to 256 when 100 ms have passed since the last slice that was not full (a full
+// one means more are due, and the next write takes another), and each Heartbeat (every
+// worker's, every 5 s by default) up to 500. Neighbouring rows removed together write a
+// few pages for all of them, so at a steady rate the store stays at about rate × retention
+// rows for little more than the cost of the completions. The completion counts on a
+// trigger of its own, one UPDATE; the delete trigger of version 1 is limited to the states
+// it counts, so that removing expired rows runs no UPDATE that changes nothing. A handler's progress is three columns of its row, written by
 // SetProgress under the lease and cleared when a new attempt starts.
 package sqlitebroker

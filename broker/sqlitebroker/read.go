@@ -449,7 +449,8 @@ func (b *Broker) Heartbeat(ctx context.Context, w broker.WorkerInfo) error {
 			return err
 		}
 		// Every worker's periodic write: expired tasks go even while none completes.
-		return b.purgeExpired(ctx, tx, nanos(b.now()), heartbeatPurge)
+		_, err = b.purgeExpired(ctx, tx, nanos(b.now()), heartbeatPurge)
+		return err
 	})
 	if err != nil {
 		return b.fail(ctx, fmt.Sprintf("heartbeat worker %q", w.ID), err)

@@ -34,9 +34,32 @@ BEGIN
     UPDATE queues SET retained = retained - 1 WHERE name = OLD.queue;
 END;
 
-CREATE TRIGGER IF NOT EXISTS tasks_count_completed_state AFTER UPDATE OF state, queue ON tasks
-WHEN (OLD.state = 'completed') IS NOT (NEW.state = 'completed') OR OLD.queue IS NOT NEW.queue
+-- A task completes (or leaves completed) within its queue: one UPDATE, as every
+-- completion with a retention fires it.
+CREATE TRIGGER IF NOT EXISTS tasks_count_completed_state AFTER UPDATE OF state ON tasks
+WHEN (OLD.state = 'completed') IS NOT (NEW.state = 'completed') AND OLD.queue IS NEW.queue
+BEGIN
+    UPDATE queues SET retained = retained + (NEW.state = 'completed') - (OLD.state = 'completed') WHERE name = NEW.queue;
+END;
+
+-- A task moved to another queue by hand.
+CREATE TRIGGER IF NOT EXISTS tasks_count_completed_move AFTER UPDATE OF queue ON tasks
+WHEN OLD.queue IS NOT NEW.queue AND (OLD.state = 'completed' OR NEW.state = 'completed')
 BEGIN
     UPDATE queues SET retained = retained - (OLD.state = 'completed') WHERE name = OLD.queue;
     UPDATE queues SET retained = retained + (NEW.state = 'completed') WHERE name = NEW.queue;
+END;
+
+-- The counting of version 1 on a delete, now only for the states it counts: removing
+-- expired completed and cancelled tasks (which the triggers above and of version 4 count)
+-- runs no UPDATE that changes nothing.
+DROP TRIGGER IF EXISTS tasks_count_delete;
+CREATE TRIGGER tasks_count_delete AFTER DELETE ON tasks
+WHEN OLD.state IN ('pending', 'running', 'dead')
+BEGIN
+    UPDATE queues SET
+        waiting = waiting - (OLD.state = 'pending'),
+        running = running - (OLD.state = 'running'),
+        dead    = dead    - (OLD.state = 'dead')
+    WHERE name = OLD.queue;
 END;

@@ -111,8 +111,11 @@ type Broker struct {
 	rmu    sync.Mutex
 	rstmts map[string]*sql.Stmt
 
-	hub       *hub
-	hints     limithint.Hints // why limits left ready tasks behind, per queue
+	hub   *hub
+	hints limithint.Hints // why limits left ready tasks behind, per queue
+
+	purgeMu   sync.Mutex
+	purgeAt   int64 // Unix ns: when the next slice of expired tasks is due (purgeSlice)
 	closed    chan struct{}
 	closeOnce sync.Once
 	closeErr  error

@@ -57,6 +57,14 @@ const (
 			result = ?4, lease_until = NULL, lease_token = NULL, worker_id = NULL
 		WHERE id = ?1 AND lease_token = ?2 AND state = 'running' AND ` + retentionOf + ` > 0
 		RETURNING queue`
+	// qKeep is qComplete for a task of queue ?6 whose retention is ?5: read once per
+	// batch, it spares the statement of qAck and the lookups of retentionOf in each.
+	qKeep = `UPDATE tasks SET state = 'completed', finished_at = ?3,
+			expires_at = ?3 + (CASE WHEN retention_ns > 0 THEN retention_ns ELSE ?5 END),
+			result = ?4, lease_until = NULL, lease_token = NULL, worker_id = NULL
+		WHERE id = ?1 AND lease_token = ?2 AND state = 'running' AND queue = ?6
+		RETURNING queue`
+	qQueueRetention = `SELECT retention_ns FROM queues WHERE name = ?`
 	// qPurgeExpired removes up to ?2 tasks whose retention ended before ?1, oldest first.
 	qPurgeExpired = `DELETE FROM tasks WHERE seq IN (SELECT seq FROM tasks
 		WHERE expires_at IS NOT NULL AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2)`
@@ -93,7 +101,7 @@ const (
 var writeQueries = []string{
 	qEnsureQueue, qDeclare, qInsertTask, qPause, qIsPaused, qAddFailed, qAddCompleted,
 	qReclaimDead, qReclaimPending, qTake, qMarkCorrupt,
-	qExtend, qAck, qComplete, qPurgeExpired, qProgress, qSetRetention, qRetry, qKill, qRelease,
+	qExtend, qAck, qComplete, qKeep, qQueueRetention, qPurgeExpired, qProgress, qSetRetention, qRetry, qKill, qRelease,
 	qWorkerDead, qWorkerPending, qDeleteWorker, qHeartbeat,
 	qUniqueHeld, qUniqueLock, qUniquePurge,
 	qQueueLimits, qTakeSeqs, qReadyTypes, qRunningOf, qRunningOfType, qSaveBucket,
@@ -438,8 +446,8 @@ func (b *Broker) Ack(ctx context.Context, leases []broker.Lease) error {
 // transaction: a task with a retention (its own, else its queue's) is kept in state
 // completed with its result until finished_at + retention, the others are removed. Leases
 // no longer held are reported in an error wrapping broker.ErrLeaseLost after the others
-// are completed. The same transaction removes a slice of expired tasks, up to twice as
-// many as it completes, so that the store stays bounded without a sweep of its own.
+// are completed. The same transaction removes a slice of expired tasks when one is due
+// (purgeSlice), so that the store stays bounded without a sweep of its own.
 func (b *Broker) Complete(ctx context.Context, done []broker.Completion) error {
 	if err := broker.ValidateCompletions(done); err != nil {
 		return fmt.Errorf("brisk: sqlite: complete: %w", err)
@@ -463,9 +471,25 @@ func (b *Broker) complete(ctx context.Context, op string, done []broker.Completi
 		counts = map[string]int64{}
 		now := nanos(b.now())
 		del, keep := b.ws(ctx, tx, qAck), b.ws(ctx, tx, qComplete)
+		kept := map[string]int64{} // the retention of each queue of the batch
 		for _, c := range done {
+			q := c.Lease.Queue
+			ret, ok := kept[q]
+			if !ok {
+				err := b.ws(ctx, tx, qQueueRetention).QueryRowContext(ctx, q).Scan(&ret)
+				if err != nil && err != sql.ErrNoRows {
+					return err
+				}
+				kept[q] = ret
+			}
 			var queue string
-			err := del.QueryRowContext(ctx, c.Lease.TaskID, c.Lease.Token).Scan(&queue)
+			err := sql.ErrNoRows
+			if ret > 0 { // kept whatever the task's own retention
+				err = b.ws(ctx, tx, qKeep).QueryRowContext(ctx, c.Lease.TaskID, c.Lease.Token, now, c.Result, ret, q).Scan(&queue)
+			}
+			if err == sql.ErrNoRows {
+				err = del.QueryRowContext(ctx, c.Lease.TaskID, c.Lease.Token).Scan(&queue)
+			}
 			if err == sql.ErrNoRows {
 				err = keep.QueryRowContext(ctx, c.Lease.TaskID, c.Lease.Token, now, c.Result).Scan(&queue)
 			}
@@ -478,7 +502,7 @@ func (b *Broker) complete(ctx context.Context, op string, done []broker.Completi
 			}
 			counts[queue]++
 		}
-		if err := b.purgeExpired(ctx, tx, now, 2*len(done)+16); err != nil {
+		if err := b.purgeSlice(ctx, tx, now); err != nil {
 			return err
 		}
 		return addCounts(ctx, b.ws(ctx, tx, qAddCompleted), counts)
@@ -493,10 +517,44 @@ func (b *Broker) complete(ctx context.Context, op string, done []broker.Completi
 	return nil
 }
 
-// purgeExpired removes up to n tasks whose retention ended at or before now, in tx.
-func (b *Broker) purgeExpired(ctx context.Context, tx *sql.Tx, now int64, n int) error {
-	_, err := b.ws(ctx, tx, qPurgeExpired).ExecContext(ctx, now, n)
-	return err
+// Expired tasks are removed a slice at a time in a write transaction that happens anyway
+// (Complete, Cancel), at most every purgeEvery while the last slice was not full: removing
+// a few hundred neighbouring rows at once writes a few pages for all of them, where a few
+// rows at every completion would write the pages at the store's old end in every commit.
+// A full slice means more are due: the next write takes another at once.
+const (
+	purgeEvery = 100 * time.Millisecond
+	purgeSlice = 256
+)
+
+// purgeSlice removes a slice of expired tasks in tx when one is due.
+func (b *Broker) purgeSlice(ctx context.Context, tx *sql.Tx, now int64) error {
+	b.purgeMu.Lock()
+	due := now >= b.purgeAt
+	b.purgeMu.Unlock()
+	if !due {
+		return nil
+	}
+	n, err := b.purgeExpired(ctx, tx, now, purgeSlice)
+	if err != nil {
+		return err
+	}
+	b.purgeMu.Lock()
+	if n < purgeSlice {
+		b.purgeAt = now + int64(purgeEvery)
+	}
+	b.purgeMu.Unlock()
+	return nil
+}
+
+// purgeExpired removes up to n tasks whose retention ended at or before now, in tx, and
+// returns how many it removed.
+func (b *Broker) purgeExpired(ctx context.Context, tx *sql.Tx, now int64, n int) (int64, error) {
+	res, err := b.ws(ctx, tx, qPurgeExpired).ExecContext(ctx, now, n)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }
 
 // SetRetention sets how long queue keeps its completed and cancelled tasks, creating the

@@ -30,8 +30,8 @@ completed, brisk tasks --id and the dashboard show them; --retention 0 turns it 
 Only the SQLite broker keeps completed tasks; others answer that they cannot. The HTTP
 equivalent is PUT /api/v1/queues/{queue} with {"retention_seconds": N}.
 
-"brisk queue delete NAME" removes the queue NAME with its SLA, pause, counters and
-dashboard history, when it holds no task in any state (pending, scheduled, running, dead
+"brisk queue delete NAME" removes the queue NAME with its SLA, pause, counters,
+dashboard history, retention and kept completed tasks, when it holds no task in any state (pending, scheduled, running, dead
 or cancelled): delete its tasks first (brisk delete --queue NAME --state dead --all, and so on for
 the other states). A queue that holds tasks is kept and the command fails, saying how
 many; so does a queue that does not exist. An enqueue to NAME later creates it afresh.

@@ -10,14 +10,15 @@ import (
 	"github.com/briskq/brisk/internal/service"
 )
 
-// ackQueue holds the leases of tasks whose handlers succeeded until they are acked. Two
+// ackQueue holds the leases of tasks whose handlers succeeded, with their results, until
+// they are acked (broker.Retainer.Complete where the broker keeps results, else Ack). Two
 // loops take them: the fetch loop, in the same round trip as its next Reserve when the
 // broker is a broker.AckReserver, and the ack loop, whenever the fetch loop is not about to
 // reserve (it waits for work or for a free slot), so an ack never waits for a reserve that
 // is not coming.
 type ackQueue struct {
 	mu       sync.Mutex
-	leases   []broker.Lease
+	leases   []broker.Completion
 	fetching bool // the fetch loop takes the leases with its next reserve
 	closed   bool
 	wake     chan struct{} // the ack loop has something to do
@@ -27,7 +28,7 @@ type ackQueue struct {
 const ackLoopBatch = 256
 
 func newAckQueue() *ackQueue {
-	return &ackQueue{wake: make(chan struct{}, 1), leases: make([]broker.Lease, 0, 16)}
+	return &ackQueue{wake: make(chan struct{}, 1), leases: make([]broker.Completion, 0, 16)}
 }
 
 func (q *ackQueue) signal() {
@@ -38,7 +39,7 @@ func (q *ackQueue) signal() {
 }
 
 // push queues l; it reports false after close (every outcome is written before close).
-func (q *ackQueue) push(l broker.Lease) bool {
+func (q *ackQueue) push(l broker.Completion) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
@@ -53,14 +54,14 @@ func (q *ackQueue) push(l broker.Lease) bool {
 
 // takeForReserve hands every queued lease to the fetch loop, which from now on takes the
 // leases queued while it reserves, until setIdle.
-func (q *ackQueue) takeForReserve() []broker.Lease {
+func (q *ackQueue) takeForReserve() []broker.Completion {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.fetching = true
 	out := q.leases
 	// A fresh slice of the same size, made here rather than by append in push: push runs
 	// on a handler's goroutine, whose small new stack would have to grow for growslice.
-	q.leases = make([]broker.Lease, 0, max(cap(out), 16))
+	q.leases = make([]broker.Completion, 0, max(cap(out), 16))
 	return out
 }
 
@@ -84,7 +85,7 @@ func (q *ackQueue) close() {
 
 // next returns up to ackLoopBatch leases for the ack loop (none while the fetch loop takes
 // them), and whether the ack loop is done: closed and nothing left.
-func (q *ackQueue) next() (batch []broker.Lease, done bool) {
+func (q *ackQueue) next() (batch []broker.Completion, done bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.fetching && !q.closed {
@@ -94,7 +95,7 @@ func (q *ackQueue) next() (batch []broker.Lease, done bool) {
 	if n == 0 {
 		return nil, q.closed
 	}
-	batch = append([]broker.Lease(nil), q.leases[:n]...)
+	batch = append([]broker.Completion(nil), q.leases[:n]...)
 	rest := copy(q.leases, q.leases[n:])
 	q.leases = q.leases[:rest]
 	return batch, false
@@ -137,13 +138,17 @@ func (a *acker) loop(context.Context) {
 	}
 }
 
-// ackBatch acks batch, trying again on failure. again tells that a failed round trip may
-// have acked the batch already.
-func (w *Worker) ackBatch(batch []broker.Lease, again bool) {
+// ackBatch acks batch (Complete, with the results, where the broker keeps them), trying
+// again on failure. again tells that a failed round trip may have acked the batch already.
+func (w *Worker) ackBatch(batch []broker.Completion, again bool) {
 	ctx := w.bgCtx
 	var err error
 	for try := 0; try < 5; try++ {
-		err = w.b.Ack(ctx, batch)
+		if w.retainer != nil {
+			err = w.retainer.Complete(ctx, batch)
+		} else {
+			err = w.b.Ack(ctx, broker.Leases(batch))
+		}
 		if err == nil || errors.Is(err, broker.ErrLeaseLost) || errors.Is(err, ErrClosed) {
 			break
 		}
@@ -153,7 +158,7 @@ func (w *Worker) ackBatch(batch []broker.Lease, again bool) {
 }
 
 // acked logs the outcome of acking batch and forgets its tasks.
-func (w *Worker) acked(batch []broker.Lease, err error, again bool) {
+func (w *Worker) acked(batch []broker.Completion, err error, again bool) {
 	switch {
 	case err == nil:
 	case again && errors.Is(err, broker.ErrLeaseLost):
@@ -163,8 +168,8 @@ func (w *Worker) acked(batch []broker.Lease, err error, again bool) {
 		w.log.ErrorContext(w.bgCtx, "ack", "err", err, "tasks", len(batch))
 	}
 	w.mu.Lock()
-	for _, l := range batch {
-		delete(w.held, l.TaskID)
+	for _, c := range batch {
+		delete(w.held, c.Lease.TaskID)
 	}
 	w.mu.Unlock()
 }

@@ -109,6 +109,9 @@ func (c *Client) toBrokerBatch(ctx context.Context, tasks []*Task) ([]*broker.Ta
 	if err := broker.CheckUnique(c.b, stored); err != nil {
 		return nil, nil, fmt.Errorf("brisk: enqueue: %w: %w", err, ErrInvalid)
 	}
+	if err := broker.CheckRetention(c.b, stored); err != nil {
+		return nil, nil, fmt.Errorf("brisk: enqueue: %w: %w", err, ErrInvalid)
+	}
 	return stored, ids, nil
 }
 
@@ -127,6 +130,9 @@ func toBroker(t *Task, now time.Time) (*broker.Task, error) {
 	if t.MaxAttempts < 0 {
 		return nil, fmt.Errorf("%w: negative max attempts %d", ErrInvalid, t.MaxAttempts)
 	}
+	if err := broker.ValidateRetention(t.Retention); err != nil {
+		return nil, err
+	}
 	if t.UniqueFor < 0 || (t.UniqueFor == 0 && t.UniqueKey != "") {
 		return nil, fmt.Errorf("%w: unique window %s, must be positive", ErrInvalid, t.UniqueFor)
 	}
@@ -139,6 +145,7 @@ func toBroker(t *Task, now time.Time) (*broker.Task, error) {
 			Headers:     maps.Clone(t.Headers),
 			MaxAttempts: t.MaxAttempts,
 			Timeout:     t.Timeout,
+			Retention:   t.Retention,
 			EnqueuedAt:  now,
 			ReadyAt:     now,
 		},

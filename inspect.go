@@ -9,7 +9,7 @@ import (
 	"github.com/briskq/brisk/broker"
 )
 
-// State is a task's state: scheduled, pending, running, dead or cancelled.
+// State is a task's state: scheduled, pending, running, dead, cancelled or completed.
 type State = brisktype.State
 
 // The states of a stored task.
@@ -64,12 +64,17 @@ func (i *Inspector) Queues(ctx context.Context) ([]QueueInfo, error) {
 // WithinSLA reports whether a queue's latency is at or below its SLA (true when none is set).
 func WithinSLA(q QueueInfo) bool { return q.SLA == 0 || q.Latency <= q.SLA }
 
-// Tasks lists the tasks of queue in state, oldest first, limit at a time from offset. A
-// broker without the capability ListAll lists what its documentation says (RabbitMQ: dead
-// tasks only); for another state the error wraps ErrUnsupported and names the broker.
+// Tasks lists the tasks of queue in state, oldest first (completed ones by the time they
+// finished), limit at a time from offset. A broker without the capability ListAll lists
+// what its documentation says (RabbitMQ: dead tasks only), and one that does not keep
+// completed tasks (broker.Retainer) lists none; for another state the error wraps
+// ErrUnsupported and names the broker.
 func (i *Inspector) Tasks(ctx context.Context, queue string, state State, limit, offset int) ([]*TaskInfo, error) {
 	if !state.Valid() {
-		return nil, fmt.Errorf("%w: unknown state %q (want scheduled, pending, running, dead or cancelled)", ErrInvalid, state)
+		return nil, fmt.Errorf("%w: unknown state %q (want scheduled, pending, running, dead, cancelled or completed)", ErrInvalid, state)
+	}
+	if _, ok := i.b.(broker.Retainer); !ok && state == StateCompleted {
+		return nil, fmt.Errorf("brisk: list completed tasks of %s: %w", queue, unsupported(i.b, "keep completed tasks"))
 	}
 	ts, err := i.b.Tasks(ctx, broker.ListParams{Queue: queue, State: state, Limit: limit, Offset: offset})
 	if err != nil {

@@ -77,6 +77,11 @@ type Task struct {
 	// UniqueKey is the uniqueness key; default the type and a hash of the payload.
 	UniqueKey string
 
+	// Retention, when positive, keeps the task for that long once it has completed (or
+	// been cancelled), with its result (SetResult), whatever its queue's retention (see
+	// Retain). At most MaxScheduleAhead.
+	Retention time.Duration
+
 	// ID is set by Enqueue (a time-ordered UUID) unless given.
 	ID string
 	// Attempt is 1 on the first run, 2 on the first retry, and so on (set on delivery).

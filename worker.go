@@ -204,6 +204,8 @@ type Worker struct {
 
 	acks        *ackQueue
 	ackReserver broker.AckReserver // b, when it can ack and reserve in one round trip
+	retainer    broker.Retainer    // b, when it keeps completed tasks with their results
+	progress    broker.ProgressReporter
 
 	// The background services, started in this order by Start and stopped by Stop in
 	// the order fetcher, (handlers), acker, leases, heartbeat.
@@ -254,6 +256,8 @@ func NewWorker(b Broker, cfg WorkerConfig) (*Worker, error) {
 		clock:     service.SystemClock{},
 	}
 	w.ackReserver, _ = b.(broker.AckReserver)
+	w.retainer, _ = b.(broker.Retainer)
+	w.progress, _ = b.(broker.ProgressReporter)
 	w.fetcher.w, w.acker.w, w.leases.w, w.heartbeat.w = w, w, w, w
 	w.concurrency.Store(int64(cfg.Concurrency))
 	return w, nil

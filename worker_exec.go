@@ -67,6 +67,8 @@ func (w *Worker) run(ctx context.Context, cancel context.CancelFunc, bt *broker.
 		Timeout: bt.Timeout, ID: bt.ID, Attempt: bt.Attempt, EnqueuedAt: bt.EnqueuedAt,
 		ReadyAt: bt.ReadyAt, LastError: bt.LastError, Headers: bt.Headers,
 	}
+	run := &taskRun{w: w, lease: bt.Lease}
+	ctx = context.WithValue(ctx, taskRunKey{}, run)
 	w.hooks.start(ctx, w.log, t)
 	err := w.call(ctx, t)
 	elapsed := w.clock.Now().Sub(start)
@@ -88,7 +90,7 @@ func (w *Worker) run(ctx context.Context, cancel context.CancelFunc, bt *broker.
 	w.signalSlot()
 	o := Outcome{Kind: OutcomeReleased, Err: err, Elapsed: elapsed}
 	if !released { // else handed back at shutdown or lost to another worker: not ours
-		o = w.finish(bt, err)
+		o = w.finish(bt, err, run.takeResult())
 		o.Elapsed = elapsed
 	}
 	w.hooks.finish(w.bgCtx, w.log, t, o)
@@ -110,11 +112,12 @@ func (w *Worker) call(ctx context.Context, t *Task) (err error) {
 	return h.ProcessTask(ctx, t)
 }
 
-// finish records the outcome of a task whose handler returned, and returns it.
-func (w *Worker) finish(t *broker.Task, err error) Outcome {
+// finish records the outcome of a task whose handler returned, with the result it stored
+// (kept only when it succeeded), and returns it.
+func (w *Worker) finish(t *broker.Task, err error, result []byte) Outcome {
 	if err == nil {
 		w.processed.Add(1)
-		w.acks.push(t.Lease) // whoever acks it forgets the task
+		w.acks.push(broker.Completion{Lease: t.Lease, Result: result}) // whoever acks it forgets the task
 		return Outcome{Kind: OutcomeDone}
 	}
 	w.failed.Add(1)

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sort"
 	"time"
 
@@ -67,7 +68,8 @@ func (f *fetcher) loop(ctx context.Context) {
 }
 
 // reserve reserves tasks; when the broker can, it acks the tasks finished since the last
-// reserve in the same round trip.
+// reserve in the same round trip (unless one has a result to keep: AckReserve carries
+// none, so they are completed first).
 func (w *Worker) reserve(ctx context.Context, p broker.ReserveParams) ([]*broker.Task, error) {
 	if w.ackReserver == nil {
 		return w.b.Reserve(ctx, p)
@@ -76,7 +78,11 @@ func (w *Worker) reserve(ctx context.Context, p broker.ReserveParams) ([]*broker
 	if len(acks) == 0 {
 		return w.b.Reserve(ctx, p)
 	}
-	tasks, ackErr, err := w.ackReserver.AckReserve(ctx, acks, p)
+	if slices.ContainsFunc(acks, func(c broker.Completion) bool { return c.Result != nil }) {
+		w.ackBatch(acks, false)
+		return w.b.Reserve(ctx, p)
+	}
+	tasks, ackErr, err := w.ackReserver.AckReserve(ctx, broker.Leases(acks), p)
 	if ackErr == nil || errors.Is(ackErr, broker.ErrLeaseLost) || errors.Is(ackErr, ErrClosed) {
 		w.acked(acks, ackErr, false)
 	} else {

@@ -26,12 +26,17 @@ const (
 	// scheduled or running at the time); kept until deleted, never retried. Only brokers
 	// that can cancel tasks (broker.Canceler) store it.
 	StateCancelled State = "cancelled"
+	// StateCompleted: its handler succeeded and the task is kept for the retention of its
+	// queue or its own (see TaskInfo.Retention), with its result, until ExpiresAt. A task
+	// completed without a retention is removed at once and never seen in this state. Only
+	// brokers that keep results (broker.Retainer) store it.
+	StateCompleted State = "completed"
 )
 
 // Valid reports whether s is one of the known states.
 func (s State) Valid() bool {
 	switch s {
-	case StateScheduled, StatePending, StateRunning, StateDead, StateCancelled:
+	case StateScheduled, StatePending, StateRunning, StateDead, StateCancelled, StateCompleted:
 		return true
 	}
 	return false
@@ -73,6 +78,45 @@ type TaskInfo struct {
 	LastError string
 	// FailedAt is when the last attempt failed (zero if none).
 	FailedAt time.Time
+	// Retention is how long the task is kept once it has completed or been cancelled, with
+	// its result; 0 means its queue's retention (QueueInfo.Retention). Only brokers that
+	// keep results (broker.Retainer) take a task that sets it: brisk's client refuses it
+	// for the others.
+	Retention time.Duration
+	// FinishedAt is when the task completed or was cancelled (zero before).
+	FinishedAt time.Time
+	// ExpiresAt is when a completed or cancelled task kept for a retention is removed
+	// (zero when it is not kept for a retention).
+	ExpiresAt time.Time
+	// Result is what the handler of a completed task stored (brisk.SetResult); nil when
+	// none.
+	Result []byte
+	// Progress is what the handler last reported (brisk.ReportProgress) while it ran; nil
+	// when it reported none. It is kept when the task completes.
+	Progress *Progress
+}
+
+// Duration is how long the last attempt of a completed task ran: FinishedAt − StartedAt
+// (0 when either is unknown).
+func (t *TaskInfo) Duration() time.Duration {
+	if t.FinishedAt.IsZero() || t.StartedAt.IsZero() {
+		return 0
+	}
+	return max(t.FinishedAt.Sub(t.StartedAt), 0)
+}
+
+// MaxProgressMessage bounds Progress.Message in bytes.
+const MaxProgressMessage = 200
+
+// Progress is how far a running task has come, as its handler reports it.
+type Progress struct {
+	// Percent is between 0 and 100.
+	Percent float64
+	// Message says what the handler is doing, at most MaxProgressMessage bytes ("" for
+	// none).
+	Message string
+	// At is when it was reported.
+	At time.Time
 }
 
 // QueueInfo describes one queue at one moment.
@@ -84,6 +128,13 @@ type QueueInfo struct {
 	Pending, Scheduled, Running, Dead int64
 	// Cancelled counts the cancelled tasks kept (0 where the broker cannot cancel tasks).
 	Cancelled int64
+	// Retained counts the completed tasks kept for a retention (0 where the broker does not
+	// keep results). Pending, the queue latency and Reserve never include them.
+	Retained int64
+	// Retention is how long the queue keeps its completed and cancelled tasks (0: none,
+	// completed tasks are removed at once and cancelled ones kept until deleted), unless a
+	// task sets its own.
+	Retention time.Duration
 	// OldestReadyAt is the smallest ReadyAt among pending tasks (zero when none is pending).
 	OldestReadyAt time.Time
 	// Latency is the queue latency at the time of the read: now − OldestReadyAt, or 0.

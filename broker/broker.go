@@ -244,8 +244,9 @@ func ReserveRest(ctx context.Context, r Broker, p ReserveParams, got []*Task) ([
 // once known, is listed by Stats for ever.
 type QueueDeleter interface {
 	// DeleteQueue removes a queue that holds no task in any state (pending, scheduled,
-	// running or dead), with everything stored for it: its SLA, pause, counters and
-	// samples (SampleStore). The check and the removal are atomic with respect to Enqueue:
+	// running, dead or cancelled), with everything stored for it: its SLA, pause,
+	// counters, samples (SampleStore), retention and the completed tasks it keeps
+	// (Retainer). The check and the removal are atomic with respect to Enqueue:
 	// a concurrent enqueue either lands first, and DeleteQueue fails, or after, and creates
 	// the queue again. A queue that Stats does not list gives an error wrapping
 	// ErrQueueNotFound; one that holds tasks an error wrapping ErrQueueNotEmpty that counts

@@ -9,8 +9,8 @@ package broker
 // wrapping ErrUnsupported, never a silent wrong answer.
 //
 // Capabilities that are whole methods are optional interfaces instead (Reaper, Pauser,
-// AckReserver, Canceler, Leader, ScheduleStore, Limiter), found by a type assertion, the
-// way database/sql/driver does.
+// AckReserver, Canceler, Leader, ScheduleStore, Limiter, Retainer, ProgressReporter),
+// found by a type assertion, the way database/sql/driver does.
 type Capabilities struct {
 	// ReadyAtOrder: Reserve takes a queue's ready tasks oldest ReadyAt first across
 	// separate Enqueue calls (and in enqueue order among equal ReadyAt), not only in the

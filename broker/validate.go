@@ -138,7 +138,7 @@ func ValidateHeaders(h map[string]string) error {
 }
 
 // ValidateTasks checks a batch for Enqueue against maxPayload (DefaultMaxPayload when ≤ 0):
-// names, IDs (non-empty, unique within the batch), attempts, times, payload size and
+// names, IDs (non-empty, unique within the batch), attempts, times, payload size, retention and
 // uniqueness keys (two tasks of one queue with one key give a *DuplicateError).
 // Brokers call it before they store anything.
 func ValidateTasks(tasks []*Task, maxPayload int) error {
@@ -185,6 +185,9 @@ func ValidateTasks(tasks []*Task, maxPayload int) error {
 		}
 		if err := validateUnique(t); err != nil {
 			return err
+		}
+		if err := ValidateRetention(t.Retention); err != nil {
+			return fmt.Errorf("task id=%q: %w", t.ID, err)
 		}
 		if t.Unique.Key != "" {
 			k := [2]string{t.Queue, t.Unique.Key}

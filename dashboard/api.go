@@ -81,7 +81,7 @@ func listParams(r *http.Request) (state brisk.State, limit, offset int, err erro
 		state = brisk.State(s)
 	}
 	if !state.Valid() {
-		return "", 0, 0, fmt.Errorf("state %q is not one of pending, scheduled, running, dead, cancelled", state)
+		return "", 0, 0, fmt.Errorf("state %q is not one of pending, scheduled, running, dead, cancelled, completed", state)
 	}
 	if s := q.Get("limit"); s != "" {
 		if limit, err = strconv.Atoi(s); err != nil || limit < 1 || limit > 1000 {

@@ -30,8 +30,13 @@ type taskRequest struct {
 	ProcessAt      string          `json:"process_at"`
 	// Headers are carried to the handler (Task.Headers).
 	Headers map[string]string `json:"headers"`
+	// RetentionSeconds keeps the task that long once it has completed (brisk.Retain).
+	RetentionSeconds float64 `json:"retention_seconds"`
 	uniqueRequest
 }
+
+// seconds converts a number of seconds of a request to a duration.
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
 // badSeconds reports whether a number of seconds is outside [0, ten years].
 func badSeconds(s float64) bool { return s < 0 || math.IsNaN(s) || s > maxSeconds }
@@ -51,6 +56,8 @@ func (req *taskRequest) task() (*brisk.Task, error) {
 		return nil, err
 	case badSeconds(req.TimeoutSeconds):
 		return nil, errors.New("timeout_seconds must be from 0 to ten years")
+	case badSeconds(req.RetentionSeconds):
+		return nil, errors.New("retention_seconds must be from 0 to ten years")
 	case req.MaxAttempts < 0:
 		return nil, fmt.Errorf("max_attempts %d is negative", req.MaxAttempts)
 	case req.DelaySeconds > 0 && req.ProcessAt != "":
@@ -77,7 +84,10 @@ func (req *taskRequest) task() (*brisk.Task, error) {
 		opts = append(opts, brisk.MaxAttempts(req.MaxAttempts))
 	}
 	if req.TimeoutSeconds > 0 {
-		opts = append(opts, brisk.Timeout(time.Duration(req.TimeoutSeconds*float64(time.Second))))
+		opts = append(opts, brisk.Timeout(seconds(req.TimeoutSeconds)))
+	}
+	if req.RetentionSeconds > 0 {
+		opts = append(opts, brisk.Retain(seconds(req.RetentionSeconds)))
 	}
 	unique, msg := req.options()
 	if msg != "" {
@@ -197,33 +207,46 @@ func (h *handler) storedIDs(ctx context.Context, tasks []taskRequest) []string {
 }
 
 // apiPutQueue handles PUT /api/v1/queues/{queue}: declares the queue (created if needed)
-// with its settings and answers its statistics, the shape of GET /api/v1/queues.
+// with its settings (sla_seconds, retention_seconds; at least one) and answers its
+// statistics, the shape of GET /api/v1/queues.
 func (h *handler) apiPutQueue(w http.ResponseWriter, r *http.Request) {
 	raw := map[string]json.RawMessage{}
 	if !decodeJSON(w, r, &raw) {
 		return
 	}
-	if _, ok := raw["sla_seconds"]; !ok || len(raw) != 1 {
-		writeError(w, http.StatusBadRequest, `the body must be {"sla_seconds": N} (null or 0 clears the SLA)`)
-		return
-	}
-	var slaSeconds *float64 // null or 0 clears the SLA
-	if err := json.Unmarshal(raw["sla_seconds"], &slaSeconds); err != nil {
-		writeError(w, http.StatusBadRequest, "sla_seconds must be a number of seconds or null")
-		return
-	}
-	var sla time.Duration
-	if slaSeconds != nil {
-		if badSeconds(*slaSeconds) {
-			writeError(w, http.StatusBadRequest, "sla_seconds must be from 0 to ten years")
-			return
+	_, hasSLA := raw["sla_seconds"]
+	_, hasRetention := raw["retention_seconds"]
+	known := 0
+	for _, has := range []bool{hasSLA, hasRetention} {
+		if has {
+			known++
 		}
-		sla = time.Duration(*slaSeconds * float64(time.Second))
+	}
+	if known == 0 || len(raw) != known {
+		writeError(w, http.StatusBadRequest, `the body must be {"sla_seconds": N} (null or 0 clears the SLA), {"retention_seconds": N} (null or 0 turns it off) or both`)
+		return
+	}
+	retention, msg := secondsField(raw, "retention_seconds")
+	sla, msg2 := secondsField(raw, "sla_seconds")
+	if msg == "" {
+		msg = msg2
+	}
+	if msg != "" {
+		writeError(w, http.StatusBadRequest, msg)
+		return
 	}
 	queue := r.PathValue("queue")
-	if err := h.client.DeclareQueue(r.Context(), queue, sla); err != nil {
-		h.brokerError(w, r, err)
-		return
+	if hasRetention {
+		if err := h.client.SetRetention(r.Context(), queue, retention); err != nil {
+			h.brokerError(w, r, err)
+			return
+		}
+	}
+	if hasSLA {
+		if err := h.client.DeclareQueue(r.Context(), queue, sla); err != nil {
+			h.brokerError(w, r, err)
+			return
+		}
 	}
 	qs, err := h.in.Queues(r.Context())
 	if err != nil {
@@ -237,4 +260,23 @@ func (h *handler) apiPutQueue(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeError(w, http.StatusInternalServerError, "queue "+queue+" declared but not listed by the broker")
+}
+
+// secondsField reads a number of seconds (null or absent: 0) from 0 to ten years, or
+// says what is wrong with it.
+func secondsField(raw map[string]json.RawMessage, name string) (time.Duration, string) {
+	var v *float64
+	if _, ok := raw[name]; !ok {
+		return 0, ""
+	}
+	if err := json.Unmarshal(raw[name], &v); err != nil {
+		return 0, name + " must be a number of seconds or null"
+	}
+	if v == nil {
+		return 0, ""
+	}
+	if badSeconds(*v) {
+		return 0, name + " must be from 0 to ten years"
+	}
+	return seconds(*v), ""
 }

@@ -22,6 +22,7 @@ const metricsTimeout = 5 * time.Second
 //	brisk_queue_latency_seconds{queue}     age of the oldest pending task
 //	brisk_queue_sla_seconds{queue}         the queue's SLA (0: none)
 //	brisk_queue_pending{queue}             and _scheduled, _running, _dead, _cancelled: tasks by state
+//	brisk_queue_retained{queue}            completed tasks kept for a retention
 //	brisk_queue_paused{queue}              1 while the queue is paused
 //	brisk_queue_completed_total{queue}     acks since the queue was created
 //	brisk_queue_failed_total{queue}        failed attempts since the queue was created
@@ -32,7 +33,7 @@ type queueCollector struct {
 	in  *brisk.Inspector
 	log *slog.Logger
 
-	up, latency, sla, pending, scheduled, running, dead, cancelled, paused, completed, failed *prometheus.Desc
+	up, latency, sla, pending, scheduled, running, dead, cancelled, retained, paused, completed, failed *prometheus.Desc
 }
 
 func newQueueCollector(in *brisk.Inspector, log *slog.Logger) *queueCollector {
@@ -47,6 +48,7 @@ func newQueueCollector(in *brisk.Inspector, log *slog.Logger) *queueCollector {
 		running:   prometheus.NewDesc("brisk_queue_running", "Tasks leased to a worker.", q, nil),
 		dead:      prometheus.NewDesc("brisk_queue_dead", "Dead tasks kept for inspection and retry.", q, nil),
 		cancelled: prometheus.NewDesc("brisk_queue_cancelled", "Cancelled tasks kept.", q, nil),
+		retained:  prometheus.NewDesc("brisk_queue_retained", "Completed tasks kept for a retention.", q, nil),
 		paused:    prometheus.NewDesc("brisk_queue_paused", "1 while the queue is paused, else 0.", q, nil),
 		completed: prometheus.NewDesc("brisk_queue_completed_total", "Tasks acked since the queue was created.", q, nil),
 		failed:    prometheus.NewDesc("brisk_queue_failed_total", "Failed attempts since the queue was created.", q, nil),
@@ -55,7 +57,7 @@ func newQueueCollector(in *brisk.Inspector, log *slog.Logger) *queueCollector {
 
 // Describe implements prometheus.Collector.
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.latency, c.sla, c.pending, c.scheduled, c.running, c.dead, c.cancelled, c.paused, c.completed, c.failed} {
+	for _, d := range []*prometheus.Desc{c.up, c.latency, c.sla, c.pending, c.scheduled, c.running, c.dead, c.cancelled, c.retained, c.paused, c.completed, c.failed} {
 		ch <- d
 	}
 }
@@ -82,6 +84,7 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.running, float64(q.Running), q.Name)
 		gauge(c.dead, float64(q.Dead), q.Name)
 		gauge(c.cancelled, float64(q.Cancelled), q.Name)
+		gauge(c.retained, float64(q.Retained), q.Name)
 		paused := 0.0
 		if q.Paused {
 			paused = 1

@@ -196,6 +196,7 @@ type queueData struct {
 type taskRow struct {
 	*brisk.TaskInfo
 	PayloadShort string
+	ResultShort  string // completed tasks
 }
 
 func (h *handler) pageQueue(w http.ResponseWriter, r *http.Request) {
@@ -236,12 +237,13 @@ func (h *handler) pageQueue(w http.ResponseWriter, r *http.Request) {
 	d := queueData{
 		Row: h.queueRow(*q, now), Chart: latencyChart(append(h.sampler.series(name), sample{at: now, latency: q.Latency}), q.SLA,
 			h.sampler.decisionsOf(name), now, time.Hour),
-		State: string(state), States: []string{"pending", "scheduled", "running", "dead", "cancelled"},
+		State: string(state), States: []string{"pending", "scheduled", "running", "dead", "cancelled", "completed"},
 		Offset: offset, Limit: limit, HasPrev: offset > 0, PrevPage: max(0, offset-limit),
 		HasNext: len(ts) == limit, NextPage: offset + limit, Unsupported: unsupported,
 	}
 	for _, t := range ts {
-		d.Tasks = append(d.Tasks, taskRow{TaskInfo: t, PayloadShort: truncate(payloadText(t.Payload), 80)})
+		d.Tasks = append(d.Tasks, taskRow{TaskInfo: t, PayloadShort: truncate(payloadText(t.Payload), 80),
+			ResultShort: truncate(payloadText(t.Result), 80)})
 	}
 	h.render(w, r, "queue", "Queue "+name, d)
 }
@@ -249,6 +251,7 @@ func (h *handler) pageQueue(w http.ResponseWriter, r *http.Request) {
 type taskData struct {
 	Task    *brisk.TaskInfo
 	Payload string
+	Result  string // "" when the task has none
 	Timeout string
 }
 
@@ -259,6 +262,9 @@ func (h *handler) pageTask(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := taskData{Task: t, Payload: payloadPretty(t.Payload), Timeout: "worker default"}
+	if t.Result != nil {
+		d.Result = payloadPretty(t.Result)
+	}
 	if t.Timeout > 0 {
 		d.Timeout = t.Timeout.String()
 	}

@@ -17,12 +17,16 @@ Handlers: turn Python functions into the handler process of ``brisk worker --exe
 Raise ``brisk.Retry(delay=30)`` to run the task again later, ``brisk.Dead("why")`` to give
 up at once; any other exception fails the attempt (retried with backoff until the task's
 attempts are spent). ``print`` goes to the worker's standard error, never into the protocol.
+What a handler returns (any JSON value) is the task's result, kept where the task or its
+queue has a retention; ``task.progress(50, "halfway")`` reports progress while it runs.
 
 Client: enqueue through the HTTP API of ``brisk dashboard``::
 
     brisk.enqueue("emails", "email.send", {"to": "ada@example.com"})
     brisk.enqueue("emails", "email.send", {...}, id="welcome-42", delay=10, max_attempts=5)
     brisk.enqueue_batch([("emails", "email.send", {...}), ...])   # all or none
+    id = brisk.enqueue("reports", "report.build", {...}, retention=3600)
+    brisk.Client().result(id)      # waits until it completed; returns the task with its result
 
 The server is ``$BRISK_URL`` (default http://127.0.0.1:7070) with the bearer token
 ``$BRISK_DASHBOARD_TOKEN`` if set, or a ``brisk.Client(url, token=...)``.
@@ -36,6 +40,7 @@ import inspect
 import json
 import os
 import sys
+import time
 import traceback
 import urllib.error
 import urllib.parse
@@ -89,9 +94,9 @@ class Task:
     value, or ``bytes`` when the payload is not JSON), ``attempt`` (1 on the first run),
     ``max_attempts``, ``enqueued_at``, ``ready_at`` and ``deadline`` (aware datetimes or
     None), ``last_error`` (of the previous attempt, or "") and ``headers`` (the task's string
-    metadata, a dict)."""
+    metadata, a dict). ``progress(percent, message)`` reports how far the handler has come."""
 
-    __slots__ = ("id", "type", "queue", "payload", "attempt", "max_attempts", "last_error", "headers", "_raw")
+    __slots__ = ("id", "type", "queue", "payload", "attempt", "max_attempts", "last_error", "headers", "_raw", "_out")
 
     def __init__(self, d):
         self.id = d["id"]
@@ -106,6 +111,18 @@ class Task:
         self.last_error = d.get("last_error", "")
         self.headers = d.get("headers") or {}
         self._raw = d
+        self._out = None
+
+    def progress(self, percent, message=""):
+        """Reports how far the task has come: ``percent`` from 0 to 100 and a short message
+        (at most 200 bytes), shown by ``brisk tasks``, the API and the dashboard while the
+        task runs. Each report is one line to the worker; report a few times a second at
+        most. Outside ``brisk worker --exec`` it does nothing."""
+        if self._out is None:
+            return
+        line = {"id": self.id, "progress": {"percent": float(percent), "message": str(message)}}
+        self._out.write(json.dumps(line, separators=(",", ":")) + "\n")
+        self._out.flush()
 
     # The times are parsed when asked for: most handlers never look at them.
     enqueued_at = property(lambda self: _time(self._raw.get("enqueued_at")))
@@ -164,20 +181,24 @@ def _error_text(exc):
     return "%s: %s" % (type(exc).__name__, msg) if msg else type(exc).__name__
 
 
-def handle(line, handlers=None):
+def handle(line, handlers=None, out=None):
     """Runs the handler for one protocol line (a JSON task) and returns the outcome (a
-    dict). Exceptions of the handler become outcomes; their tracebacks go to stderr."""
+    dict). Exceptions of the handler become outcomes; their tracebacks go to stderr. What
+    the handler returns, when it is not None and encodes as JSON, is the outcome's result
+    (one that does not encode is reported on stderr and left out). Progress reports go to
+    ``out`` (none when it is None)."""
     reg = _handlers if handlers is None else handlers
     d = json.loads(line)
     task = Task(d)
+    task._out = out
     fn = reg.get(task.type) or reg.get("*")
     if fn is None:
         return {"id": task.id, "status": "fail", "error": "no handler for type %s" % task.type}
     try:
         if _wants_task(fn):
-            fn(task.payload, task)
+            value = fn(task.payload, task)
         else:
-            fn(task.payload)
+            value = fn(task.payload)
     except Retry as e:
         out = {"id": task.id, "status": "retry", "error": str(e) or "retry requested"}
         if e.delay is not None:
@@ -189,7 +210,15 @@ def handle(line, handlers=None):
         traceback.print_exc(file=sys.stderr)
         sys.stderr.flush()
         return {"id": task.id, "status": "fail", "error": _error_text(e)}
-    return {"id": task.id, "status": "ok"}
+    out = {"id": task.id, "status": "ok"}
+    if value is not None:
+        try:
+            json.dumps(value)
+            out["result"] = value
+        except (TypeError, ValueError) as e:
+            sys.stderr.write("brisk: the result of task %s is not JSON, not kept: %s\n" % (task.id, e))
+            sys.stderr.flush()
+    return out
 
 
 def serve(handlers=None, infile=None, outfile=None):
@@ -199,7 +228,7 @@ def serve(handlers=None, infile=None, outfile=None):
     for line in infile:
         if not line.strip():
             continue
-        outfile.write(json.dumps(handle(line, handlers), separators=(",", ":")) + "\n")
+        outfile.write(json.dumps(handle(line, handlers, outfile), separators=(",", ":")) + "\n")
         outfile.flush()
 
 
@@ -263,7 +292,8 @@ def _rfc3339(at):
     return at.astimezone(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def _task_body(queue, type, payload, id=None, delay=None, process_at=None, max_attempts=None, timeout=None):
+def _task_body(queue, type, payload, id=None, delay=None, process_at=None, max_attempts=None, timeout=None,
+               retention=None):
     body = {"type": type}
     if queue is not None:
         body["queue"] = queue
@@ -279,6 +309,8 @@ def _task_body(queue, type, payload, id=None, delay=None, process_at=None, max_a
         body["max_attempts"] = max_attempts
     if timeout is not None:
         body["timeout_seconds"] = _seconds(timeout, "timeout")
+    if retention is not None:
+        body["retention_seconds"] = _seconds(retention, "retention")
     return body
 
 
@@ -319,12 +351,13 @@ class Client:
         return urllib.parse.quote(name, safe="")
 
     def enqueue(self, queue, type, payload=None, *, id=None, delay=None, process_at=None,
-                max_attempts=None, timeout=None):
+                max_attempts=None, timeout=None, retention=None):
         """Enqueues one task and returns its id. ``payload`` is any JSON value; ``id`` makes
         the enqueue idempotent (Conflict while a task with that id is stored); ``delay``
         (seconds or timedelta) or ``process_at`` (aware datetime or epoch seconds) postpone
-        it; ``max_attempts`` and ``timeout`` (seconds) bound its runs."""
-        body = _task_body(None, type, payload, id, delay, process_at, max_attempts, timeout)
+        it; ``max_attempts`` and ``timeout`` (seconds) bound its runs; ``retention``
+        (seconds) keeps it that long once it has completed, with its result."""
+        body = _task_body(None, type, payload, id, delay, process_at, max_attempts, timeout, retention)
         return self._call("POST", "/api/v1/queues/%s/tasks" % self._q(queue), body)["id"]
 
     def enqueue_batch(self, tasks):
@@ -352,6 +385,31 @@ class Client:
     def task(self, id):
         """One task by id (BriskError with status 404 when none is stored)."""
         return self._call("GET", "/api/v1/tasks/%s" % self._q(id))
+
+    def result(self, id, timeout=None):
+        """Waits until the task has ended and returns it (the object of ``task``, with its
+        ``result``): completed, or raises BriskError when it ended dead or cancelled, when
+        ``timeout`` seconds pass first, or when it is not stored (it completed without a
+        retention, or never existed: status 404). Polls every 50 ms at first, then less
+        often, up to every second."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        wait = 0.05
+        while True:
+            t = self.task(id)
+            if t["state"] == "completed":
+                return t
+            if t["state"] in ("dead", "cancelled"):
+                raise BriskError(0, "task %s ended %s: %s" % (id, t["state"], t.get("last_error", "")), t)
+            if deadline is not None and time.monotonic() + wait > deadline:
+                raise BriskError(0, "task %s still %s after %ss" % (id, t["state"], timeout), t)
+            time.sleep(wait)
+            wait = min(wait * 1.5, 1.0)
+
+    def set_retention(self, queue, seconds):
+        """Keeps the queue's completed and cancelled tasks that many seconds, with their
+        results (None or 0 turns it off); returns the queue."""
+        return self._call("PUT", "/api/v1/queues/%s" % self._q(queue),
+                          {"retention_seconds": _seconds(seconds, "retention")})
 
     def set_sla(self, queue, seconds):
         """Declares the queue's SLA in seconds (None or 0 clears it); returns the queue."""

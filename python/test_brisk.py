@@ -157,6 +157,25 @@ class ProtocolTest(unittest.TestCase):
         self.assertIsNone(task.deadline)
         self.assertEqual(task.headers, {"traceparent": "00-1-2-01"})
 
+    def test_result_and_progress(self):
+        reg = {}
+
+        @brisk.handler("sum", registry=reg)
+        def total(payload, task):
+            task.progress(50, "halfway")
+            return {"sum": sum(payload)}
+
+        @brisk.handler("odd", registry=reg)
+        def odd(payload):
+            return {1, 2}  # not JSON: the task is done, its result left out
+
+        out = self.serve(reg, {"id": "1", "type": "sum", "payload": [1, 2, 3]}, {"id": "2", "type": "odd"})
+        self.assertEqual(out, [
+            {"id": "1", "progress": {"percent": 50.0, "message": "halfway"}},
+            {"id": "1", "status": "ok", "result": {"sum": 6}},
+            {"id": "2", "status": "ok"},
+        ])
+
     def test_catch_all_and_duplicates(self):
         reg = {}
         brisk.handler("*", registry=reg)(lambda p: None)
@@ -246,6 +265,7 @@ class ClientTest(Servers):
 
 HANDLER = textwrap.dedent("""
     import os
+    import time
     import brisk
 
     OUT = os.environ["OUT"]
@@ -273,6 +293,13 @@ HANDLER = textwrap.dedent("""
     @brisk.handler("refuse")
     def refuse(payload):
         raise brisk.Dead("invalid input")
+
+    @brisk.handler("report")
+    def report(payload, task):
+        task.progress(40, "rendering")
+        while not os.path.exists(OUT + ".go"):  # the test looks at the progress first
+            time.sleep(0.01)
+        return {"pages": payload["pages"]}
 
     if __name__ == "__main__":
         brisk.run()
@@ -311,6 +338,18 @@ class WorkerTest(Servers):
         self.assertEqual([(t["id"], t["last_error"]) for t in dead], [(refuse, "skip retry: invalid input")])
         workers = self.client.workers()
         self.assertEqual([w["queues"] for w in workers], [["py"]])
+        # A result and progress, kept for the queue's retention.
+        self.assertEqual(self.client.set_retention("py", 3600)["retention_seconds"], 3600)
+        rid = self.client.enqueue("py", "report", {"pages": 4})
+        running = wait_for("the progress shows", lambda: (lambda t: t if t["progress"] else None)(self.client.task(rid)))
+        self.assertEqual((running["state"], running["progress"]["percent"], running["progress"]["message"]),
+                         ("running", 40, "rendering"))
+        open(out + ".go", "w").close()
+        done = self.client.result(rid, timeout=30)
+        self.assertEqual((done["state"], done["result"]), ("completed", {"pages": 4}))
+        self.assertEqual([t["id"] for t in self.client.tasks("py", "completed")], [rid])
+        with self.assertRaises(brisk.BriskError):
+            self.client.result(refuse)  # dead
         worker.terminate()
         self.assertEqual(worker.wait(timeout=30), 0)
         self.assertIn(b"exited while running the task", worker.stderr.read())

@@ -25,8 +25,10 @@
 // (broker.Canceler, with a handler in another process stopped within a second), leader
 // election (broker.Leader), periodic schedules (broker.ScheduleStore, with brisk.Scheduler
 // in three processes whose leader is killed twice while 60 ticks of one second are
-// counted), and rate and concurrency limits (broker.Limiter, with consumers in three
-// processes, one killed while it holds slots). Parts of the contract that are optional
+// counted), rate and concurrency limits (broker.Limiter, with consumers in three
+// processes, one killed while it holds slots), completed tasks kept for a retention with
+// their results (broker.Retainer) and the progress of running tasks
+// (broker.ProgressReporter). Parts of the contract that are optional
 // (broker.Reaper, broker.Pauser, broker.AckReserver, broker.QueueDeleter,
 // broker.SampleStore, broker.TxEnqueuer and the above) are skipped with a message when a broker lacks them,
 // never passed silently; so are the behaviours a broker does not declare in its
@@ -125,6 +127,9 @@ func Run(t *testing.T, h Harness) {
 		{"Concurrency", s.testConcurrency},
 		{"DeleteQueue", s.testDeleteQueue},
 		{"Samples", s.testSamples},
+		{"Retention", s.testRetention},
+		{"Results", s.testResults},
+		{"Progress", s.testProgress},
 	}
 	for _, a := range areas {
 		t.Run(a.name, func(t *testing.T) {

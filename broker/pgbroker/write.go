@@ -238,6 +238,9 @@ func (b *Broker) prepareEnqueue(ctx context.Context, tasks []*broker.Task) (stri
 	if err := broker.ValidateTasks(tasks, b.opts.MaxPayload); err != nil {
 		return "", fmt.Errorf("brisk: postgres: enqueue: %w", err)
 	}
+	if err := broker.CheckRetention(b, tasks); err != nil { // no completed tasks kept here
+		return "", fmt.Errorf("brisk: postgres: enqueue: %w", err)
+	}
 	if err := broker.CheckUnique(b, tasks); err != nil { // no uniqueness locks here
 		return "", err
 	}

@@ -18,6 +18,9 @@ func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
 	if err := broker.ValidateTasks(tasks, b.opts.MaxPayload); err != nil {
 		return fmt.Errorf("brisk: rabbitmq: %w", err)
 	}
+	if err := broker.CheckRetention(b, tasks); err != nil { // no completed tasks kept here
+		return fmt.Errorf("brisk: rabbitmq: enqueue: %w", err)
+	}
 	for _, t := range tasks {
 		if t.Unique.Key != "" {
 			return fmt.Errorf("brisk: rabbitmq: task %s has uniqueness key %q: %w: rabbitmq keeps no uniqueness locks (capability Unique)", t.ID, t.Unique.Key, broker.ErrUnsupported)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,4 +125,52 @@ func BenchmarkReserveAck(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*per)/b.Elapsed().Seconds(), "tasks/s")
+}
+
+// BenchmarkSteadyRetention runs the write path of W2 one task at a time (enqueue one,
+// reserve one, complete it with a 100-byte result): without a retention, and with one
+// that has already ended for the first tasks (kept: 200 ms, a small store; big: 8 s, some
+// 16,000 rows), so that completions also remove expired tasks, as in a long run. b.N
+// counts tasks; cpu-µs/task is steadier than the wall time on a shared machine.
+func BenchmarkSteadyRetention(b *testing.B) {
+	for _, c := range []struct {
+		name      string
+		retention time.Duration
+	}{{"none", 0}, {"kept", 200 * time.Millisecond}, {"big", 8 * time.Second}} {
+		b.Run(c.name, func(b *testing.B) {
+			br := benchBroker(b)
+			ctx := context.Background()
+			if err := br.SetRetention(ctx, "default", c.retention); err != nil {
+				b.Fatal(err)
+			}
+			result := []byte(`{"ok":true,"note":"` + strings.Repeat("x", 76) + `"}`) // 100 bytes
+			one := func() {
+				if err := br.Enqueue(ctx, []*broker.Task{benchTask("default")}); err != nil {
+					b.Fatal(err)
+				}
+				got, err := br.Reserve(ctx, broker.ReserveParams{
+					Queues: []broker.QueueLimit{{Name: "default"}}, Limit: 1, Lease: time.Minute, WorkerID: "w1",
+				})
+				if err != nil || len(got) != 1 {
+					b.Fatalf("reserved %d tasks: %v", len(got), err)
+				}
+				if err := br.Complete(ctx, []broker.Completion{{Lease: got[0].Lease, Result: result}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for range 2000 + int(c.retention/time.Millisecond)*2 { // past the retention: completions now also remove expired tasks
+				one()
+			}
+			time.Sleep(min(c.retention, time.Second))
+			cpu0 := cpuTime()
+			b.ResetTimer()
+			for b.Loop() {
+				one()
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
+			// The process's CPU time per task: on a shared machine a steadier figure
+			// than the wall time.
+			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/task")
+		})
+	}
 }

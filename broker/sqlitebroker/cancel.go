@@ -9,8 +9,10 @@ import (
 	"github.com/briskq/brisk/broker"
 )
 
-// ?1 id. A running task's lease token is cleared, which revokes its lease.
-const qCancel = `UPDATE tasks SET state = 'cancelled', lease_until = NULL, lease_token = NULL, worker_id = NULL
+// ?1 id, ?2 now. A running task's lease token is cleared, which revokes its lease. With a
+// retention (its own or its queue's) the task is kept until then, else until deleted.
+const qCancel = `UPDATE tasks SET state = 'cancelled', lease_until = NULL, lease_token = NULL, worker_id = NULL,
+		finished_at = ?2, expires_at = ?2 + nullif(` + retentionOf + `, 0)
 	WHERE id = ?1 AND state IN ('pending', 'running')`
 
 // Cancel moves the task with id to cancelled in one transaction and returns the state it
@@ -44,6 +46,8 @@ func (b *Broker) Cancel(ctx context.Context, id string) (broker.State, error) {
 			return nil
 		case "dead":
 			return fmt.Errorf("the task is dead (it has ended; delete it instead): %w", broker.ErrInvalid)
+		case "completed":
+			return fmt.Errorf("the task has completed (delete it instead): %w", broker.ErrInvalid)
 		case "running":
 			was = broker.StateRunning
 		default:
@@ -52,8 +56,11 @@ func (b *Broker) Cancel(ctx context.Context, id string) (broker.State, error) {
 				was = broker.StateScheduled
 			}
 		}
-		_, err = tx.ExecContext(ctx, qCancel, id)
-		return err
+		now := nanos(b.now())
+		if _, err := tx.ExecContext(ctx, qCancel, id, now); err != nil {
+			return err
+		}
+		return b.purgeSlice(ctx, tx, now)
 	})
 	if err != nil {
 		return "", b.fail(ctx, fmt.Sprintf("cancel task id=%q", id), err)

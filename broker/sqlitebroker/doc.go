@@ -65,6 +65,8 @@
 //	Leader          yes          yes           no
 //	ScheduleStore   yes          yes           no
 //	Limiter         yes          yes           no
+//	Retainer        yes          no (yet)      no: completed tasks are removed at once
+//	ProgressReporter yes         no (yet)      no
 //
 // # Durability
 //
@@ -90,4 +92,23 @@
 // limits leave ready tasks behind, the Broker remembers until when, so that Wait sleeps
 // until the next token (or, for a full concurrency limit, at most 250 ms; an ack in this
 // process wakes it at once, one in another process within the poll interval).
+//
+// # Completed tasks, results and progress
+//
+// A task with a retention (its own, tasks.retention_ns, else its queue's,
+// queues.retention_ns) keeps its row when it completes: the ack's UPDATE sets state
+// 'completed', finished_at, expires_at and result in the transaction of the batch, and
+// queues.retained counts it (a trigger). Reserve, Wait and the queue latency read only the
+// partial indexes of pending and running rows, so kept rows cost them nothing; the
+// completed listing has its own partial index. Expired rows (completed, or cancelled with a
+// retention) are hidden from reads at once and deleted through the index on expires_at,
+// oldest first, a slice at a time in transactions that write anyway: a Complete or Cancel
+// removes up to 256 when 100 ms have passed since the last slice that was not full (a full
+// one means more are due, and the next write takes another), and each Heartbeat (every
+// worker's, every 5 s by default) up to 500. Neighbouring rows removed together write a
+// few pages for all of them, so at a steady rate the store stays at about rate × retention
+// rows for little more than the cost of the completions. The completion counts on a
+// trigger of its own, one UPDATE; the delete trigger of version 1 is limited to the states
+// it counts, so that removing expired rows runs no UPDATE that changes nothing. A handler's progress is three columns of its row, written by
+// SetProgress under the lease and cleared when a new attempt starts.
 package sqlitebroker

@@ -158,6 +158,11 @@ func TestQueryPlans(t *testing.T) {
 		{"list scheduled", listQuery(broker.StateScheduled), "tasks_pending", 4},
 		{"list running", listQuery(broker.StateRunning), "tasks_running", 4},
 		{"list dead", listQuery(broker.StateDead), "tasks_dead", 4},
+		{"complete: keep", qKeep, "sqlite_autoindex_tasks_1", 6},
+		{"complete: keep, any queue", qComplete, "sqlite_autoindex_tasks_1", 4},
+		{"progress", qProgress, "sqlite_autoindex_tasks_1", 5},
+		{"remove expired", qPurgeExpired, "tasks_expires", 2},
+		{"list completed", listQuery(broker.StateCompleted), "tasks_completed", 4},
 	} {
 		plan := explain(t, b.r, c.sql, c.args)
 		t.Logf("%s:\n%s", c.name, plan)
@@ -171,7 +176,7 @@ func TestQueryPlans(t *testing.T) {
 		}
 	}
 	// The oldest ready task is the first entry of the index range: no sort, no aggregate.
-	for _, q := range []string{qOldest, qNextReady, qReadySeqs} {
+	for _, q := range []string{qOldest, qNextReady, qReadySeqs, qPurgeExpired, listQuery(broker.StateCompleted)} {
 		if plan := explain(t, b.r, q, strings.Count(q, "?")); strings.Contains(plan, "TEMP B-TREE") {
 			t.Errorf("%q sorts instead of reading the index in order:\n%s", q, plan)
 		}

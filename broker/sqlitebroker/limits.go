@@ -70,7 +70,7 @@ const (
 	qRunningOfType = `SELECT count(*) FROM tasks WHERE state = 'running' AND queue = ?1 AND type = ?2`
 	// ?1 queue, ?2 now, ?3 lease until, ?4 worker id, ?5 JSON array of seqs.
 	qTakeSeqs = `UPDATE tasks SET state = 'running', attempt = attempt + 1, started_at = ?2, lease_until = ?3,
-			lease_token = lower(hex(randomblob(16))), worker_id = ?4
+			lease_token = lower(hex(randomblob(16))), worker_id = ?4` + clearProgress + `
 		WHERE seq IN (SELECT value FROM json_each(?5)) AND state = 'pending' AND queue = ?1
 		RETURNING ` + taskCols
 	// ?1 queue, ?2 type, ?3 tokens, ?4 at.

@@ -26,7 +26,7 @@ func TestOpenMigratesVersion1(t *testing.T) {
 	db.Close()
 
 	b := open(t, path)
-	wantVersion(t, path, 5)
+	wantVersion(t, path, 6)
 	db = raw(t, path)
 	if err := db.QueryRow("SELECT count(*) FROM pragma_table_info('queues') WHERE name = 'paused'").Scan(&cols); err != nil || cols != 1 {
 		t.Fatalf("queues.paused after migration: %d columns (%v), want 1", cols, err)
@@ -72,7 +72,7 @@ func TestOpenMigratesVersion2(t *testing.T) {
 	db.Close()
 
 	b := open(t, path)
-	wantVersion(t, path, 5)
+	wantVersion(t, path, 6)
 	st, err := b.Stats(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -135,4 +135,57 @@ func wantVersion(t *testing.T, path string, want int) {
 	if err := raw(t, path).QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != want {
 		t.Fatalf("user_version after Open = %d (%v), want %d", version, err, want)
 	}
+}
+
+// TestOpenMigratesVersion5 creates a file with the schema of version 5 (before completed
+// tasks were kept, testdata/schema_v5.sql) holding a pending task, opens it, and checks
+// that it is migrated to version 6: the task is reserved and completed with a result kept
+// for the queue's retention, counted as retained and not pending, and the kept row is
+// removed once its retention has ended.
+func TestOpenMigratesVersion5(t *testing.T) {
+	t.Parallel()
+	path, db := oldStore(t, 5, "INSERT INTO queues (name, sla_ns) VALUES ('old', 5000000000)")
+	var cols int
+	if err := db.QueryRow("SELECT count(*) FROM pragma_table_info('tasks') WHERE name = 'result'").Scan(&cols); err != nil || cols != 0 {
+		t.Fatalf("the version 5 file already has tasks.result (%d, %v)", cols, err)
+	}
+	db.Close()
+
+	b := open(t, path)
+	wantVersion(t, path, 6)
+	ctx := t.Context()
+	if err := b.SetRetention(ctx, "old", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Reserve(ctx, broker.ReserveParams{Queues: []broker.QueueLimit{{Name: "old"}}, Limit: 1, Lease: time.Minute})
+	if err != nil || len(got) != 1 || got[0].ID != "t1" {
+		t.Fatalf("Reserve from the migrated queue = %v, %v; want task t1", got, err)
+	}
+	if err := b.Complete(ctx, []broker.Completion{{Lease: got[0].Lease, Result: []byte("42")}}); err != nil {
+		t.Fatal(err)
+	}
+	task, err := b.Task(ctx, "t1")
+	if err != nil || task.State != broker.StateCompleted || string(task.Result) != "42" || task.FinishedAt.IsZero() {
+		t.Fatalf("Task(t1) after Complete = %+v, %v; want completed with result 42", task, err)
+	}
+	st, err := b.Stats(ctx)
+	if err != nil || len(st) != 1 || st[0].Retained != 1 || st[0].Pending != 0 || st[0].Retention != time.Hour || st[0].Completed != 1 {
+		t.Fatalf("Stats after Complete = %+v, %v; want 1 retained, none pending, retention 1h, 1 completed", st, err)
+	}
+	// The retention ends: the next write that purges removes the row.
+	if _, err := raw(t, path).Exec("UPDATE tasks SET expires_at = 1 WHERE id = 't1'"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Heartbeat(ctx, broker.WorkerInfo{ID: "w"}); err != nil {
+		t.Fatal(err)
+	}
+	var rows int
+	if err := raw(t, path).QueryRow("SELECT count(*) FROM tasks").Scan(&rows); err != nil || rows != 0 {
+		t.Fatalf("tasks after the retention ended and a heartbeat: %d rows (%v), want 0", rows, err)
+	}
+	if st, err := b.Stats(ctx); err != nil || st[0].Retained != 0 {
+		t.Fatalf("Stats after the purge = %+v, %v; want 0 retained", st, err)
+	}
+	b.Close()
+	open(t, path)
 }

@@ -23,6 +23,8 @@ const (
 	qDeleteQueue   = `DELETE FROM queues WHERE name = ?`
 	qDeleteLimits  = `DELETE FROM limits WHERE queue = ?`
 	qDeleteSamples = `DELETE FROM samples WHERE queue = ?`
+	// qDeleteCompleted removes the completed tasks a deleted queue kept.
+	qDeleteCompleted = `DELETE FROM tasks WHERE state = 'completed' AND queue = ?`
 	// ?1 queue, ?2 second, ?3 at ms, ?4 latency ns, ?5 completed, ?6 failed.
 	qAddSample = `INSERT INTO samples (queue, second, at_ms, latency_ns, completed, failed) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
 		ON CONFLICT (queue, second) DO UPDATE SET at_ms = excluded.at_ms, latency_ns = excluded.latency_ns,
@@ -30,7 +32,8 @@ const (
 	qTrimSamples = `DELETE FROM samples WHERE at_ms < ?`
 )
 
-// DeleteQueue removes a queue that holds no task, with its settings, limits, counters and samples,
+// DeleteQueue removes a queue that holds no task, with its settings, limits, counters,
+// samples and the completed tasks it keeps,
 // in one write transaction (so an Enqueue is either before it, and the queue is not empty,
 // or after it, and creates the queue again).
 func (b *Broker) DeleteQueue(ctx context.Context, queue string) error {
@@ -64,6 +67,9 @@ func (b *Broker) DeleteQueue(ctx context.Context, queue string) error {
 			return err
 		}
 		if _, err := b.ws(ctx, tx, qDeleteLimits).ExecContext(ctx, queue); err != nil {
+			return err
+		}
+		if _, err := b.ws(ctx, tx, qDeleteCompleted).ExecContext(ctx, queue); err != nil {
 			return err
 		}
 		_, err = b.ws(ctx, tx, qDeleteSamples).ExecContext(ctx, queue)

@@ -31,7 +31,7 @@ type scanner interface{ Scan(dest ...any) error }
 // NULL type, an unknown state, a time that is not an integer) gives a rowError, never a
 // panic; any other error is the driver's.
 func scanTask(s scanner) (int64, *broker.Task, error) {
-	var v [17]any
+	var v [24]any
 	dest := make([]any, len(v))
 	for i := range v {
 		dest[i] = &v[i]
@@ -49,19 +49,7 @@ func scanTask(s scanner) (int64, *broker.Task, error) {
 	d.id = t.ID
 	t.Queue = d.text(v[2], "queue", false)
 	t.Type = d.text(v[3], "type", false)
-	switch p := v[4].(type) {
-	case nil:
-	case []byte:
-		if len(p) > 0 {
-			t.Payload = p
-		}
-	case string:
-		if p != "" {
-			t.Payload = []byte(p)
-		}
-	default:
-		d.bad("payload is %s, not a blob", describe(p))
-	}
+	t.Payload = d.blob(v[4], "payload")
 	state := d.text(v[5], "state", false)
 	t.Attempt = int(d.integer(v[6], "attempt", false))
 	t.MaxAttempts = int(d.integer(v[7], "max_attempts", false))
@@ -78,6 +66,17 @@ func scanTask(s scanner) (int64, *broker.Task, error) {
 			d.bad("headers are not a JSON object of strings: %v", err)
 		}
 	}
+	t.Retention = time.Duration(d.integer(v[17], "retention_ns", false))
+	t.FinishedAt = d.time(v[18], "finished_at", true)
+	t.ExpiresAt = d.time(v[19], "expires_at", true)
+	t.Result = d.blob(v[20], "result")
+	if v[21] != nil || v[23] != nil {
+		t.Progress = &broker.Progress{
+			Percent: d.real(v[21], "progress_pct"),
+			Message: d.text(v[22], "progress_msg", true),
+			At:      d.time(v[23], "progress_at", false),
+		}
+	}
 	switch {
 	case d.err != nil:
 	case state == "pending":
@@ -92,6 +91,8 @@ func scanTask(s scanner) (int64, *broker.Task, error) {
 		t.State = broker.StateDead
 	case state == "cancelled":
 		t.State = broker.StateCancelled
+	case state == "completed":
+		t.State = broker.StateCompleted
 	default:
 		d.bad("unknown state %q", state)
 	}
@@ -153,6 +154,38 @@ func (d *decoder) text(v any, col string, null bool) string {
 	}
 	d.bad("%s is %s, not text", col, describe(v))
 	return ""
+}
+
+// blob reads a BLOB (or TEXT) column; NULL and empty read as nil.
+func (d *decoder) blob(v any, col string) []byte {
+	switch x := v.(type) {
+	case nil:
+	case []byte:
+		if len(x) > 0 {
+			return x
+		}
+	case string:
+		if x != "" {
+			return []byte(x)
+		}
+	default:
+		d.bad("%s is %s, not a blob", col, describe(x))
+	}
+	return nil
+}
+
+// real reads a REAL column (an INTEGER is taken as its value); NULL reads as 0.
+func (d *decoder) real(v any, col string) float64 {
+	switch x := v.(type) {
+	case nil:
+		return 0
+	case float64:
+		return x
+	case int64:
+		return float64(x)
+	}
+	d.bad("%s is %s, not a number", col, describe(v))
+	return 0
 }
 
 func (d *decoder) integer(v any, col string, null bool) int64 {
@@ -237,7 +270,8 @@ func (b *Broker) stats(ctx context.Context) ([]broker.QueueStats, error) {
 	}
 	defer tx.Rollback()
 	now := b.now()
-	rows, err := tx.QueryContext(ctx, `SELECT name, sla_ns, waiting, running, dead, completed, failed, paused, cancelled FROM queues ORDER BY name`)
+	rows, err := tx.QueryContext(ctx, `SELECT name, sla_ns, waiting, running, dead, completed, failed, paused, cancelled,
+		retained, retention_ns FROM queues ORDER BY name`)
 	if err != nil {
 		return nil, err
 	}
@@ -247,12 +281,15 @@ func (b *Broker) stats(ctx context.Context) ([]broker.QueueStats, error) {
 			s       broker.QueueStats
 			sla     int64
 			waiting int64
+			keep    int64
 		)
-		if err := rows.Scan(&s.Name, &sla, &waiting, &s.Running, &s.Dead, &s.Completed, &s.Failed, &s.Paused, &s.Cancelled); err != nil {
+		if err := rows.Scan(&s.Name, &sla, &waiting, &s.Running, &s.Dead, &s.Completed, &s.Failed, &s.Paused, &s.Cancelled,
+			&s.Retained, &keep); err != nil {
 			rows.Close()
 			return nil, err
 		}
 		s.SLA = time.Duration(sla)
+		s.Retention = time.Duration(keep)
 		s.Pending = waiting // minus scheduled, below
 		out = append(out, s)
 	}
@@ -282,6 +319,7 @@ func (b *Broker) stats(ctx context.Context) ([]broker.QueueStats, error) {
 		s.Running = max(s.Running, 0)
 		s.Dead = max(s.Dead, 0)
 		s.Cancelled = max(s.Cancelled, 0)
+		s.Retained = max(s.Retained, 0)
 		var v any
 		err := oldest.QueryRowContext(ctx, s.Name, nowNs).Scan(&v)
 		if err == sql.ErrNoRows {
@@ -344,10 +382,15 @@ func (b *Broker) Tasks(ctx context.Context, p broker.ListParams) ([]*broker.Task
 }
 
 // listQuery lists the tasks of one queue (?1) in state s at a time (?2), with a limit (?3)
-// and offset (?4), oldest ReadyAt first and FIFO among equal ReadyAt.
+// and offset (?4), oldest ReadyAt first and FIFO among equal ReadyAt; completed tasks
+// oldest FinishedAt first.
 func listQuery(s broker.State) string {
 	where, _ := stateWhere(s)
-	return `SELECT ` + taskCols + ` FROM tasks WHERE ` + where + ` ORDER BY ready_at, seq LIMIT ?3 OFFSET ?4`
+	order := `ready_at, seq`
+	if s == broker.StateCompleted {
+		order = `finished_at, seq`
+	}
+	return `SELECT ` + taskCols + ` FROM tasks WHERE ` + where + ` ORDER BY ` + order + ` LIMIT ?3 OFFSET ?4`
 }
 
 // Task returns one task by ID, or an error wrapping broker.ErrNotFound.
@@ -356,11 +399,11 @@ func (b *Broker) Task(ctx context.Context, id string) (*broker.Task, error) {
 		return nil, err
 	}
 	op := fmt.Sprintf("get task id=%q", id)
-	s, err := b.rs(ctx, `SELECT `+taskCols+` FROM tasks WHERE id = ?`)
+	s, err := b.rs(ctx, `SELECT `+taskCols+` FROM tasks WHERE id = ?1 AND `+notExpired)
 	if err != nil {
 		return nil, b.fail(ctx, op, err)
 	}
-	_, t, err := scanTask(s.QueryRowContext(ctx, id))
+	_, t, err := scanTask(s.QueryRowContext(ctx, id, nanos(b.now())))
 	if err == sql.ErrNoRows {
 		return nil, fmt.Errorf("brisk: sqlite: task id=%q: %w", id, broker.ErrNotFound)
 	}
@@ -372,6 +415,11 @@ func (b *Broker) Task(ctx context.Context, id string) (*broker.Task, error) {
 	}
 	return scheduledOf(t, b.now()), nil
 }
+
+// heartbeatPurge is how many expired tasks a Heartbeat removes at most: a slice small
+// enough to keep the write short (a few milliseconds) and, at one heartbeat per worker every
+// few seconds, enough to empty a store that no longer completes tasks.
+const heartbeatPurge = 500
 
 // Heartbeat records that a worker is alive, replacing its previous record. A zero LastSeen
 // is recorded as now.
@@ -397,6 +445,11 @@ func (b *Broker) Heartbeat(ctx context.Context, w broker.WorkerInfo) error {
 	err = b.writeTx(ctx, func(tx *sql.Tx) error {
 		_, err := b.ws(ctx, tx, qHeartbeat).ExecContext(ctx, w.ID, w.Host, w.PID, string(queues),
 			w.Concurrency, w.Busy, started, nanos(seen), w.Version)
+		if err != nil {
+			return err
+		}
+		// Every worker's periodic write: expired tasks go even while none completes.
+		_, err = b.purgeExpired(ctx, tx, nanos(b.now()), heartbeatPurge)
 		return err
 	})
 	if err != nil {

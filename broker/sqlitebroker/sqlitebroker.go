@@ -26,15 +26,17 @@ import (
 )
 
 var (
-	_ broker.Broker        = (*Broker)(nil)
-	_ broker.Reaper        = (*Broker)(nil)
-	_ broker.Pauser        = (*Broker)(nil)
-	_ broker.Canceler      = (*Broker)(nil)
-	_ broker.Leader        = (*Broker)(nil)
-	_ broker.ScheduleStore = (*Broker)(nil)
-	_ broker.Limiter       = (*Broker)(nil)
-	_ broker.QueueDeleter  = (*Broker)(nil)
-	_ broker.SampleStore   = (*Broker)(nil)
+	_ broker.Broker           = (*Broker)(nil)
+	_ broker.Reaper           = (*Broker)(nil)
+	_ broker.Pauser           = (*Broker)(nil)
+	_ broker.Canceler         = (*Broker)(nil)
+	_ broker.Leader           = (*Broker)(nil)
+	_ broker.ScheduleStore    = (*Broker)(nil)
+	_ broker.Limiter          = (*Broker)(nil)
+	_ broker.QueueDeleter     = (*Broker)(nil)
+	_ broker.SampleStore      = (*Broker)(nil)
+	_ broker.Retainer         = (*Broker)(nil)
+	_ broker.ProgressReporter = (*Broker)(nil)
 )
 
 // ErrCorrupt is wrapped by the errors about a stored row the broker cannot decode (one
@@ -49,11 +51,14 @@ var schemaSQL string
 //go:embed sched.sql
 var schedSQL string
 
+//go:embed retain.sql
+var retainSQL string
+
 const (
 	// schemaVersion is stored in PRAGMA user_version. Version 2 added queues.paused,
 	// version 3 the samples table, version 4 the tables of sched.sql, version 5
-	// tasks.headers; see migrations.
-	schemaVersion = 5
+	// tasks.headers, version 6 the completed tasks of retain.sql; see migrations.
+	schemaVersion = 6
 	// baseVersion is the version schema.sql and samplesSchema create; a new file then
 	// takes the migrations from it on.
 	baseVersion = 3
@@ -71,6 +76,7 @@ var migrations = map[int64]string{
 	2: samplesSchema,
 	3: schedSQL,
 	4: `ALTER TABLE tasks ADD COLUMN headers TEXT`, // a JSON object, NULL for none
+	5: retainSQL,
 }
 
 // samplesSchema is the table of the dashboard's samples (broker.SampleStore), created by
@@ -88,8 +94,8 @@ CREATE TABLE IF NOT EXISTS samples (
 CREATE INDEX IF NOT EXISTS samples_at ON samples (at_ms);`
 
 // Broker is a broker.Broker, broker.Reaper, broker.Pauser, broker.QueueDeleter,
-// broker.SampleStore, broker.Canceler, broker.Leader, broker.ScheduleStore and
-// broker.Limiter that keeps tasks in a SQLite file, with unique tasks. Create it with
+// broker.SampleStore, broker.Canceler, broker.Leader, broker.ScheduleStore,
+// broker.Limiter, broker.Retainer and broker.ProgressReporter that keeps tasks in a SQLite file, with unique tasks. Create it with
 // Open; it is safe for concurrent use.
 type Broker struct {
 	path string // absolute and cleaned; names the file in errors
@@ -105,8 +111,11 @@ type Broker struct {
 	rmu    sync.Mutex
 	rstmts map[string]*sql.Stmt
 
-	hub       *hub
-	hints     limithint.Hints // why limits left ready tasks behind, per queue
+	hub   *hub
+	hints limithint.Hints // why limits left ready tasks behind, per queue
+
+	purgeMu   sync.Mutex
+	purgeAt   int64 // Unix ns: when the next slice of expired tasks is due (purgeSlice)
 	closed    chan struct{}
 	closeOnce sync.Once
 	closeErr  error
@@ -303,6 +312,10 @@ func (b *Broker) Capabilities() broker.Capabilities {
 	c.Unique = true
 	return c
 }
+
+// Path returns the absolute path of the broker's database file (its write-ahead log is
+// Path()+"-wal").
+func (b *Broker) Path() string { return b.path }
 
 // Close releases the broker's connections and wakes its Wait calls, which return an error
 // wrapping broker.ErrClosed, as every later call does. It is idempotent. Tasks stay stored.

@@ -229,8 +229,8 @@ func TestReopenKeepsTasks(t *testing.T) {
 	db.QueryRow("PRAGMA application_id").Scan(&appID)
 	var mode string
 	db.QueryRow("PRAGMA journal_mode").Scan(&mode)
-	if version != 5 || appID == 0 || mode != "wal" {
-		t.Errorf("user_version %d, application_id %#x, journal_mode %s; want 5, brisk's, wal", version, appID, mode)
+	if version != 6 || appID == 0 || mode != "wal" {
+		t.Errorf("user_version %d, application_id %#x, journal_mode %s; want 6, brisk's, wal", version, appID, mode)
 	}
 }
 

@@ -14,14 +14,15 @@ import (
 
 // taskCols are the columns scanTask reads, in its order.
 const taskCols = `seq, id, queue, type, payload, state, attempt, max_attempts, timeout_ns,
-	enqueued_at, ready_at, started_at, lease_until, lease_token, last_error, failed_at, headers`
+	enqueued_at, ready_at, started_at, lease_until, lease_token, last_error, failed_at, headers,
+	retention_ns, finished_at, expires_at, result, progress_pct, progress_msg, progress_at`
 
 // The statements of the write path, prepared once at Open on the write connection.
 const (
 	qEnsureQueue = `INSERT INTO queues (name) VALUES (?) ON CONFLICT (name) DO NOTHING`
 	qDeclare     = `INSERT INTO queues (name, sla_ns) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET sla_ns = excluded.sla_ns`
-	qInsertTask  = `INSERT INTO tasks (id, queue, type, payload, state, attempt, max_attempts, timeout_ns, enqueued_at, ready_at, headers)
-		VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?)`
+	qInsertTask  = `INSERT INTO tasks (id, queue, type, payload, state, attempt, max_attempts, timeout_ns, enqueued_at, ready_at, headers, retention_ns)
+		VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?)`
 	qPause        = `INSERT INTO queues (name, paused) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET paused = excluded.paused`
 	qIsPaused     = `SELECT paused FROM queues WHERE name = ?`
 	qAddFailed    = `UPDATE queues SET failed = failed + ? WHERE name = ?`
@@ -35,7 +36,7 @@ const (
 		WHERE state = 'running' AND queue = ?1 AND lease_until <= ?2`
 	// ?1 queue, ?2 now, ?3 limit, ?4 lease until, ?5 worker id.
 	qTake = `UPDATE tasks SET state = 'running', attempt = attempt + 1, started_at = ?2, lease_until = ?4,
-			lease_token = lower(hex(randomblob(16))), worker_id = ?5
+			lease_token = lower(hex(randomblob(16))), worker_id = ?5` + clearProgress + `
 		WHERE seq IN (` + qReadySeqs + `)
 		RETURNING ` + taskCols
 	// qReadySeqs picks the oldest ready tasks of a queue: ?1 queue, ?2 now, ?3 limit.
@@ -47,8 +48,33 @@ const (
 
 	// Fenced by id, lease token and state: ?1 id, ?2 token.
 	qExtend = `UPDATE tasks SET lease_until = ?3 WHERE id = ?1 AND lease_token = ?2 AND state = 'running'`
-	qAck    = `DELETE FROM tasks WHERE id = ?1 AND lease_token = ?2 AND state = 'running' RETURNING queue`
-	qRetry  = `UPDATE tasks SET state = 'pending', ready_at = ?3, last_error = ?4, failed_at = ?5,
+	// qAck removes a task that is not to be kept (no retention of its own nor of its
+	// queue); qComplete keeps one that is, with ?3 now and ?4 its result.
+	qAck = `DELETE FROM tasks WHERE id = ?1 AND lease_token = ?2 AND state = 'running'
+			AND retention_ns = 0 AND NOT EXISTS (SELECT 1 FROM queues WHERE name = tasks.queue AND retention_ns > 0)
+		RETURNING queue`
+	qComplete = `UPDATE tasks SET state = 'completed', finished_at = ?3, expires_at = ?3 + ` + retentionOf + `,
+			result = ?4, lease_until = NULL, lease_token = NULL, worker_id = NULL
+		WHERE id = ?1 AND lease_token = ?2 AND state = 'running' AND ` + retentionOf + ` > 0
+		RETURNING queue`
+	// qKeep is qComplete for a task of queue ?6 whose retention is ?5: read once per
+	// batch, it spares the statement of qAck and the lookups of retentionOf in each.
+	qKeep = `UPDATE tasks SET state = 'completed', finished_at = ?3,
+			expires_at = ?3 + (CASE WHEN retention_ns > 0 THEN retention_ns ELSE ?5 END),
+			result = ?4, lease_until = NULL, lease_token = NULL, worker_id = NULL
+		WHERE id = ?1 AND lease_token = ?2 AND state = 'running' AND queue = ?6
+		RETURNING queue`
+	qQueueRetention = `SELECT retention_ns FROM queues WHERE name = ?`
+	// qPurgeExpired removes up to ?2 tasks whose retention ended before ?1, oldest first.
+	qPurgeExpired = `DELETE FROM tasks WHERE seq IN (SELECT seq FROM tasks
+		WHERE expires_at IS NOT NULL AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2)`
+	// ?1 id, ?2 token, ?3 percent, ?4 message, ?5 at.
+	qProgress = `UPDATE tasks SET progress_pct = ?3, progress_msg = ?4, progress_at = ?5
+		WHERE id = ?1 AND lease_token = ?2 AND state = 'running'`
+	// ?1 queue, ?2 retention.
+	qSetRetention = `INSERT INTO queues (name, retention_ns) VALUES (?1, ?2)
+		ON CONFLICT (name) DO UPDATE SET retention_ns = excluded.retention_ns`
+	qRetry = `UPDATE tasks SET state = 'pending', ready_at = ?3, last_error = ?4, failed_at = ?5,
 			lease_until = NULL, lease_token = NULL, worker_id = NULL
 		WHERE id = ?1 AND lease_token = ?2 AND state = 'running' RETURNING queue`
 	qKill = `UPDATE tasks SET state = 'dead', last_error = ?3, failed_at = ?4,
@@ -75,11 +101,11 @@ const (
 var writeQueries = []string{
 	qEnsureQueue, qDeclare, qInsertTask, qPause, qIsPaused, qAddFailed, qAddCompleted,
 	qReclaimDead, qReclaimPending, qTake, qMarkCorrupt,
-	qExtend, qAck, qRetry, qKill, qRelease,
+	qExtend, qAck, qComplete, qKeep, qQueueRetention, qPurgeExpired, qProgress, qSetRetention, qRetry, qKill, qRelease,
 	qWorkerDead, qWorkerPending, qDeleteWorker, qHeartbeat,
 	qUniqueHeld, qUniqueLock, qUniquePurge,
 	qQueueLimits, qTakeSeqs, qReadyTypes, qRunningOf, qRunningOfType, qSaveBucket,
-	qQueueCounts, qQueueHolds, qDeleteQueue, qDeleteLimits, qDeleteSamples, qAddSample, qTrimSamples,
+	qQueueCounts, qQueueHolds, qDeleteQueue, qDeleteCompleted, qDeleteLimits, qDeleteSamples, qAddSample, qTrimSamples,
 }
 
 // Enqueue stores tasks atomically in one transaction, creating unknown queues, and wakes
@@ -124,7 +150,7 @@ func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
 				return err
 			}
 			_, err = insert.ExecContext(ctx, t.ID, t.Queue, t.Type, payload, t.MaxAttempts,
-				int64(t.Timeout), nanos(t.EnqueuedAt), nanos(t.ReadyAt), headers)
+				int64(t.Timeout), nanos(t.EnqueuedAt), nanos(t.ReadyAt), headers, int64(t.Retention))
 			if err != nil {
 				if isUniqueViolation(err) {
 					dup = &broker.DuplicateError{Queue: t.Queue, ID: t.ID}
@@ -406,44 +432,180 @@ func (b *Broker) Extend(ctx context.Context, leases []broker.Lease, d time.Durat
 	return lost, nil
 }
 
-// Ack deletes the tasks whose leases are held and counts them completed, in one
-// transaction. Leases no longer held are reported in an error wrapping broker.ErrLeaseLost
-// after the others are acked.
+// Ack completes the tasks whose leases are held (Complete without results): each is
+// removed, or kept where it or its queue has a retention.
 func (b *Broker) Ack(ctx context.Context, leases []broker.Lease) error {
-	if err := b.checkOpen("ack"); err != nil {
+	done := make([]broker.Completion, len(leases))
+	for i, l := range leases {
+		done[i].Lease = l
+	}
+	return b.complete(ctx, "ack", done)
+}
+
+// Complete completes the tasks whose leases are held and counts them completed, in one
+// transaction: a task with a retention (its own, else its queue's) is kept in state
+// completed with its result until finished_at + retention, the others are removed. Leases
+// no longer held are reported in an error wrapping broker.ErrLeaseLost after the others
+// are completed. The same transaction removes a slice of expired tasks when one is due
+// (purgeSlice), so that the store stays bounded without a sweep of its own.
+func (b *Broker) Complete(ctx context.Context, done []broker.Completion) error {
+	if err := broker.ValidateCompletions(done); err != nil {
+		return fmt.Errorf("brisk: sqlite: complete: %w", err)
+	}
+	return b.complete(ctx, "complete", done)
+}
+
+func (b *Broker) complete(ctx context.Context, op string, done []broker.Completion) error {
+	if err := b.checkOpen(op); err != nil {
 		return err
 	}
-	if len(leases) == 0 {
+	if len(done) == 0 {
 		return nil
 	}
 	var (
-		lost []string
-		done map[string]int64
+		lost   []string
+		counts map[string]int64
 	)
 	err := b.writeTx(ctx, func(tx *sql.Tx) error {
 		lost = lost[:0]
-		done = map[string]int64{}
-		s := b.ws(ctx, tx, qAck)
-		for _, l := range leases {
+		counts = map[string]int64{}
+		now := nanos(b.now())
+		del, keep := b.ws(ctx, tx, qAck), b.ws(ctx, tx, qComplete)
+		kept := map[string]int64{} // the retention of each queue of the batch
+		for _, c := range done {
+			q := c.Lease.Queue
+			ret, ok := kept[q]
+			if !ok {
+				err := b.ws(ctx, tx, qQueueRetention).QueryRowContext(ctx, q).Scan(&ret)
+				if err != nil && err != sql.ErrNoRows {
+					return err
+				}
+				kept[q] = ret
+			}
 			var queue string
-			err := s.QueryRowContext(ctx, l.TaskID, l.Token).Scan(&queue)
+			err := sql.ErrNoRows
+			if ret > 0 { // kept whatever the task's own retention
+				err = b.ws(ctx, tx, qKeep).QueryRowContext(ctx, c.Lease.TaskID, c.Lease.Token, now, c.Result, ret, q).Scan(&queue)
+			}
 			if err == sql.ErrNoRows {
-				lost = append(lost, l.TaskID)
+				err = del.QueryRowContext(ctx, c.Lease.TaskID, c.Lease.Token).Scan(&queue)
+			}
+			if err == sql.ErrNoRows {
+				err = keep.QueryRowContext(ctx, c.Lease.TaskID, c.Lease.Token, now, c.Result).Scan(&queue)
+			}
+			if err == sql.ErrNoRows {
+				lost = append(lost, c.Lease.TaskID)
 				continue
 			}
 			if err != nil {
 				return err
 			}
-			done[queue]++
+			counts[queue]++
 		}
-		return addCounts(ctx, b.ws(ctx, tx, qAddCompleted), done)
+		if err := b.purgeSlice(ctx, tx, now); err != nil {
+			return err
+		}
+		return addCounts(ctx, b.ws(ctx, tx, qAddCompleted), counts)
 	})
 	if err != nil {
-		return b.fail(ctx, fmt.Sprintf("ack %d tasks", len(leases)), err)
+		return b.fail(ctx, fmt.Sprintf("%s %d tasks", op, len(done)), err)
 	}
-	b.slotsFreed(keys(done)...)
+	b.slotsFreed(keys(counts)...)
 	if len(lost) > 0 {
-		return fmt.Errorf("brisk: sqlite: ack: %s: %w", broker.IDList(lost), broker.ErrLeaseLost)
+		return fmt.Errorf("brisk: sqlite: %s: %s: %w", op, broker.IDList(lost), broker.ErrLeaseLost)
+	}
+	return nil
+}
+
+// Expired tasks are removed a slice at a time in a write transaction that happens anyway
+// (Complete, Cancel), at most every purgeEvery while the last slice was not full: removing
+// a few hundred neighbouring rows at once writes a few pages for all of them, where a few
+// rows at every completion would write the pages at the store's old end in every commit.
+// A full slice means more are due: the next write takes another at once.
+const (
+	purgeEvery = 100 * time.Millisecond
+	purgeSlice = 256
+)
+
+// purgeSlice removes a slice of expired tasks in tx when one is due.
+func (b *Broker) purgeSlice(ctx context.Context, tx *sql.Tx, now int64) error {
+	b.purgeMu.Lock()
+	due := now >= b.purgeAt
+	b.purgeMu.Unlock()
+	if !due {
+		return nil
+	}
+	n, err := b.purgeExpired(ctx, tx, now, purgeSlice)
+	if err != nil {
+		return err
+	}
+	b.purgeMu.Lock()
+	if n < purgeSlice {
+		b.purgeAt = now + int64(purgeEvery)
+	}
+	b.purgeMu.Unlock()
+	return nil
+}
+
+// purgeExpired removes up to n tasks whose retention ended at or before now, in tx, and
+// returns how many it removed.
+func (b *Broker) purgeExpired(ctx context.Context, tx *sql.Tx, now int64, n int) (int64, error) {
+	res, err := b.ws(ctx, tx, qPurgeExpired).ExecContext(ctx, now, n)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// SetRetention sets how long queue keeps its completed and cancelled tasks, creating the
+// queue if needed.
+func (b *Broker) SetRetention(ctx context.Context, queue string, d time.Duration) error {
+	if err := b.checkOpen("set retention"); err != nil {
+		return err
+	}
+	if err := broker.ValidateQueueName(queue); err != nil {
+		return fmt.Errorf("brisk: sqlite: set retention: %w", err)
+	}
+	if err := broker.ValidateRetention(d); err != nil {
+		return fmt.Errorf("brisk: sqlite: set retention of queue %q: %w", queue, err)
+	}
+	err := b.writeTx(ctx, func(tx *sql.Tx) error {
+		_, err := b.ws(ctx, tx, qSetRetention).ExecContext(ctx, queue, int64(d))
+		return err
+	})
+	if err != nil {
+		return b.fail(ctx, fmt.Sprintf("set retention of queue %q", queue), err)
+	}
+	return nil
+}
+
+// SetProgress stores the progress of the task held under l.
+func (b *Broker) SetProgress(ctx context.Context, l broker.Lease, p broker.Progress) error {
+	if err := b.checkOpen("set progress"); err != nil {
+		return err
+	}
+	if err := broker.ValidateProgress(p); err != nil {
+		return fmt.Errorf("brisk: sqlite: set progress of id=%q: %w", l.TaskID, err)
+	}
+	at := p.At
+	if at.IsZero() {
+		at = b.now()
+	}
+	held := false
+	err := b.writeTx(ctx, func(tx *sql.Tx) error {
+		res, err := b.ws(ctx, tx, qProgress).ExecContext(ctx, l.TaskID, l.Token, p.Percent, p.Message, nanos(at))
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		held = n > 0
+		return err
+	})
+	if err != nil {
+		return b.fail(ctx, fmt.Sprintf("set progress of id=%q", l.TaskID), err)
+	}
+	if !held {
+		return fmt.Errorf("brisk: sqlite: set progress: id=%q: %w", l.TaskID, broker.ErrLeaseLost)
 	}
 	return nil
 }
@@ -688,6 +850,19 @@ func (b *Broker) Delete(ctx context.Context, queue string, state broker.State, i
 	return int(n), nil
 }
 
+// retentionOf is a task's retention in SQL, within a statement on tasks: its own, else
+// its queue's.
+const retentionOf = `(CASE WHEN retention_ns > 0 THEN retention_ns
+	ELSE coalesce((SELECT q.retention_ns FROM queues q WHERE q.name = tasks.queue), 0) END)`
+
+// clearProgress, in the SET of a statement that starts an attempt, forgets the progress of
+// the one before.
+const clearProgress = `, progress_pct = NULL, progress_msg = NULL, progress_at = NULL`
+
+// notExpired, with ?2 now, leaves out the kept tasks whose retention has ended and which
+// purgeExpired has not removed yet.
+const notExpired = `(expires_at IS NULL OR expires_at > ?2)`
+
 // stateWhere is the condition selecting the tasks of one queue (?1) in state at a time
 // (?2), written so that SQLite uses the partial index of the state.
 func stateWhere(s broker.State) (string, error) {
@@ -701,7 +876,9 @@ func stateWhere(s broker.State) (string, error) {
 	case broker.StateDead:
 		return `state = 'dead' AND queue = ?1`, nil
 	case broker.StateCancelled:
-		return `state = 'cancelled' AND queue = ?1`, nil
+		return `state = 'cancelled' AND queue = ?1 AND ` + notExpired, nil
+	case broker.StateCompleted:
+		return `state = 'completed' AND queue = ?1 AND ` + notExpired, nil
 	}
 	return "", fmt.Errorf("unknown state %q: %w", s, broker.ErrInvalid)
 }

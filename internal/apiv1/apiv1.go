@@ -35,6 +35,11 @@ type Queue struct {
 	// own brokers; on a watched Celery or RQ broker "enqueued_at", "published_at",
 	// "eta", "timestamp", or "first_seen" when it is an estimate (docs/python.md).
 	LatencySource string `json:"latency_source"`
+	// Retained counts the completed tasks kept for a retention.
+	Retained int64 `json:"retained"`
+	// RetentionSeconds is how long the queue keeps completed and cancelled tasks (0:
+	// none).
+	RetentionSeconds float64 `json:"retention_seconds"`
 }
 
 // FromQueue converts a queue's statistics to its JSON shape.
@@ -43,7 +48,7 @@ func FromQueue(q brisk.QueueInfo) Queue {
 		Name: q.Name, Pending: q.Pending, Scheduled: q.Scheduled, Running: q.Running, Dead: q.Dead,
 		LatencySeconds: q.Latency.Seconds(), WithinSLA: brisk.WithinSLA(q),
 		Completed: q.Completed, Failed: q.Failed, Paused: q.Paused, Cancelled: q.Cancelled, Notes: q.Notes,
-		LatencySource: q.LatencySource,
+		LatencySource: q.LatencySource, Retained: q.Retained, RetentionSeconds: q.Retention.Seconds(),
 	}
 	if j.LatencySource == "" {
 		j.LatencySource = "ready_at"
@@ -83,6 +88,28 @@ type Task struct {
 	PayloadBase64  *string         `json:"payload_base64,omitempty"`
 	// Headers are the task's string headers ({} when none).
 	Headers map[string]string `json:"headers"`
+	// RetentionSeconds is the task's own retention (0: its queue's).
+	RetentionSeconds float64 `json:"retention_seconds"`
+	// FinishedAt is when a completed or cancelled task finished, ExpiresAt when a kept one
+	// is removed (null when unset).
+	FinishedAt *string `json:"finished_at"`
+	ExpiresAt  *string `json:"expires_at"`
+	// DurationSeconds is how long a completed task's last attempt ran (null before it
+	// completed).
+	DurationSeconds *float64 `json:"duration_seconds"`
+	// Result is a completed task's result as a JSON value when it is valid JSON, else null
+	// with the bytes in base64 under result_base64 (null too when there is none).
+	Result       json.RawMessage `json:"result"`
+	ResultBase64 *string         `json:"result_base64,omitempty"`
+	// Progress is what the handler last reported, or null.
+	Progress *Progress `json:"progress"`
+}
+
+// Progress is a task's progress in a Task.
+type Progress struct {
+	Percent float64 `json:"percent"`
+	Message string  `json:"message"`
+	At      *string `json:"at"`
 }
 
 // FromTask converts a stored task to its JSON shape: the payload as a JSON value when it
@@ -95,6 +122,16 @@ func FromTask(t *brisk.TaskInfo) Task {
 		FailedAt: Time(t.FailedAt), LeaseUntil: Time(t.LeaseUntil), LastError: t.LastError,
 	}
 	j.Payload, j.PayloadBase64 = payload(t.Payload)
+	j.Result, j.ResultBase64 = payload(t.Result)
+	j.RetentionSeconds = t.Retention.Seconds()
+	j.FinishedAt, j.ExpiresAt = Time(t.FinishedAt), Time(t.ExpiresAt)
+	if t.State == brisk.StateCompleted {
+		d := t.Duration().Seconds()
+		j.DurationSeconds = &d
+	}
+	if p := t.Progress; p != nil {
+		j.Progress = &Progress{Percent: p.Percent, Message: p.Message, At: Time(p.At)}
+	}
 	j.Headers = t.Headers
 	if j.Headers == nil {
 		j.Headers = map[string]string{}
@@ -102,8 +139,8 @@ func FromTask(t *brisk.TaskInfo) Task {
 	return j
 }
 
-// payload is a payload as a JSON value when it is valid JSON, else null with the bytes in
-// base64.
+// payload is a payload (or a result) as a JSON value when it is valid JSON, else null
+// with the bytes in base64.
 func payload(p []byte) (json.RawMessage, *string) {
 	switch {
 	case len(p) == 0:
@@ -192,12 +229,24 @@ const (
 )
 
 // Outcome is what a "brisk worker --exec" child answers for one Delivery, one line of JSON
-// on its standard output.
+// on its standard output. A line with Progress and no Status is a progress report while
+// the task runs; more lines follow.
 type Outcome struct {
 	ID           string  `json:"id"`
-	Status       string  `json:"status"`
+	Status       string  `json:"status,omitempty"`
 	Error        string  `json:"error,omitempty"`
 	DelaySeconds float64 `json:"delay_seconds,omitempty"`
+	// Result, with status ok, is kept as the task's result (any JSON value) where the
+	// task is kept for a retention.
+	Result json.RawMessage `json:"result,omitempty"`
+	// Progress reports how far the task has come (brisk.ReportProgress).
+	Progress *ProgressReport `json:"progress,omitempty"`
+}
+
+// ProgressReport is a progress line of a "brisk worker --exec" child.
+type ProgressReport struct {
+	Percent float64 `json:"percent"`
+	Message string  `json:"message"`
 }
 
 // FromDelivery converts a task handed to a handler, whose run ends at deadline, to the

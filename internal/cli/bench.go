@@ -20,7 +20,7 @@ import (
 
 var benchCmd = &command{
 	name:     "bench",
-	synopsis: "--workload W1|W2|W3|W4|W5 [--tasks N] [--rate R] [--concurrency N] [--prefetch N] [--producers N] [--json]",
+	synopsis: "--workload W1|W2|W3|W4|W5 [--tasks N] [--rate R] [--concurrency N] [--prefetch N] [--producers N] [--retention D] [--json]",
 	summary:  "run a benchmark workload against brisk and print its figures",
 	detail: `
 The workloads (docs/workloads.md); each task carries a 100-byte JSON payload with its
@@ -55,6 +55,13 @@ call after the other). The schedule is the same; more callers model concurrent r
 a web application, so that a broker whose single call takes longer than the interval between
 tasks (PostgreSQL's durable commit per call) still receives the rate.
 
+--retention D keeps the run's completed tasks for D (the queue's retention), each with a
+100-byte result that the handler stores, on a broker that keeps them (SQLite), and samples
+the store every 10 s: the completed tasks kept and, for SQLite, the size of the file and
+its write-ahead log, printed as the run goes and added as retained_start, retained_mid,
+retained_end, retained_max and store_mb_start … store_mb_max. With a retention shorter
+than the run they show whether expired tasks are removed as fast as new ones come.
+
 --json prints one JSON object on one line with workload, broker (password masked), queue,
 tasks, concurrency (and prefetch when set), the workload's figures and seconds (the run's
 wall time).`,
@@ -70,6 +77,7 @@ func runBench(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	concurrency := fs.Int("concurrency", workload.Concurrency, "run `N` handlers at once in the worker")
 	prefetch := fs.Int("prefetch", 0, "let the worker hold `N` tasks beyond its free handlers (WorkerConfig.Prefetch)")
 	producers := fs.Int("producers", 1, "W2 and W3: up to `N` enqueue calls in flight at once")
+	retention := durationFlag(fs, "retention", 0, "keep completed tasks for `D` with a result each, and sample the store's size")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a summary")
 	pos, err := e.parse(fs, args)
 	if err != nil {
@@ -98,6 +106,8 @@ func runBench(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 		return usagef("--producers %d must be at least 1", *producers)
 	case *producers > 1 && wl != "W2" && wl != "W3":
 		return usagef("--producers applies to W2 and W3 only")
+	case *retention < 0:
+		return usagef("--retention %s is negative", *retention)
 	}
 	n, r := *tasks, *rate
 	switch wl {
@@ -139,6 +149,18 @@ func runBench(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	if *asJSON {
 		run.Progress = nil
 	}
+	var sizes *storeSampler
+	if *retention > 0 {
+		if err := c.SetRetention(ctx, queue, *retention); err != nil {
+			return err
+		}
+		sys.Result = []byte(`{"ok":true,"note":"` + strings.Repeat("x", 76) + `"}`) // 100 bytes
+		sizes = newStoreSampler(c.Broker(), queue, run.Progress)
+		sctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); sizes.run(sctx, 10*time.Second) }()
+		defer func() { stop(); <-done }()
+	}
 
 	out := &workload.Result{}
 	out.Add("workload", "workload", wl, "")
@@ -148,6 +170,9 @@ func runBench(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	out.Add("concurrency", "concurrency", *concurrency, "")
 	if *prefetch > 0 {
 		out.Add("prefetch", "prefetch", *prefetch, "")
+	}
+	if *retention > 0 {
+		out.Add("retention_s", "retention", retention.Seconds(), "s")
 	}
 	if wl == "W2" || wl == "W3" {
 		out.Add("rate", "target rate", r, "/s")
@@ -176,6 +201,10 @@ func runBench(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	for _, f := range res.Figures {
 		out.Add(f.Key, f.Label, f.Value, f.Unit)
 	}
+	if sizes != nil {
+		sizes.sample(ctx, time.Since(start))
+		sizes.addTo(out)
+	}
 	out.Add("seconds", "wall time", workload.Round(time.Since(start).Seconds(), 3), "s")
 	if *asJSON {
 		return writeJSON(e.stdout, out, false)
@@ -195,7 +224,7 @@ func orDefault[T int | float64](v, def T) T {
 func benchCleanup(ctx context.Context, sys *workload.Brisk) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	for _, st := range []brisk.State{brisk.StatePending, brisk.StateScheduled, brisk.StateDead} {
+	for _, st := range []brisk.State{brisk.StatePending, brisk.StateScheduled, brisk.StateDead, brisk.StateCompleted} {
 		_, _ = sys.Inspector.DeleteTasks(ctx, sys.Queue, st)
 	}
 }

@@ -561,3 +561,69 @@ func TestDemoShort(t *testing.T) {
 		}
 	}
 }
+
+// TestRetentionResultsAndProgress sets a queue's retention, runs a task whose handler
+// reports progress and stores a result, and checks what brisk tasks shows of it while it
+// runs and once it has completed.
+func TestRetentionResultsAndProgress(t *testing.T) {
+	t.Parallel()
+	url := setup(t)
+	if out := ok(t, "queue", "set", "--broker", url, "--retention", "1h", "jobs"); out != "queue jobs: completed tasks kept 1h\n" {
+		t.Errorf("queue set --retention: %q", out)
+	}
+	if out := ok(t, "queue", "set", "--broker", url, "--sla", "5s", "--retention", "2h", "jobs"); out != "queue jobs: SLA 5s, completed tasks kept 2h\n" {
+		t.Errorf("queue set --sla --retention: %q", out)
+	}
+	id := strings.TrimSpace(ok(t, "enqueue", "--broker", url, "--queue", "jobs", "--retention", "30m", "report", `{"n":1}`))
+	c := open(t, url)
+	release := make(chan struct{})
+	w, err := brisk.NewWorker(c.Broker(), brisk.WorkerConfig{Queues: []brisk.QueueSpec{{Name: "jobs"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.HandleFunc("report", func(ctx context.Context, _ *brisk.Task) error {
+		if err := brisk.ReportProgress(ctx, 25, "page 1 of 4"); err != nil {
+			return err
+		}
+		<-release
+		return brisk.SetResult(ctx, []byte(`{"pages":4}`))
+	})
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(ok(t, "tasks", "--broker", url, "--queue", "jobs", "--state", "running"), "25% page 1 of 4") {
+		if time.Now().After(deadline) {
+			t.Fatal("brisk tasks --state running never showed the progress")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(release)
+	if _, err := c.Result(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	list := ok(t, "tasks", "--broker", url, "--queue", "jobs", "--state", "completed")
+	if !strings.Contains(list, "FINISHED AT") || !strings.Contains(list, id) || !strings.Contains(list, `{"pages":4}`) {
+		t.Errorf("tasks --state completed:\n%s", list)
+	}
+	one := ok(t, "tasks", "--broker", url, "--id", id)
+	for _, want := range []string{"state:        completed", "result:       {\"pages\":4}", "retention:    30m0s", "progress:     25% page 1 of 4"} {
+		if !strings.Contains(one, want) {
+			t.Errorf("tasks --id lacks %q:\n%s", want, one)
+		}
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(ok(t, "tasks", "--broker", url, "--id", id, "--json")), &got); err != nil {
+		t.Fatal(err)
+	}
+	hasKeys(t, got, "result", "finished_at", "expires_at", "duration_seconds", "progress", "retention_seconds")
+	if r, _ := got["result"].(map[string]any); r["pages"] != 4.0 {
+		t.Errorf("tasks --json result = %v", got["result"])
+	}
+	q := findQueue(t, queuesJSON(t, url), "jobs")
+	if q["retained"] != 1.0 || q["retention_seconds"] != 7200.0 || q["pending"] != 0.0 {
+		t.Errorf("queues --json: %v", q)
+	}
+	fails(t, 2, "enqueue", "--broker", url, "--retention", "-1s", "report")
+}

@@ -12,7 +12,7 @@ var deleteCmd = &command{
 	synopsis: "--queue Q [--state STATE] (--all | ID...)",
 	summary:  "delete tasks of a queue in one state (dead by default)",
 	detail: `
-Give the ids of tasks of the queue in --state (dead, pending, scheduled or cancelled; running tasks
+Give the ids of tasks of the queue in --state (dead, pending, scheduled, cancelled or completed; running tasks
 belong to a worker and cannot be deleted), or --all for every task of the queue in that
 state. It prints how many tasks it deleted, and how many of the ids given named no such
 task (they are not counted). Nothing to delete is not an error: with --all as with ids,
@@ -24,7 +24,7 @@ brisk queue delete.`,
 func runDelete(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	brokerURL := brokerFlag(fs)
 	queue := fs.String("queue", "", "delete from queue `Q` (required)")
-	state := fs.String("state", string(brisk.StateDead), "delete tasks in `STATE`: dead, pending, scheduled or cancelled")
+	state := fs.String("state", string(brisk.StateDead), "delete tasks in `STATE`: dead, pending, scheduled, cancelled or completed")
 	all := fs.Bool("all", false, "delete every task of the queue in that state")
 	ids, err := e.parse(fs, args)
 	if err != nil {
@@ -35,7 +35,7 @@ func runDelete(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 	case st == brisk.StateRunning:
 		return usagef("running tasks belong to a worker and cannot be deleted")
 	case !st.Valid():
-		return usagef("--state %q is not one of dead, pending, scheduled, cancelled", *state)
+		return usagef("--state %q is not one of dead, pending, scheduled, cancelled, completed", *state)
 	}
 	if err := checkSelection(*queue, *all, ids); err != nil {
 		return err

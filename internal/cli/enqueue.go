@@ -29,6 +29,10 @@ Nothing is stored when the payload or an option is bad (exit status 2).
 --process-at in the past means now: the task is ready at once, its latency counted from
 the enqueue.
 
+--retention D keeps the task for D once it has completed (or been cancelled), with the
+result its handler stored: brisk tasks --id ID shows it. Only the SQLite broker keeps
+completed tasks; others refuse the task.
+
 --unique-for D makes the task unique in its queue for D: while a task of the same type
 and payload (or of the same --unique-key) was enqueued less than D ago, nothing is stored;
 the command then prints that task's id and fails (exit status 1) with "duplicate".
@@ -47,6 +51,7 @@ func runEnqueue(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	timeout := durationFlag(fs, "timeout", 0, "bound one run of the handler to `D` (default: the worker's)")
 	uniqueFor := durationFlag(fs, "unique-for", 0, "store the task only if no task with its unique key was enqueued in the last `D`")
 	uniqueKey := fs.String("unique-key", "", "the unique key `K` (default: the type and a hash of the payload); needs --unique-for")
+	retention := durationFlag(fs, "retention", 0, "keep the task for `D` once it has completed, with its result (default: its queue's retention)")
 	var headers headerFlag
 	fs.Var(&headers, "header", "carry header `NAME=VALUE` to the handler (repeatable)")
 	pos, err := e.parse(fs, args)
@@ -68,6 +73,8 @@ func runEnqueue(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 		return usagef("give --delay or --process-at, not both")
 	case *uniqueFor < 0:
 		return usagef("--unique-for %s is negative", *uniqueFor)
+	case *retention < 0:
+		return usagef("--retention %s is negative", *retention)
 	case *uniqueKey != "" && *uniqueFor == 0:
 		return usagef("--unique-key needs --unique-for D (how long the key is held)")
 	}
@@ -93,6 +100,9 @@ func runEnqueue(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	}
 	if *uniqueFor > 0 {
 		opts = append(opts, brisk.UniqueKey(*uniqueKey, *uniqueFor))
+	}
+	if *retention > 0 {
+		opts = append(opts, brisk.Retain(*retention))
 	}
 	for _, h := range headers {
 		opts = append(opts, brisk.WithHeader(h[0], h[1]))

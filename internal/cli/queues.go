@@ -22,7 +22,8 @@ paused queue (see brisk pause) shows PAUSED in the status column.
 
 --json prints an array of objects with the keys name, pending, scheduled, running, dead,
 latency_seconds, sla_seconds (null when no SLA is set), within_sla, completed, failed,
-paused, cancelled, latency_source (what the latency is measured from: ready_at for
+paused, cancelled, retained (completed tasks kept for a retention), retention_seconds
+(0: none), latency_source (what the latency is measured from: ready_at for
 brisk's own brokers; on a watched Celery or RQ broker enqueued_at, published_at, eta,
 timestamp, or first_seen when it is an estimate) and notes (an array, present only when the
 broker cannot give a figure exactly: where it comes from, how old it may be).`,

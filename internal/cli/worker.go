@@ -176,7 +176,7 @@ func runWorker(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 		}
 		handler, closeHandler = pool, pool.Close
 	} else {
-		hh, err := newHTTPHandler(*httpURL, headers)
+		hh, err := newHTTPHandler(*httpURL, headers, logger)
 		if err != nil {
 			return err
 		}

@@ -274,6 +274,15 @@ func (p *execPool) ProcessTask(ctx context.Context, t *brisk.Task) error {
 				c.kill()
 				return fmt.Errorf("child %d (pid %d): protocol error (the child was restarted): %w", c.index, c.cmd.Process.Pid, err)
 			}
+			if out.Progress != nil {
+				reportProgress(ctx, p.cfg.Logger, t.ID, *out.Progress)
+			}
+			if out.Status == "" {
+				continue // a progress line: the outcome follows
+			}
+			if out.Status == apiv1.OutcomeOK && len(out.Result) > 0 {
+				keepResult(ctx, p.cfg.Logger, t.ID, out.Result, true)
+			}
 			return outcomeError(out)
 		case <-ctx.Done():
 			// The task's timeout passed, or its lease was lost, or the shutdown's grace
@@ -301,6 +310,10 @@ func parseOutcome(line []byte, id string) (apiv1.Outcome, error) {
 	switch out.Status {
 	case apiv1.OutcomeOK, apiv1.OutcomeRetry, apiv1.OutcomeFail, apiv1.OutcomeDead:
 		return out, nil
+	case "":
+		if out.Progress != nil {
+			return out, nil
+		}
 	}
 	return out, fmt.Errorf("reply %s: status %q is not ok, retry, fail or dead", clip(line), out.Status)
 }

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -23,10 +25,11 @@ type httpHandler struct {
 	url     string
 	headers http.Header
 	client  *http.Client
+	log     *slog.Logger
 }
 
 // newHTTPHandler checks the URL and the extra headers ("K: V").
-func newHTTPHandler(rawURL string, headers []string) (*httpHandler, error) {
+func newHTTPHandler(rawURL string, headers []string, log *slog.Logger) (*httpHandler, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, usagef("--http %q is not an http:// or https:// URL", rawURL)
@@ -78,6 +81,15 @@ func (h *httpHandler) ProcessTask(ctx context.Context, t *brisk.Task) error {
 		return fmt.Errorf("POST %s: %w", h.url, err) // retried with backoff
 	}
 	defer resp.Body.Close()
+	if err := statusError(resp.StatusCode, resp.Header.Get("Retry-After"), nil, time.Now()); err == nil {
+		// Done: a JSON body is the task's result, kept where the task has a retention.
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, brisk.MaxResult+1))
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "application/json" && len(bytes.TrimSpace(body)) > 0 {
+			keepResult(ctx, h.log, t.ID, body, false)
+		}
+		return nil
+	}
 	// Read a little of the body for the error message, and drain it so that the
 	// connection is kept alive.
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))

@@ -591,3 +591,40 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestWorkerHTTPResult checks that a 2xx JSON body of an --http endpoint is kept as the
+// result of a task with a retention, and that another body or content type is not.
+func TestWorkerHTTPResult(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var d apiv1.Delivery
+		if err := json.NewDecoder(r.Body).Decode(&d); err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		if d.Type == "json" {
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			fmt.Fprintf(w, `{"id":%q,"pages":4}`, d.ID)
+			return
+		}
+		fmt.Fprint(w, "done") // text/plain: no result
+	}))
+	defer srv.Close()
+	url := setup(t)
+	c := open(t, url)
+	if err := c.SetRetention(context.Background(), "web", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	withJSON := enqueueN(t, c, "web", "json", `{}`, 1)[0]
+	plain := enqueueN(t, c, "web", "text", `{}`, 1)[0]
+	startWorker(t, nil, "--broker", url, "--queue", "web", "--concurrency", "2", "--http", srv.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	got, err := c.Result(ctx, withJSON)
+	if err != nil || string(got.Result) != fmt.Sprintf(`{"id":%q,"pages":4}`, withJSON) {
+		t.Fatalf("result of the JSON response = %+v, %v", got, err)
+	}
+	if got, err := c.Result(ctx, plain); err != nil || got.Result != nil {
+		t.Fatalf("result of the text response = %q, %v; want completed without a result", got.Result, err)
+	}
+}

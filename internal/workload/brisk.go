@@ -18,6 +18,8 @@ type Brisk struct {
 	Worker brisk.WorkerConfig
 	// OpenBroker, when set, opens a broker of a worker's own (closed when it stops).
 	OpenBroker func(ctx context.Context) (brisk.Broker, error)
+	// Result, when set, is stored by the handler as each task's result (brisk.SetResult).
+	Result []byte
 }
 
 var _ System = (*Brisk)(nil)
@@ -71,7 +73,13 @@ func (s *Brisk) StartWorker(ctx context.Context, h Handler) (func() error, error
 		closeBroker()
 		return nil, err
 	}
-	w.HandleFunc(TaskType, func(ctx context.Context, t *brisk.Task) error { return h(ctx, t.Payload) })
+	result := s.Result
+	w.HandleFunc(TaskType, func(ctx context.Context, t *brisk.Task) error {
+		if err := h(ctx, t.Payload); err != nil || result == nil {
+			return err
+		}
+		return brisk.SetResult(ctx, result)
+	})
 	if err := w.Start(ctx); err != nil {
 		closeBroker()
 		return nil, err

@@ -14,7 +14,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 	"github.com/briskq/brisk/internal/limithint"
 )
@@ -133,6 +132,9 @@ func OpenOptions(ctx context.Context, opts Options) (*Broker, error) {
 		if err := s.Load(pctx, b.rdb).Err(); err != nil {
 			return fail(fmt.Errorf("brisk: redis: open %s: load scripts: %w: %w", b.addr, broker.ErrUnavailable, err))
 		}
+	}
+	if err := b.migrate(ctx); err != nil {
+		return fail(err)
 	}
 	b.checkDurability(pctx)
 	return b, nil
@@ -317,7 +319,7 @@ func (b *Broker) enqueueArgs(order []string, groups map[string][]*broker.Task) (
 		n += len(groups[q])
 	}
 	keys := make([]string, 0, 2*len(order))
-	args := make([]any, 0, 2+4*len(order)+10*n)
+	args := make([]any, 0, 2+4*len(order)+5*n)
 	args = append(args, b.k.wake(), len(order))
 	for _, q := range order {
 		keys = append(keys, b.k.ready(q), b.k.meta(q))
@@ -327,8 +329,7 @@ func (b *Broker) enqueueArgs(order []string, groups map[string][]*broker.Task) (
 			if t.Unique.Key != "" {
 				until = t.Unique.Until.UnixMilli()
 			}
-			args = append(args, t.ID, t.Type, t.Payload, t.MaxAttempts, int64(t.Timeout),
-				us(t.EnqueuedAt), us(t.ReadyAt), t.Unique.Key, until, encodeHeaders(t.Headers))
+			args = append(args, t.ID, encodeNew(t), us(t.ReadyAt), t.Unique.Key, until)
 		}
 	}
 	return keys, args
@@ -428,36 +429,23 @@ func (b *Broker) decodeReserve(c reserveCall, res []any) []*broker.Task {
 	return c.decode(res[2:])
 }
 
-// decode turns the tasks of the script's reply (12 fields per task) into leased tasks.
+// decode turns the tasks of the script's reply (its id and its record as leased, per
+// task) into leased tasks. A record that cannot be decoded (only one written by something
+// other than brisk's scripts) gives the values read before the fault: the script could
+// decode it, so its lease and token are whole, and its handler decides what to do.
 func (c reserveCall) decode(res []any) []*broker.Task {
 	startedAt := time.UnixMicro(c.start.UnixMicro())
 	leaseUntil := time.UnixMicro(c.until.UnixMicro())
-	out := make([]*broker.Task, 0, len(res)/12)
-	for i := 0; i+12 <= len(res); i += 12 {
-		var f [12]string
-		for j := range f {
-			f[j] = asString(res[i+j])
-		}
-		out = append(out, &broker.Task{
-			TaskInfo: brisktype.TaskInfo{
-				ID:          f[0],
-				Queue:       c.queue,
-				Type:        f[3],
-				Payload:     []byte(f[4]),
-				State:       broker.StateRunning,
-				Attempt:     atoi(f[1]),
-				MaxAttempts: atoi(f[5]),
-				Timeout:     time.Duration(atoi64(f[6])),
-				EnqueuedAt:  usTime(f[7]),
-				ReadyAt:     usTime(f[8]),
-				StartedAt:   startedAt,
-				LeaseUntil:  leaseUntil,
-				LastError:   f[9],
-				FailedAt:    usTime(f[10]),
-				Headers:     decodeHeaders(f[11]),
-			},
-			Lease: broker.Lease{TaskID: f[0], Queue: c.queue, Token: f[2]},
-		})
+	out := make([]*broker.Task, 0, len(res)/2)
+	for i := 0; i+2 <= len(res); i += 2 {
+		id := asString(res[i])
+		r, _ := decodeRecord(asString(res[i+1]))
+		t := r.task(id, c.queue, startedAt)
+		t.State = broker.StateRunning
+		t.StartedAt = startedAt
+		t.LeaseUntil = leaseUntil
+		t.Lease = broker.Lease{TaskID: id, Queue: c.queue, Token: strconv.FormatInt(r.Token, 10)}
+		out = append(out, t)
 	}
 	return out
 }
@@ -711,8 +699,6 @@ func atoi64(s string) int64 {
 	n, _ := strconv.ParseInt(s, 10, 64)
 	return n
 }
-
-func atoi(s string) int { return int(atoi64(s)) }
 
 // usTime turns stored microseconds into a time; "" or 0 is the zero time.
 func usTime(s string) time.Time {

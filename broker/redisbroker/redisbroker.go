@@ -248,13 +248,13 @@ func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
 		}
 		return nil
 	}
-	keys, args := b.enqueueArgs(order, groups)
+	script, keys, args := b.enqueueCall(order, groups)
 	var err error
 	if !b.cluster {
 		// One command: the script also adds the queues to the registry (after its
 		// duplicate check, so a refused batch registers nothing).
 		keys = append(keys, b.k.queues())
-		err = enqueueScript.Run(ctx, b.rdb, keys, args...).Err()
+		err = script.Run(ctx, b.rdb, keys, args...).Err()
 	} else {
 		// On a cluster the registry lives in another slot than the queue: it is written
 		// first, in the same round trip, so that Stats never misses a queue that holds
@@ -270,9 +270,9 @@ func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
 			}
 			return err
 		}
-		err = run(func(p redis.Pipeliner) *redis.Cmd { return enqueueScript.EvalSha(ctx, p, keys, args...) })
+		err = run(func(p redis.Pipeliner) *redis.Cmd { return script.EvalSha(ctx, p, keys, args...) })
 		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			err = run(func(p redis.Pipeliner) *redis.Cmd { return enqueueScript.Eval(ctx, p, keys, args...) })
+			err = run(func(p redis.Pipeliner) *redis.Cmd { return script.Eval(ctx, p, keys, args...) })
 		}
 		if err == nil {
 			b.registerFresh(ctx, order[:1], []*redis.Cmd{cmd})
@@ -309,6 +309,24 @@ func (b *Broker) registerFresh(ctx context.Context, queues []string, cmds []*red
 	if err := b.rdb.SAdd(ctx, b.k.queues(), fresh...).Err(); err != nil {
 		b.log.Warn("redis: enqueue: the tasks are stored, but their new queue could not be registered again for Stats", "queues", fresh, "err", err)
 	}
+}
+
+// enqueueCall returns the script, KEYS and ARGV that store the tasks of the given queues
+// in one call: enqueueOneScript for one task, else enqueueScript (enqueueArgs). The
+// registry key, where the caller passes it, goes last.
+func (b *Broker) enqueueCall(order []string, groups map[string][]*broker.Task) (*redis.Script, []string, []any) {
+	if len(order) > 1 || len(groups[order[0]]) > 1 {
+		keys, args := b.enqueueArgs(order, groups)
+		return enqueueScript, keys, args
+	}
+	q, t := order[0], groups[order[0]][0]
+	var lock string
+	var until int64
+	if t.Unique.Key != "" {
+		lock, until = b.k.uniquePrefix(q)+t.Unique.Key, t.Unique.Until.UnixMilli()
+	}
+	return enqueueOneScript, []string{b.k.task(q, t.ID), b.k.ready(q), b.k.meta(q)},
+		[]any{b.k.wake(), q, encodeNew(t), us(t.ReadyAt), t.ID, lock, until}
 }
 
 // enqueueArgs returns the KEYS and ARGV of one enqueueScript call storing the tasks of the

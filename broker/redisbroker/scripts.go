@@ -28,8 +28,11 @@ end
 // enqueueScript stores a batch of new tasks, all of them or none.
 //
 //	KEYS[2g-1], KEYS[2g]: the ready ZSET and the meta HASH of the g-th queue of the batch
-//	KEYS[2G+1], optional: the queue registry SET, to which each queue is added (one server
-//	only: on a cluster the registry lives in another slot, and the caller adds to it)
+//	KEYS[2G+1], optional: the queue registry SET, to which a queue is added when its
+//	sequence starts (one server only: on a cluster the registry lives in another slot, and
+//	the caller adds to it). A queue whose sequence exists is registered already: only
+//	this script starts a sequence, and DeleteQueue's script deletes it (the meta HASH)
+//	together with the registry entry, so one SADD per queue's life is enough.
 //	ARGV[1]: the wake channel
 //	ARGV[2]: the number of queues G
 //	then for each queue: its task key prefix, its uniqueness lock prefix, its name, its
@@ -46,12 +49,10 @@ end
 // STRING holding the task's id that expires at the end of the window (SET PXAT).
 // Publishes each queue's name on the wake channel.
 //
-// A call of one task checks its id with SET NX instead of EXISTS first (a refused one
-// has used a sequence number, which only leaves a gap); a batch checks every id before
-// it writes anything, then writes the records with MSET.
+// Every id is checked before anything is written; the records are written with MSET (one
+// per 250 tasks). A batch of one task goes to enqueueOneScript instead.
 var enqueueScript = redis.NewScript(luaChunked + `
 local G = tonumber(ARGV[2])
-local single = G == 1 and ARGV[6] == '1'
 local pos = 3
 local groups = {}
 for g = 1, G do
@@ -60,7 +61,7 @@ for g = 1, G do
   for i = 0, n - 1 do
     local b = pos + 4 + i*5
     local id = ARGV[b]
-    if not single and redis.call('EXISTS', prefix .. id) == 1 then
+    if redis.call('EXISTS', prefix .. id) == 1 then
       return redis.error_reply('DUP ' .. g .. ' ' .. id)
     end
     if ARGV[b+3] ~= '' then
@@ -81,28 +82,53 @@ for g = 1, G do
   for i = 0, n - 1 do
     local b = p + 4 + i*5
     local id, seq = ARGV[b], last - n + 1 + i
-    local rec = ARGV[b+1] .. cmsgpack.pack(seq)
-    if single then
-      if not redis.call('SET', prefix .. id, rec, 'NX') then
-        return redis.error_reply('DUP ' .. g .. ' ' .. id)
-      end
-    else
-      recs[#recs+1] = prefix .. id
-      recs[#recs+1] = rec
-    end
+    recs[#recs+1] = prefix .. id
+    recs[#recs+1] = ARGV[b+1] .. cmsgpack.pack(seq)
     if ARGV[b+3] ~= '' then
       redis.call('SET', uprefix .. ARGV[b+3], id, 'PXAT', ARGV[b+4])
     end
     members[#members+1] = ARGV[b+2]
     members[#members+1] = string.format('%016d:', seq) .. id
   end
-  if #recs > 0 then chunked('MSET', nil, recs) end
+  chunked('MSET', nil, recs)
   chunked('ZADD', ready, members)
-  if #KEYS > 2*G then redis.call('SADD', KEYS[2*G+1], queue) end
+  if last == n and #KEYS > 2*G then redis.call('SADD', KEYS[2*G+1], queue) end
   redis.call('PUBLISH', ARGV[1], queue)
   total = total + n
 end
 return {total, fresh}
+`)
+
+// enqueueOneScript stores one new task: enqueueScript's work for a batch of one, in as
+// few calls as it takes (a single enqueue is one round trip whose time is mostly this
+// script's): the id is checked by SET NX, which also writes the record.
+//
+//	KEYS[1] the task key, KEYS[2] the ready ZSET, KEYS[3] the meta HASH, KEYS[4],
+//	optional: the queue registry SET (as in enqueueScript)
+//	ARGV[1] the wake channel, ARGV[2] the queue's name, ARGV[3] the record without its
+//	sequence (encodeNew), ARGV[4] ready at µs, ARGV[5] the id, ARGV[6] the uniqueness
+//	lock key ("" for none), ARGV[7] unique until (Unix ms)
+//
+// Returns {1, fresh} and errors "DUP 1 <id>" and "UNIQ 1 0 <holder id>" as enqueueScript
+// does. A refused id has used a sequence number, which only leaves a gap in the order.
+var enqueueOneScript = redis.NewScript(`
+if ARGV[6] ~= '' then
+  local holder = redis.call('GET', ARGV[6])
+  if holder then return redis.error_reply('UNIQ 1 0 ' .. holder) end
+end
+local seq = redis.call('HINCRBY', KEYS[3], 'seq', 1)
+if not redis.call('SET', KEYS[1], ARGV[3] .. cmsgpack.pack(seq), 'NX') then
+  return redis.error_reply('DUP 1 ' .. ARGV[5])
+end
+if ARGV[6] ~= '' then redis.call('SET', ARGV[6], ARGV[5], 'PXAT', ARGV[7]) end
+redis.call('ZADD', KEYS[2], ARGV[4], string.format('%016d:', seq) .. ARGV[5])
+local fresh = 0
+if seq == 1 then
+  fresh = 1
+  if KEYS[4] then redis.call('SADD', KEYS[4], ARGV[2]) end
+end
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return {1, fresh}
 `)
 
 // reserveScript reclaims the queue's expired leases and leases up to a limit of its ready
@@ -528,7 +554,7 @@ return #ms
 
 // allScripts are loaded at Open so that the first calls need no EVAL fallback.
 var allScripts = []*redis.Script{
-	enqueueScript, reserveScript, ackScript, extendScript, releaseScript, retryScript,
+	enqueueScript, enqueueOneScript, reserveScript, ackScript, extendScript, releaseScript, retryScript,
 	killScript, releaseWorkerScript, retryDeadScript, deleteScript, deleteQueueScript, addSamplesScript,
 	cancelScript, setLimitScript, acquireLeaderScript, renewLeaderScript, releaseLeaderScript,
 	markRunScript, migrateScript,

@@ -48,6 +48,9 @@ type Broker struct {
 
 	hub   *hub
 	hints limithint.Hints // why limits left ready tasks behind, per queue (see Wait)
+	// registered holds, on a cluster, the queues that an enqueue of this process has
+	// added to the registry (see Enqueue).
+	registered sync.Map
 
 	closed    atomic.Bool
 	closedCh  chan struct{}
@@ -255,10 +258,19 @@ func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
 		// duplicate check, so a refused batch registers nothing).
 		keys = append(keys, b.k.queues())
 		err = script.Run(ctx, b.rdb, keys, args...).Err()
+	} else if _, known := b.registered.Load(order[0]); known {
+		// This process has registered the queue: the script alone, on the queue's node. A
+		// queue deleted since (by any process) starts its sequence again, and the script
+		// says so: registerFresh registers it once more.
+		cmd := script.Run(ctx, b.rdb, keys, args...)
+		if err = cmd.Err(); err == nil {
+			b.registerFresh(ctx, order[:1], []*redis.Cmd{cmd})
+		}
 	} else {
 		// On a cluster the registry lives in another slot than the queue: it is written
 		// first, in the same round trip, so that Stats never misses a queue that holds
-		// tasks (a refused batch may leave an empty queue registered).
+		// tasks (a refused batch may leave an empty queue registered). This process's
+		// next enqueues to the queue skip it (registered).
 		var cmd *redis.Cmd
 		run := func(eval func(pipe redis.Pipeliner) *redis.Cmd) error {
 			pipe := b.rdb.Pipeline()
@@ -275,6 +287,7 @@ func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
 			err = run(func(p redis.Pipeliner) *redis.Cmd { return script.Eval(ctx, p, keys, args...) })
 		}
 		if err == nil {
+			b.registered.Store(order[0], struct{}{})
 			b.registerFresh(ctx, order[:1], []*redis.Cmd{cmd})
 		}
 	}
@@ -295,7 +308,7 @@ func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
 // DeleteQueue may have removed such a queue from the registry between this enqueue's
 // registry write and its script (see DeleteQueue). The tasks are stored whatever happens
 // here, so a failure is logged, not returned: the queue stays unlisted until its next
-// enqueue or declaration.
+// enqueue (which writes the registry first again) or declaration.
 func (b *Broker) registerFresh(ctx context.Context, queues []string, cmds []*redis.Cmd) {
 	var fresh []any
 	for i, c := range cmds {
@@ -307,6 +320,9 @@ func (b *Broker) registerFresh(ctx context.Context, queues []string, cmds []*red
 		return
 	}
 	if err := b.rdb.SAdd(ctx, b.k.queues(), fresh...).Err(); err != nil {
+		for _, q := range fresh {
+			b.registered.Delete(q) // the next enqueue registers it before its script
+		}
 		b.log.Warn("redis: enqueue: the tasks are stored, but their new queue could not be registered again for Stats", "queues", fresh, "err", err)
 	}
 }

@@ -1,0 +1,271 @@
+// Command clusterbench runs W1 (single enqueue, batch enqueue, drain) and the memory per
+// pending task against brisk and asynq on one Redis Cluster, in the same run, so that the
+// ratios of issue 18's part 4 can be quoted. It needs an empty cluster (no key of asynq's,
+// none of brisk's under its prefix) and leaves it as it found it.
+//
+//	cd bench && go run ./cmd/clusterbench -seeds 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/briskq/brisk"
+	"github.com/briskq/brisk/broker/redisbroker"
+	"github.com/briskq/brisk/internal/workload"
+)
+
+func main() {
+	seeds := flag.String("seeds", "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003", "comma-separated seed `addresses` of the cluster")
+	n := flag.Int("n", 20000, "W1: tasks enqueued one call each, and as many again in batches (drain 2n)")
+	memN := flag.Int("mem-n", 10000, "MEM: pending tasks enqueued to measure the cluster's memory")
+	flag.Parse()
+	if err := run(context.Background(), strings.Split(*seeds, ","), *n, *memN); err != nil {
+		fmt.Fprintln(os.Stderr, "clusterbench:", err)
+		os.Exit(1)
+	}
+}
+
+// cluster is the cluster under test, seen by the harness itself.
+type cluster struct {
+	seeds []string
+	rdb   *redis.ClusterClient
+}
+
+// forMasters runs f on every master, one at a time.
+func (c *cluster) forMasters(ctx context.Context, f func(context.Context, *redis.Client) error) error {
+	var mu sync.Mutex
+	return c.rdb.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		mu.Lock()
+		defer mu.Unlock()
+		return f(ctx, m)
+	})
+}
+
+// usedMemory sums INFO memory's used_memory over the masters, after a short pause (client
+// buffers and lazy frees settle).
+func (c *cluster) usedMemory(ctx context.Context) (int64, error) {
+	time.Sleep(500 * time.Millisecond)
+	var total int64
+	err := c.forMasters(ctx, func(ctx context.Context, m *redis.Client) error {
+		info, err := m.Info(ctx, "memory").Result()
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(info, "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
+				x, err := strconv.ParseInt(v, 10, 64)
+				total += x
+				return err
+			}
+		}
+		return errors.New("no used_memory in INFO memory")
+	})
+	return total, err
+}
+
+// keys counts the keys matching pattern on every master.
+func (c *cluster) keys(ctx context.Context, pattern string) (int, error) {
+	total := 0
+	err := c.forMasters(ctx, func(ctx context.Context, m *redis.Client) error {
+		ks, err := m.Keys(ctx, pattern).Result()
+		total += len(ks)
+		return err
+	})
+	return total, err
+}
+
+// unlink deletes the keys matching pattern on every master.
+func (c *cluster) unlink(ctx context.Context, pattern string) error {
+	return c.forMasters(ctx, func(ctx context.Context, m *redis.Client) error {
+		ks, err := m.Keys(ctx, pattern).Result()
+		if err != nil {
+			return err
+		}
+		for _, k := range ks {
+			if err := m.Unlink(ctx, k).Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// system is one task queue under test, with the pattern of its keys.
+type system struct {
+	name    string
+	sys     workload.System
+	pattern string
+	close   func()
+}
+
+func newBrisk(ctx context.Context, c *cluster) (*system, error) {
+	prefix := fmt.Sprintf("clusterbench_%08x", rand.Uint32())
+	open := func(ctx context.Context) (*redisbroker.Broker, error) {
+		return redisbroker.OpenOptions(ctx, redisbroker.Options{Cluster: &redis.ClusterOptions{Addrs: c.seeds}, Prefix: prefix})
+	}
+	b, err := open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s := &workload.Brisk{Client: brisk.NewClient(b), Inspector: brisk.NewInspector(b), Queue: "pb",
+		OpenBroker: func(ctx context.Context) (brisk.Broker, error) { return open(ctx) }}
+	return &system{name: "brisk", sys: s, pattern: "*" + prefix + "*", close: func() { b.Close() }}, nil
+}
+
+// asynqSystem is asynq v0.26 on the cluster (its keys carry the {queue} hash tag), with
+// the settings of peerbench's asynq.
+type asynqSystem struct {
+	seeds []string
+	queue string
+	cl    *asynq.Client
+	in    *asynq.Inspector
+}
+
+func (s *asynqSystem) client() *redis.ClusterClient {
+	return redis.NewClusterClient(&redis.ClusterOptions{Addrs: s.seeds})
+}
+
+func (s *asynqSystem) Enqueue(ctx context.Context, seq int, delay time.Duration) error {
+	now := time.Now()
+	opts := []asynq.Option{asynq.Queue(s.queue)}
+	if delay > 0 {
+		opts = append(opts, asynq.ProcessIn(delay))
+	}
+	_, err := s.cl.EnqueueContext(ctx, asynq.NewTask(workload.TaskType, workload.Payload(seq, now, now.Add(delay))), opts...)
+	return err
+}
+
+func (s *asynqSystem) EnqueueBatch(context.Context, []int, []time.Duration) error {
+	return workload.ErrNoBatch
+}
+
+func (s *asynqSystem) StartWorker(_ context.Context, h workload.Handler) (func() error, error) {
+	rdb := s.client()
+	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
+		Concurrency: workload.Concurrency, Queues: map[string]int{s.queue: 1},
+		ShutdownTimeout: 5 * time.Second, LogLevel: asynq.WarnLevel,
+	})
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(workload.TaskType, func(ctx context.Context, t *asynq.Task) error { return h(ctx, t.Payload()) })
+	if err := srv.Start(mux); err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	return func() error {
+		srv.Shutdown()
+		return rdb.Close()
+	}, nil
+}
+
+func (s *asynqSystem) Remaining(context.Context) (int, error) {
+	qi, err := s.in.GetQueueInfo(s.queue)
+	if err != nil {
+		if errors.Is(err, asynq.ErrQueueNotFound) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	return qi.Pending + qi.Active + qi.Scheduled + qi.Retry, nil
+}
+
+func newAsynq(c *cluster) *system {
+	s := &asynqSystem{seeds: c.seeds, queue: "pb"}
+	cl, in := s.client(), s.client()
+	s.cl, s.in = asynq.NewClientFromRedisClient(cl), asynq.NewInspectorFromRedisClient(in)
+	return &system{name: "asynq", sys: s, pattern: "asynq:*", close: func() { s.cl.Close(); in.Close() }}
+}
+
+// measure runs W1 and MEM on one system and deletes its keys after each.
+func measure(ctx context.Context, c *cluster, s *system, n, memN int) (map[string]float64, error) {
+	out := map[string]float64{}
+	ru := &workload.Runner{System: s.sys, Progress: os.Stderr}
+	r, err := ru.W1(ctx, n)
+	if err != nil {
+		return nil, fmt.Errorf("%s W1: %w", s.name, err)
+	}
+	for _, k := range []string{"enqueue_per_s", "enqueue_batch_per_s", "drain_per_s"} {
+		if v, ok := r.Get(k); ok {
+			out[k], _ = v.(float64)
+		}
+	}
+	if err := c.unlink(ctx, s.pattern); err != nil {
+		return nil, err
+	}
+	before, err := c.usedMemory(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ru.EnqueueAll(ctx, 0, memN, nil); err != nil {
+		return nil, fmt.Errorf("%s MEM: %w", s.name, err)
+	}
+	after, err := c.usedMemory(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out["mem_per_10k_mib"] = float64(after-before) / float64(memN) * 10000 / (1 << 20)
+	return out, c.unlink(ctx, s.pattern)
+}
+
+func run(ctx context.Context, seeds []string, n, memN int) error {
+	c := &cluster{seeds: seeds, rdb: redis.NewClusterClient(&redis.ClusterOptions{Addrs: seeds})}
+	defer c.rdb.Close()
+	if k, err := c.keys(ctx, "asynq:*"); err != nil || k > 0 {
+		return fmt.Errorf("the cluster must hold no asynq key (%d found, %v)", k, err)
+	}
+	b, err := newBrisk(ctx, c)
+	if err != nil {
+		return err
+	}
+	a := newAsynq(c)
+	started := time.Now().UTC()
+	res := map[string]map[string]float64{}
+	for _, s := range []*system{b, a} {
+		m, err := measure(ctx, c, s, n, memN)
+		s.close()
+		if err != nil {
+			_ = c.unlink(ctx, s.pattern)
+			return err
+		}
+		res[s.name] = m
+	}
+	fmt.Printf("## clusterbench %s UTC, %s\n\nRedis Cluster %s; W1 n=%d (drain 2n); MEM %d pending tasks; payload 100 bytes.\n\n",
+		started.Format("2006-01-02 15:04"), time.Since(started).Round(time.Second), strings.Join(seeds, ","), n, memN)
+	fmt.Println("| figure | brisk | asynq | ÷asynq |\n| --- | --- | --- | --- |")
+	for _, row := range []struct{ key, label string }{
+		{"enqueue_per_s", "W1 enqueue, one call each (/s)"},
+		{"enqueue_batch_per_s", "W1 enqueue, batches of 1,000 (/s)"},
+		{"drain_per_s", "W1 drain, 1 worker (/s)"},
+		{"mem_per_10k_mib", "memory per 10,000 pending tasks (MiB, summed over the masters)"},
+	} {
+		bv, av := res["brisk"][row.key], res["asynq"][row.key]
+		ratio := ""
+		if av > 0 {
+			ratio = fmt.Sprintf("%.2f×", bv/av)
+		}
+		fmt.Printf("| %s | %s | %s | %s |\n", row.label, num(bv), num(av), ratio)
+	}
+	return nil
+}
+
+func num(v float64) string {
+	switch {
+	case v == 0:
+		return "—"
+	case v < 100:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	default:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	}
+}

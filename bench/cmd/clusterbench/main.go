@@ -22,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/briskq/brisk"
+	"github.com/briskq/brisk/bench/internal/asynqrun"
 	"github.com/briskq/brisk/broker/redisbroker"
 	"github.com/briskq/brisk/internal/workload"
 )
@@ -124,67 +125,12 @@ func newBrisk(ctx context.Context, c *cluster) (*system, error) {
 	return &system{name: "brisk", sys: s, pattern: "*" + prefix + "*", close: func() { b.Close() }}, nil
 }
 
-// asynqSystem is asynq v0.26 on the cluster (its keys carry the {queue} hash tag), with
-// the settings of peerbench's asynq.
-type asynqSystem struct {
-	seeds []string
-	queue string
-	cl    *asynq.Client
-	in    *asynq.Inspector
-}
-
-func (s *asynqSystem) client() *redis.ClusterClient {
-	return redis.NewClusterClient(&redis.ClusterOptions{Addrs: s.seeds})
-}
-
-func (s *asynqSystem) Enqueue(ctx context.Context, seq int, delay time.Duration) error {
-	now := time.Now()
-	opts := []asynq.Option{asynq.Queue(s.queue)}
-	if delay > 0 {
-		opts = append(opts, asynq.ProcessIn(delay))
-	}
-	_, err := s.cl.EnqueueContext(ctx, asynq.NewTask(workload.TaskType, workload.Payload(seq, now, now.Add(delay))), opts...)
-	return err
-}
-
-func (s *asynqSystem) EnqueueBatch(context.Context, []int, []time.Duration) error {
-	return workload.ErrNoBatch
-}
-
-func (s *asynqSystem) StartWorker(_ context.Context, h workload.Handler) (func() error, error) {
-	rdb := s.client()
-	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
-		Concurrency: workload.Concurrency, Queues: map[string]int{s.queue: 1},
-		ShutdownTimeout: 5 * time.Second, LogLevel: asynq.WarnLevel,
-	})
-	mux := asynq.NewServeMux()
-	mux.HandleFunc(workload.TaskType, func(ctx context.Context, t *asynq.Task) error { return h(ctx, t.Payload()) })
-	if err := srv.Start(mux); err != nil {
-		rdb.Close()
-		return nil, err
-	}
-	return func() error {
-		srv.Shutdown()
-		return rdb.Close()
-	}, nil
-}
-
-func (s *asynqSystem) Remaining(context.Context) (int, error) {
-	qi, err := s.in.GetQueueInfo(s.queue)
-	if err != nil {
-		if errors.Is(err, asynq.ErrQueueNotFound) {
-			return 0, nil
-		}
-		return 0, err
-	}
-	return qi.Pending + qi.Active + qi.Scheduled + qi.Retry, nil
-}
-
 func newAsynq(c *cluster) *system {
-	s := &asynqSystem{seeds: c.seeds, queue: "pb"}
-	cl, in := s.client(), s.client()
-	s.cl, s.in = asynq.NewClientFromRedisClient(cl), asynq.NewInspectorFromRedisClient(in)
-	return &system{name: "asynq", sys: s, pattern: "asynq:*", close: func() { s.cl.Close(); in.Close() }}
+	newRedis := func() redis.UniversalClient { return redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.seeds}) }
+	in := newRedis()
+	s := &asynqrun.System{Queue: "pb", Client: asynq.NewClientFromRedisClient(newRedis()),
+		Inspector: asynq.NewInspectorFromRedisClient(in), NewRedis: newRedis}
+	return &system{name: "asynq", sys: s, pattern: "asynq:*", close: func() { s.Client.Close(); in.Close() }}
 }
 
 // measure runs W1 and MEM on one system and deletes its keys after each.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/briskq/brisk/bench/internal/asynqrun"
 	"github.com/briskq/brisk/bench/internal/benchflag"
 	"github.com/briskq/brisk/internal/workload"
 )
@@ -193,10 +194,10 @@ func (r *runner) all(ctx context.Context) error {
 				return ctx.Err()
 			}
 			if strings.HasPrefix(s, "asynq") {
-				asynqComplaints() // forget what an earlier workload's shutdown logged
+				asynqrun.Complaints() // forget what an earlier workload's shutdown logged
 			}
 			if err := r.one(ctx, s, w); err != nil {
-				if c := asynqComplaints(); c != "" && strings.HasPrefix(s, "asynq") {
+				if c := asynqrun.Complaints(); c != "" && strings.HasPrefix(s, "asynq") {
 					err = fmt.Errorf("%w (asynq logged: %s)", err, c)
 				}
 				progress("%s %s: FAILED: %v", s, w, err)

@@ -76,6 +76,30 @@ func (c *cluster) usedMemory(ctx context.Context) (int64, error) {
 	return total, err
 }
 
+// cpu sums INFO cpu's used_cpu_sys and used_cpu_user over the masters: the seconds of CPU
+// the servers have used.
+func (c *cluster) cpu(ctx context.Context) (float64, error) {
+	var total float64
+	err := c.forMasters(ctx, func(ctx context.Context, m *redis.Client) error {
+		info, err := m.Info(ctx, "cpu").Result()
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(info, "\n") {
+			k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+			if k == "used_cpu_sys" || k == "used_cpu_user" {
+				x, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					return err
+				}
+				total += x
+			}
+		}
+		return nil
+	})
+	return total, err
+}
+
 // keys counts the keys matching pattern on every master.
 func (c *cluster) keys(ctx context.Context, pattern string) (int, error) {
 	total := 0
@@ -137,6 +161,19 @@ func newAsynq(c *cluster) *system {
 func measure(ctx context.Context, c *cluster, s *system, n, memN int) (map[string]float64, error) {
 	out := map[string]float64{}
 	ru := &workload.Runner{System: s.sys, Progress: os.Stderr}
+	var cpu0 float64
+	ru.Hooks = func(phase string, after bool, r *workload.Result) error {
+		if phase != "drain" {
+			return nil
+		}
+		v, err := c.cpu(ctx)
+		if !after {
+			cpu0 = v
+		} else {
+			out["redis_cpu_us_per_task"] = (v - cpu0) / float64(2*n) * 1e6
+		}
+		return err
+	}
 	r, err := ru.W1(ctx, n)
 	if err != nil {
 		return nil, fmt.Errorf("%s W1: %w", s.name, err)
@@ -193,6 +230,7 @@ func run(ctx context.Context, seeds []string, n, memN int) error {
 		{"enqueue_per_s", "W1 enqueue, one call each (/s)"},
 		{"enqueue_batch_per_s", "W1 enqueue, batches of 1,000 (/s)"},
 		{"drain_per_s", "W1 drain, 1 worker (/s)"},
+		{"redis_cpu_us_per_task", "W1 drain: Redis CPU per task (µs, INFO cpu summed over the masters)"},
 		{"mem_per_10k_mib", "memory per 10,000 pending tasks (MiB, summed over the masters)"},
 	} {
 		bv, av := res["brisk"][row.key], res["asynq"][row.key]

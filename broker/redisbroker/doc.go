@@ -126,14 +126,18 @@
 //
 // Because every script touches one queue's keys, which share one hash tag, every state
 // change of a queue stays one atomic script on a cluster, and different queues spread over
-// the masters. What spans queues is written without a transaction there: a worker's
-// heartbeat (its record and its place in the index, one pipelined round trip; readers
-// tolerate either missing) and a batch that spans several queues, which is enqueued by
-// check-then-write: one pipelined round trip checks every ID, a second one runs one
-// enqueue script per queue (each atomic), and when one of them fails the tasks the others
-// stored are deleted again, so the batch is all or nothing unless the connection is lost
-// during that clean-up (the error then says the batch is partly stored). The wake-up
-// channel is ordinary Pub/Sub, which a cluster forwards to every node.
+// the masters. What spans queues is written without a transaction there: the queue
+// registry (the first enqueue of a process to a queue adds the queue to it in the same
+// pipelined round trip as the script, before it; later ones run the script alone on the
+// queue's master, and register the queue again when the script says its sequence started
+// anew, after a DeleteQueue), a worker's heartbeat (its record and its place in the
+// index, one pipelined round trip; readers tolerate either missing) and a batch that
+// spans several queues, which is enqueued by check-then-write: one pipelined round trip
+// checks every ID, a second one runs one enqueue script per queue (each atomic), and when
+// one of them fails the tasks the others stored are deleted again, so the batch is all or
+// nothing unless the connection is lost during that clean-up (the error then says the
+// batch is partly stored). The wake-up channel is ordinary Pub/Sub, which a cluster
+// forwards to every node.
 //
 // On one server a command is never sent twice (MaxRetries -1). go-redis's cluster client
 // follows MOVED and ASK redirections, which is safe (the command did not run), but it also

@@ -227,7 +227,9 @@ func (b *Broker) Task(ctx context.Context, id string) (*broker.Task, error) {
 
 // getRecords reads the task records of keys in one round trip (MGET on one server; on a
 // cluster one GET per key, pipelined, as the keys may live in several slots). A key that
-// does not exist gives nil; a record that cannot be decoded is an error naming its key.
+// does not exist gives nil. A record that cannot be decoded gives the values read before
+// the fault, with the decoding error as its last error, so that one bad record does not
+// hide the others from the Inspector (Reserve moves such a task to dead: decodeLeased).
 func (b *Broker) getRecords(ctx context.Context, keys []string) ([]*record, error) {
 	vals := make([]any, len(keys))
 	if b.cluster {
@@ -258,7 +260,7 @@ func (b *Broker) getRecords(ctx context.Context, keys []string) ([]*record, erro
 		}
 		r, err := decodeRecord(s)
 		if err != nil {
-			return nil, fmt.Errorf("task %s: %w", keys[i], err)
+			r.LastError = fmt.Sprintf("brisk: redis: task %s: %v (last error before: %q)", keys[i], err, r.LastError)
 		}
 		out[i] = &r
 	}

@@ -420,7 +420,7 @@ func (b *Broker) Reserve(ctx context.Context, p broker.ReserveParams) ([]*broker
 		if err != nil {
 			return nil, b.reserveFailed(ctx, ql.Name, out, err)
 		}
-		out = append(out, b.decodeReserve(c, res)...)
+		out = append(out, b.decodeReserve(ctx, c, res)...)
 	}
 	return out, nil
 }
@@ -450,7 +450,7 @@ func (b *Broker) newReserveCall(ql broker.QueueLimit, want int, p broker.Reserve
 
 // decodeReserve records the hint that heads the script's reply (see hints) and returns
 // the leased tasks that follow it.
-func (b *Broker) decodeReserve(c reserveCall, res []any) []*broker.Task {
+func (b *Broker) decodeReserve(ctx context.Context, c reserveCall, res []any) []*broker.Task {
 	if len(res) < 2 {
 		return nil
 	}
@@ -460,25 +460,37 @@ func (b *Broker) decodeReserve(c reserveCall, res []any) []*broker.Task {
 	} else {
 		b.hints.Clear(c.queue)
 	}
-	return c.decode(res[2:])
+	return b.decodeLeased(ctx, c, res[2:])
 }
 
-// decode turns the tasks of the script's reply (its id and its record as leased, per
-// task) into leased tasks. A record that cannot be decoded (only one written by something
-// other than brisk's scripts) gives the values read before the fault: the script could
-// decode it, so its lease and token are whole, and its handler decides what to do.
-func (c reserveCall) decode(res []any) []*broker.Task {
+// decodeLeased turns the tasks of the script's reply (id, lease token and record as
+// leased, per task) into leased tasks. A record that Go cannot decode (the scripts could,
+// so only a fault of this decoder or a record written by something else) cannot be run:
+// the task is moved to dead with the decoding error, where the Inspector shows it, instead
+// of being handed to a handler or redelivered for ever.
+func (b *Broker) decodeLeased(ctx context.Context, c reserveCall, res []any) []*broker.Task {
 	startedAt := time.UnixMicro(c.start.UnixMicro())
 	leaseUntil := time.UnixMicro(c.until.UnixMicro())
-	out := make([]*broker.Task, 0, len(res)/2)
-	for i := 0; i+2 <= len(res); i += 2 {
+	out := make([]*broker.Task, 0, len(res)/3)
+	for i := 0; i+3 <= len(res); i += 3 {
 		id := asString(res[i])
-		r, _ := decodeRecord(asString(res[i+1]))
+		lease := broker.Lease{TaskID: id, Queue: c.queue, Token: asString(res[i+1])}
+		r, err := decodeRecord(asString(res[i+2]))
+		if err != nil {
+			msg := fmt.Sprintf("brisk: redis: reserve: task %q of queue %q: %v", id, c.queue, err)
+			if kerr := b.Kill(context.WithoutCancel(ctx), lease, msg); kerr != nil {
+				b.log.Error("redis: reserve: a task record that cannot be decoded could not be moved to dead either; it is delivered again when its lease expires",
+					"queue", c.queue, "id", id, "err", err, "kill_err", kerr)
+			} else {
+				b.log.Error("redis: reserve: moved a task whose record cannot be decoded to dead", "queue", c.queue, "id", id, "err", err)
+			}
+			continue
+		}
 		t := r.task(id, c.queue, startedAt)
 		t.State = broker.StateRunning
 		t.StartedAt = startedAt
 		t.LeaseUntil = leaseUntil
-		t.Lease = broker.Lease{TaskID: id, Queue: c.queue, Token: strconv.FormatInt(r.Token, 10)}
+		t.Lease = lease
 		out = append(out, t)
 	}
 	return out

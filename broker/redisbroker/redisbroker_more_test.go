@@ -219,6 +219,39 @@ func TestOpenMigratesHashLayout(t *testing.T) {
 	}
 }
 
+// TestUndecodableRecordGoesDead stores a record that Redis's cmsgpack reads but brisk's
+// decoder refuses (a number where the type belongs) and checks that Reserve moves the task
+// to dead with the decoding error instead of running it, and that the Inspector still
+// lists it.
+func TestUndecodableRecordGoesDead(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	raw := redistest.URL(t)
+	prefix := redistest.NewPrefix(t, raw, "brisktest")
+	b := openBroker(t, testenv.WithPrefix(t, raw, prefix))
+	rdb := rawClient(t, raw)
+	tag := "{" + prefix + ":q}"
+	past := time.Now().Add(-time.Second).UnixMicro()
+	if err := b.DeclareQueue(ctx, broker.QueueConfig{Name: "q"}); err != nil {
+		t.Fatal(err)
+	}
+	err := rdb.Eval(ctx, `redis.call('SET', KEYS[1], cmsgpack.pack(5, 'pl', 3, 0, tonumber(ARGV[1]), tonumber(ARGV[1]), '', 0, 'q', 0, 0, 0, '', '', 0, 1))
+redis.call('ZADD', KEYS[2], ARGV[1], '0000000000000001:X')
+redis.call('HSET', KEYS[3], 'seq', 1)
+return 1`, []string{tag + ":t:X", tag + ":ready", tag + ":meta"}, past).Err()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.Reserve(ctx, broker.ReserveParams{Queues: []broker.QueueLimit{{Name: "q"}}, Limit: 1, Lease: time.Minute})
+	if err != nil || len(res) != 0 {
+		t.Fatalf("Reserve of an undecodable record = %d tasks, %v; want none", len(res), err)
+	}
+	dead, err := b.Tasks(ctx, broker.ListParams{Queue: "q", State: broker.StateDead})
+	if err != nil || len(dead) != 1 || dead[0].ID != "X" || !strings.Contains(dead[0].LastError, "malformed task record") {
+		t.Fatalf("dead tasks = %v, %v; want X with the decoding error", dead, err)
+	}
+}
+
 func leasesOf(ts []*broker.Task) []broker.Lease {
 	out := make([]broker.Lease, len(ts))
 	for i, t := range ts {

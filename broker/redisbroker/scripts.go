@@ -154,8 +154,9 @@ return {1, fresh}
 //
 // Returns a flat array: first the time (µs) before which limits let nothing of the ready
 // tasks be taken (-1 when nothing was held back or something was taken), then 1 if that is
-// a concurrency limit (a slot freeing ends it sooner) or 0, then two entries per leased
-// task: its id and its record as leased (state run, attempt counted, token, worker).
+// a concurrency limit (a slot freeing ends it sooner) or 0, then three entries per leased
+// task: its id, its lease token and its record as leased (state run, attempt counted,
+// token, worker).
 var reserveScript = redis.NewScript(luaChunked + luaTask + `
 local ready, running, dead, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local tp, wp, now, expiry, worker = ARGV[1], ARGV[2], ARGV[3], ARGV[5], ARGV[6]
@@ -280,6 +281,7 @@ for _, m in ipairs(ms) do
     leased[#leased+1] = m
     ids[#ids+1] = id
     out[#out+1] = id
+    out[#out+1] = tok
     out[#out+1] = rec
   end
 end

@@ -83,10 +83,7 @@ func testMultiQueueBatch(t *testing.T, url string) {
 func TestTaskIsOneRecord(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	raw := redistest.URL(t)
-	prefix := redistest.NewPrefix(t, raw, "brisktest")
-	b := openBroker(t, testenv.WithPrefix(t, raw, prefix))
-	rdb := rawClient(t, raw)
+	b, rdb, prefix := setupRaw(t)
 
 	long := []byte(strings.Repeat("p", 200))
 	task := brokertest.NewTask("q", "t", long)
@@ -110,6 +107,15 @@ func TestTaskIsOneRecord(t *testing.T) {
 		got.Timeout != 3*time.Second || got.Type != "t" || got.State != broker.StatePending {
 		t.Errorf("Task = %+v; want the enqueued task, pending", got.TaskInfo)
 	}
+}
+
+// setupRaw opens a broker on a fresh prefix of the test's Redis and a plain client of
+// that Redis, and returns them with the prefix.
+func setupRaw(t *testing.T) (*redisbroker.Broker, *redis.Client, string) {
+	t.Helper()
+	raw := redistest.URL(t)
+	prefix := redistest.NewPrefix(t, raw, "brisktest")
+	return openBroker(t, testenv.WithPrefix(t, raw, prefix)), rawClient(t, raw), prefix
 }
 
 // rawClient is a client of the test's Redis server, closed at the end of the test.
@@ -226,10 +232,7 @@ func TestOpenMigratesHashLayout(t *testing.T) {
 func TestUndecodableRecordGoesDead(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	raw := redistest.URL(t)
-	prefix := redistest.NewPrefix(t, raw, "brisktest")
-	b := openBroker(t, testenv.WithPrefix(t, raw, prefix))
-	rdb := rawClient(t, raw)
+	b, rdb, prefix := setupRaw(t)
 	tag := "{" + prefix + ":q}"
 	past := time.Now().Add(-time.Second).UnixMicro()
 	if err := b.DeclareQueue(ctx, broker.QueueConfig{Name: "q"}); err != nil {

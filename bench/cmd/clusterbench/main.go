@@ -8,11 +8,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,50 +54,47 @@ func (c *cluster) forMasters(ctx context.Context, f func(context.Context, *redis
 	})
 }
 
+// infoSum sums the given fields of one INFO section over the masters; a field that no
+// master reports is an error.
+func (c *cluster) infoSum(ctx context.Context, section string, fields ...string) (float64, error) {
+	var total float64
+	err := c.forMasters(ctx, func(ctx context.Context, m *redis.Client) error {
+		info, err := m.Info(ctx, section).Result()
+		if err != nil {
+			return err
+		}
+		found := 0
+		for _, line := range strings.Split(info, "\n") {
+			k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+			if slices.Contains(fields, k) {
+				x, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					return fmt.Errorf("INFO %s: %s: %w", section, k, err)
+				}
+				total += x
+				found++
+			}
+		}
+		if found != len(fields) {
+			return fmt.Errorf("INFO %s has %d of the fields %v", section, found, fields)
+		}
+		return nil
+	})
+	return total, err
+}
+
 // usedMemory sums INFO memory's used_memory over the masters, after a short pause (client
 // buffers and lazy frees settle).
 func (c *cluster) usedMemory(ctx context.Context) (int64, error) {
 	time.Sleep(500 * time.Millisecond)
-	var total int64
-	err := c.forMasters(ctx, func(ctx context.Context, m *redis.Client) error {
-		info, err := m.Info(ctx, "memory").Result()
-		if err != nil {
-			return err
-		}
-		for _, line := range strings.Split(info, "\n") {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
-				x, err := strconv.ParseInt(v, 10, 64)
-				total += x
-				return err
-			}
-		}
-		return errors.New("no used_memory in INFO memory")
-	})
-	return total, err
+	v, err := c.infoSum(ctx, "memory", "used_memory")
+	return int64(v), err
 }
 
 // cpu sums INFO cpu's used_cpu_sys and used_cpu_user over the masters: the seconds of CPU
 // the servers have used.
 func (c *cluster) cpu(ctx context.Context) (float64, error) {
-	var total float64
-	err := c.forMasters(ctx, func(ctx context.Context, m *redis.Client) error {
-		info, err := m.Info(ctx, "cpu").Result()
-		if err != nil {
-			return err
-		}
-		for _, line := range strings.Split(info, "\n") {
-			k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
-			if k == "used_cpu_sys" || k == "used_cpu_user" {
-				x, err := strconv.ParseFloat(v, 64)
-				if err != nil {
-					return err
-				}
-				total += x
-			}
-		}
-		return nil
-	})
-	return total, err
+	return c.infoSum(ctx, "cpu", "used_cpu_sys", "used_cpu_user")
 }
 
 // keys counts the keys matching pattern on every master.

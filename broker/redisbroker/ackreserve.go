@@ -68,7 +68,7 @@ func (b *Broker) AckReserve(ctx context.Context, acks []broker.Lease, p broker.R
 	if err != nil {
 		return nil, ackErr, b.reserveFailed(ctx, first.queue, nil, err)
 	}
-	out, err := broker.ReserveRest(ctx, b, p, b.decodeReserve(first, res))
+	out, err := broker.ReserveRest(ctx, b, p, b.decodeReserve(ctx, first, res))
 	if err != nil {
 		b.handBack(ctx, out)
 		return nil, ackErr, err

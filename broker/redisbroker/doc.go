@@ -32,8 +32,8 @@
 //	{p:q}:running  ZSET  running tasks; score lease expiry in µs, same member
 //	{p:q}:dead     ZSET  dead tasks; score ReadyAt in µs, same member
 //	{p:q}:meta     HASH  seq (member sequence), tok (lease tokens), completed, failed, sla
-//	{p:q}:t:<id>   HASH  one task (fields in scripts.go; headers, when a task has some, as
-//	                     a JSON object in the field hd)
+//	{p:q}:t:<id>   STRING one task: its record, every field of the task in one value (see
+//	                     "Task records" below and record.go)
 //	{p:q}:w:<wid>  SET   ids of the queue's tasks reserved by worker wid (for ReleaseWorker)
 //	{p:q}:samples  ZSET  the dashboard's samples of the queue (broker.SampleStore), one per
 //	                     second for an hour; score the Unix second, member
@@ -53,10 +53,48 @@
 // "<last run µs> <task id>").
 //
 // Data that spans queues lives under keys of its own and is written in calls of its own:
-// p:queues (SET of queue names, for Stats), p:workers (ZSET of worker ids by last
+// p:queues (SET of queue names, for Stats), p:layout (the task layout, below), p:workers (ZSET of worker ids by last
 // heartbeat) and p:worker:<wid> (the worker's record). Pending and scheduled differ only by
 // time, as the contract says: a scheduled task becomes pending when its score passes, with
 // no promotion step, so losing a worker loses nothing.
+//
+// # Task records
+//
+// A task is one STRING whose value is its 16 fields as a sequence of MessagePack values
+// (type, payload, max attempts, timeout, enqueued at, ready at, headers as JSON, attempt,
+// state, started at, lease until, lease token, worker, last error, failed at, sequence;
+// times in µs). The enqueue encodes it in Go and the script only appends the sequence
+// number; the scripts that change a task read it with one GET and Redis's own cmsgpack
+// (cmsgpack.unpack), change what they change and write it back (cmsgpack.pack: one SET,
+// or one MSET for the tasks of a reserve); Inspector reads decode it in Go.
+//
+// Why not a HASH, as brisk kept before (and asynq keeps): Redis keeps a small HASH in its
+// compact listpack encoding only while every value is at most hash-max-listpack-value
+// bytes (64 by default), a server setting that brisk does not change. A 100-byte payload
+// turns the whole HASH into a hashtable of about twice the memory, so brisk kept the
+// payload in a STRING of its own: two keys per task, each with its own dictionary entry,
+// key string and object header (about 723 bytes per pending task with a 100-byte payload,
+// against asynq's about 627, whose HASH holds a protobuf message and turns into a
+// hashtable). One STRING costs one key and the bytes of its fields (about 470 bytes per
+// task, ZSET member included: peerbench MEM, docs/benchmarks.md), and a script reads a
+// task with one GET instead of an HMGET plus a GET of its payload.
+//
+// The trade-offs: a script that changes one field (extend moves the lease expiry) writes
+// the whole value again, payload included, which costs a copy of the payload per change
+// instead of one HSET of a field; the payload passes through Lua on every state change;
+// a person looking at a task with redis-cli sees MessagePack, not fields (the Inspector and
+// the brisk CLI decode it); and a store written before the change must be converted,
+// which Open does once (below).
+//
+// # Upgrading a store written with HASHes
+//
+// The key p:layout holds "2" once a store's tasks are records. Open reads it; when it is
+// missing, Open converts the tasks of every registered queue (those of the ready, running,
+// dead and cancelled ZSETs, 500 per script call: a running task keeps its lease and token,
+// so its worker's ack still counts), then writes it; a store of a layout this version does
+// not know is refused with broker.ErrInvalid. Stop every process of the older brisk before
+// the first process of this one opens the store: an older process would write HASHes,
+// which the scripts refuse (WRONGTYPE) until the store is converted again.
 //
 // # Durability: the Redis settings each guarantee needs
 //
@@ -88,14 +126,18 @@
 //
 // Because every script touches one queue's keys, which share one hash tag, every state
 // change of a queue stays one atomic script on a cluster, and different queues spread over
-// the masters. What spans queues is written without a transaction there: a worker's
-// heartbeat (its record and its place in the index, one pipelined round trip; readers
-// tolerate either missing) and a batch that spans several queues, which is enqueued by
-// check-then-write: one pipelined round trip checks every ID, a second one runs one
-// enqueue script per queue (each atomic), and when one of them fails the tasks the others
-// stored are deleted again, so the batch is all or nothing unless the connection is lost
-// during that clean-up (the error then says the batch is partly stored). The wake-up
-// channel is ordinary Pub/Sub, which a cluster forwards to every node.
+// the masters. What spans queues is written without a transaction there: the queue
+// registry (the first enqueue of a process to a queue adds the queue to it in the same
+// pipelined round trip as the script, before it; later ones run the script alone on the
+// queue's master, and register the queue again when the script says its sequence started
+// anew, after a DeleteQueue), a worker's heartbeat (its record and its place in the
+// index, one pipelined round trip; readers tolerate either missing) and a batch that
+// spans several queues, which is enqueued by check-then-write: one pipelined round trip
+// checks every ID, a second one runs one enqueue script per queue (each atomic), and when
+// one of them fails the tasks the others stored are deleted again, so the batch is all or
+// nothing unless the connection is lost during that clean-up (the error then says the
+// batch is partly stored). The wake-up channel is ordinary Pub/Sub, which a cluster
+// forwards to every node.
 //
 // On one server a command is never sent twice (MaxRetries -1). go-redis's cluster client
 // follows MOVED and ASK redirections, which is safe (the command did not run), but it also

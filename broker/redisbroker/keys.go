@@ -28,16 +28,11 @@ func (k keys) meta(q string) string { return k.tag(q) + ":meta" }
 // Unix second.
 func (k keys) samples(q string) string { return k.tag(q) + ":samples" }
 
-// taskPrefix is the prefix of q's task HASH keys; a task's key is taskPrefix + id.
+// taskPrefix is the prefix of q's task keys; a task's key is taskPrefix + id.
 func (k keys) taskPrefix(q string) string { return k.tag(q) + ":t:" }
 
-// task is the HASH of one task of q.
+// task is the STRING of one task of q: its record (record.go).
 func (k keys) task(q, id string) string { return k.taskPrefix(q) + id }
-
-// payload is the STRING of a task's payload longer than 48 bytes (a shorter one, and any
-// payload of a task stored before payloads moved out of the HASH, is the HASH's field pl:
-// see scripts.go).
-func (k keys) payload(q, id string) string { return k.task(q, id) + ":p" }
 
 // workerTasksPrefix is the prefix of the SETs of q's task ids reserved by one worker.
 func (k keys) workerTasksPrefix(q string) string { return k.tag(q) + ":w:" }

@@ -102,6 +102,7 @@ func (b *Broker) DeleteQueue(ctx context.Context, queue string) error {
 	if !b.cluster {
 		return nil
 	}
+	b.registered.Delete(queue)
 	pipe := b.rdb.Pipeline()
 	pipe.SRem(ctx, b.k.queues(), queue)
 	if _, err := pipe.Exec(ctx); err != nil {

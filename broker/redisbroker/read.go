@@ -12,7 +12,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 )
 
@@ -180,23 +179,20 @@ func (b *Broker) Tasks(ctx context.Context, p broker.ListParams) ([]*broker.Task
 	if len(members) == 0 {
 		return nil, nil
 	}
-	pipe := b.rdb.Pipeline()
-	cmds := make([]*redis.MapStringStringCmd, len(members))
-	pls := make([]*redis.StringCmd, len(members))
+	keys := make([]string, len(members))
 	for i, m := range members {
-		cmds[i] = pipe.HGetAll(ctx, b.k.task(q, idOf(m)))
-		pls[i] = pipe.Get(ctx, b.k.payload(q, idOf(m)))
+		keys[i] = b.k.task(q, idOf(m))
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	recs, err := b.getRecords(ctx, keys)
+	if err != nil {
 		return nil, b.fail(ctx, fmt.Sprintf("tasks of queue %q", q), err)
 	}
 	out := make([]*broker.Task, 0, len(members))
 	for i, m := range members {
-		h := cmds[i].Val()
-		if len(h) == 0 {
+		if recs[i] == nil {
 			continue // removed between the two round trips
 		}
-		out = append(out, decodeTask(idOf(m), q, h, pls[i], t))
+		out = append(out, recs[i].task(idOf(m), q, t))
 	}
 	return out, nil
 }
@@ -211,67 +207,64 @@ func (b *Broker) Task(ctx context.Context, id string) (*broker.Task, error) {
 		return nil, b.fail(ctx, fmt.Sprintf("task %q", id), err)
 	}
 	if id != "" && len(qs) > 0 {
-		pipe := b.rdb.Pipeline()
-		cmds := make([]*redis.MapStringStringCmd, len(qs))
-		pls := make([]*redis.StringCmd, len(qs))
+		keys := make([]string, len(qs))
 		for i, q := range qs {
-			cmds[i] = pipe.HGetAll(ctx, b.k.task(q, id))
-			pls[i] = pipe.Get(ctx, b.k.payload(q, id))
+			keys[i] = b.k.task(q, id)
 		}
-		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		recs, err := b.getRecords(ctx, keys)
+		if err != nil {
 			return nil, b.fail(ctx, fmt.Sprintf("task %q", id), err)
 		}
 		t := now()
 		for i, q := range qs {
-			if h := cmds[i].Val(); len(h) > 0 {
-				return decodeTask(id, q, h, pls[i], t), nil
+			if recs[i] != nil {
+				return recs[i].task(id, q, t), nil
 			}
 		}
 	}
 	return nil, fmt.Errorf("brisk: redis: %w: id=%q", broker.ErrNotFound, id)
 }
 
-// decodeTask makes a task of its stored HASH and the GET of its payload STRING (which
-// falls back to the HASH's field pl when absent); now tells pending from scheduled.
-func decodeTask(id, queue string, h map[string]string, payload *redis.StringCmd, now time.Time) *broker.Task {
-	pl := h["pl"]
-	if payload.Err() == nil {
-		pl = payload.Val()
-	}
-	t := &broker.Task{
-		TaskInfo: brisktype.TaskInfo{
-			ID:          id,
-			Queue:       queue,
-			Type:        h["ty"],
-			Payload:     []byte(pl),
-			Attempt:     atoi(h["at"]),
-			MaxAttempts: atoi(h["ma"]),
-			Timeout:     time.Duration(atoi64(h["to"])),
-			EnqueuedAt:  usTime(h["eq"]),
-			ReadyAt:     usTime(h["ra"]),
-			StartedAt:   usTime(h["st"]),
-			LastError:   h["le"],
-			FailedAt:    usTime(h["fa"]),
-			Headers:     decodeHeaders(h["hd"]),
-		},
-	}
-	switch h["s"] {
-	case "run":
-		t.State = broker.StateRunning
-		t.LeaseUntil = usTime(h["lu"])
-		t.Lease = broker.Lease{TaskID: id, Queue: queue, Token: h["tk"]}
-	case "dead":
-		t.State = broker.StateDead
-	case "cancelled":
-		t.State = broker.StateCancelled
-	default:
-		if t.ReadyAt.After(now) {
-			t.State = broker.StateScheduled
-		} else {
-			t.State = broker.StatePending
+// getRecords reads the task records of keys in one round trip (MGET on one server; on a
+// cluster one GET per key, pipelined, as the keys may live in several slots). A key that
+// does not exist gives nil. A record that cannot be decoded gives the values read before
+// the fault, with the decoding error as its last error, so that one bad record does not
+// hide the others from the Inspector (Reserve moves such a task to dead: decodeLeased).
+func (b *Broker) getRecords(ctx context.Context, keys []string) ([]*record, error) {
+	vals := make([]any, len(keys))
+	if b.cluster {
+		pipe := b.rdb.Pipeline()
+		cmds := make([]*redis.StringCmd, len(keys))
+		for i, k := range keys {
+			cmds[i] = pipe.Get(ctx, k)
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, err
+		}
+		for i, c := range cmds {
+			if c.Err() == nil {
+				vals[i] = c.Val()
+			}
+		}
+	} else {
+		var err error
+		if vals, err = b.rdb.MGet(ctx, keys...).Result(); err != nil {
+			return nil, err
 		}
 	}
-	return t
+	out := make([]*record, len(keys))
+	for i, v := range vals {
+		s, ok := v.(string)
+		if !ok {
+			continue
+		}
+		r, err := decodeRecord(s)
+		if err != nil {
+			r.LastError = fmt.Sprintf("brisk: redis: task %s: %v (last error before: %q)", keys[i], err, r.LastError)
+		}
+		out[i] = &r
+	}
+	return out, nil
 }
 
 // RetryDead makes dead tasks of queue pending again (one script call).

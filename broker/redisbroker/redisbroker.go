@@ -14,7 +14,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/briskq/brisk/brisktype"
 	"github.com/briskq/brisk/broker"
 	"github.com/briskq/brisk/internal/limithint"
 )
@@ -49,6 +48,9 @@ type Broker struct {
 
 	hub   *hub
 	hints limithint.Hints // why limits left ready tasks behind, per queue (see Wait)
+	// registered holds, on a cluster, the queues that an enqueue of this process has
+	// added to the registry (see Enqueue).
+	registered sync.Map
 
 	closed    atomic.Bool
 	closedCh  chan struct{}
@@ -133,6 +135,9 @@ func OpenOptions(ctx context.Context, opts Options) (*Broker, error) {
 		if err := s.Load(pctx, b.rdb).Err(); err != nil {
 			return fail(fmt.Errorf("brisk: redis: open %s: load scripts: %w: %w", b.addr, broker.ErrUnavailable, err))
 		}
+	}
+	if err := b.migrate(ctx); err != nil {
+		return fail(err)
 	}
 	b.checkDurability(pctx)
 	return b, nil
@@ -246,17 +251,26 @@ func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
 		}
 		return nil
 	}
-	keys, args := b.enqueueArgs(order, groups)
+	script, keys, args := b.enqueueCall(order, groups)
 	var err error
 	if !b.cluster {
 		// One command: the script also adds the queues to the registry (after its
 		// duplicate check, so a refused batch registers nothing).
 		keys = append(keys, b.k.queues())
-		err = enqueueScript.Run(ctx, b.rdb, keys, args...).Err()
+		err = script.Run(ctx, b.rdb, keys, args...).Err()
+	} else if _, known := b.registered.Load(order[0]); known {
+		// This process has registered the queue: the script alone, on the queue's node. A
+		// queue deleted since (by any process) starts its sequence again, and the script
+		// says so: registerFresh registers it once more.
+		cmd := script.Run(ctx, b.rdb, keys, args...)
+		if err = cmd.Err(); err == nil {
+			b.registerFresh(ctx, order[:1], []*redis.Cmd{cmd})
+		}
 	} else {
 		// On a cluster the registry lives in another slot than the queue: it is written
 		// first, in the same round trip, so that Stats never misses a queue that holds
-		// tasks (a refused batch may leave an empty queue registered).
+		// tasks (a refused batch may leave an empty queue registered). This process's
+		// next enqueues to the queue skip it (registered).
 		var cmd *redis.Cmd
 		run := func(eval func(pipe redis.Pipeliner) *redis.Cmd) error {
 			pipe := b.rdb.Pipeline()
@@ -268,11 +282,12 @@ func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
 			}
 			return err
 		}
-		err = run(func(p redis.Pipeliner) *redis.Cmd { return enqueueScript.EvalSha(ctx, p, keys, args...) })
+		err = run(func(p redis.Pipeliner) *redis.Cmd { return script.EvalSha(ctx, p, keys, args...) })
 		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			err = run(func(p redis.Pipeliner) *redis.Cmd { return enqueueScript.Eval(ctx, p, keys, args...) })
+			err = run(func(p redis.Pipeliner) *redis.Cmd { return script.Eval(ctx, p, keys, args...) })
 		}
 		if err == nil {
+			b.registered.Store(order[0], struct{}{})
 			b.registerFresh(ctx, order[:1], []*redis.Cmd{cmd})
 		}
 	}
@@ -293,7 +308,7 @@ func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
 // DeleteQueue may have removed such a queue from the registry between this enqueue's
 // registry write and its script (see DeleteQueue). The tasks are stored whatever happens
 // here, so a failure is logged, not returned: the queue stays unlisted until its next
-// enqueue or declaration.
+// enqueue (which writes the registry first again) or declaration.
 func (b *Broker) registerFresh(ctx context.Context, queues []string, cmds []*redis.Cmd) {
 	var fresh []any
 	for i, c := range cmds {
@@ -305,8 +320,29 @@ func (b *Broker) registerFresh(ctx context.Context, queues []string, cmds []*red
 		return
 	}
 	if err := b.rdb.SAdd(ctx, b.k.queues(), fresh...).Err(); err != nil {
+		for _, q := range fresh {
+			b.registered.Delete(q) // the next enqueue registers it before its script
+		}
 		b.log.Warn("redis: enqueue: the tasks are stored, but their new queue could not be registered again for Stats", "queues", fresh, "err", err)
 	}
+}
+
+// enqueueCall returns the script, KEYS and ARGV that store the tasks of the given queues
+// in one call: enqueueOneScript for one task, else enqueueScript (enqueueArgs). The
+// registry key, where the caller passes it, goes last.
+func (b *Broker) enqueueCall(order []string, groups map[string][]*broker.Task) (*redis.Script, []string, []any) {
+	if len(order) > 1 || len(groups[order[0]]) > 1 {
+		keys, args := b.enqueueArgs(order, groups)
+		return enqueueScript, keys, args
+	}
+	q, t := order[0], groups[order[0]][0]
+	var lock string
+	var until int64
+	if t.Unique.Key != "" {
+		lock, until = b.k.uniquePrefix(q)+t.Unique.Key, t.Unique.Until.UnixMilli()
+	}
+	return enqueueOneScript, []string{b.k.task(q, t.ID), b.k.ready(q), b.k.meta(q)},
+		[]any{b.k.wake(), q, encodeNew(t), us(t.ReadyAt), t.ID, lock, until}
 }
 
 // enqueueArgs returns the KEYS and ARGV of one enqueueScript call storing the tasks of the
@@ -317,7 +353,7 @@ func (b *Broker) enqueueArgs(order []string, groups map[string][]*broker.Task) (
 		n += len(groups[q])
 	}
 	keys := make([]string, 0, 2*len(order))
-	args := make([]any, 0, 2+4*len(order)+10*n)
+	args := make([]any, 0, 2+4*len(order)+5*n)
 	args = append(args, b.k.wake(), len(order))
 	for _, q := range order {
 		keys = append(keys, b.k.ready(q), b.k.meta(q))
@@ -327,8 +363,7 @@ func (b *Broker) enqueueArgs(order []string, groups map[string][]*broker.Task) (
 			if t.Unique.Key != "" {
 				until = t.Unique.Until.UnixMilli()
 			}
-			args = append(args, t.ID, t.Type, t.Payload, t.MaxAttempts, int64(t.Timeout),
-				us(t.EnqueuedAt), us(t.ReadyAt), t.Unique.Key, until, encodeHeaders(t.Headers))
+			args = append(args, t.ID, encodeNew(t), us(t.ReadyAt), t.Unique.Key, until)
 		}
 	}
 	return keys, args
@@ -385,7 +420,7 @@ func (b *Broker) Reserve(ctx context.Context, p broker.ReserveParams) ([]*broker
 		if err != nil {
 			return nil, b.reserveFailed(ctx, ql.Name, out, err)
 		}
-		out = append(out, b.decodeReserve(c, res)...)
+		out = append(out, b.decodeReserve(ctx, c, res)...)
 	}
 	return out, nil
 }
@@ -415,7 +450,7 @@ func (b *Broker) newReserveCall(ql broker.QueueLimit, want int, p broker.Reserve
 
 // decodeReserve records the hint that heads the script's reply (see hints) and returns
 // the leased tasks that follow it.
-func (b *Broker) decodeReserve(c reserveCall, res []any) []*broker.Task {
+func (b *Broker) decodeReserve(ctx context.Context, c reserveCall, res []any) []*broker.Task {
 	if len(res) < 2 {
 		return nil
 	}
@@ -425,39 +460,38 @@ func (b *Broker) decodeReserve(c reserveCall, res []any) []*broker.Task {
 	} else {
 		b.hints.Clear(c.queue)
 	}
-	return c.decode(res[2:])
+	return b.decodeLeased(ctx, c, res[2:])
 }
 
-// decode turns the tasks of the script's reply (12 fields per task) into leased tasks.
-func (c reserveCall) decode(res []any) []*broker.Task {
+// decodeLeased turns the tasks of the script's reply (id, lease token and record as
+// leased, per task) into leased tasks. A record that Go cannot decode (the scripts could,
+// so only a fault of this decoder or a record written by something else) cannot be run:
+// the task is moved to dead with the decoding error, where the Inspector shows it, instead
+// of being handed to a handler or redelivered for ever.
+func (b *Broker) decodeLeased(ctx context.Context, c reserveCall, res []any) []*broker.Task {
 	startedAt := time.UnixMicro(c.start.UnixMicro())
 	leaseUntil := time.UnixMicro(c.until.UnixMicro())
-	out := make([]*broker.Task, 0, len(res)/12)
-	for i := 0; i+12 <= len(res); i += 12 {
-		var f [12]string
-		for j := range f {
-			f[j] = asString(res[i+j])
+	out := make([]*broker.Task, 0, len(res)/3)
+	for i := 0; i+3 <= len(res); i += 3 {
+		id := asString(res[i])
+		lease := broker.Lease{TaskID: id, Queue: c.queue, Token: asString(res[i+1])}
+		r, err := decodeRecord(asString(res[i+2]))
+		if err != nil {
+			msg := fmt.Sprintf("brisk: redis: reserve: task %q of queue %q: %v", id, c.queue, err)
+			if kerr := b.Kill(context.WithoutCancel(ctx), lease, msg); kerr != nil {
+				b.log.Error("redis: reserve: a task record that cannot be decoded could not be moved to dead either; it is delivered again when its lease expires",
+					"queue", c.queue, "id", id, "err", err, "kill_err", kerr)
+			} else {
+				b.log.Error("redis: reserve: moved a task whose record cannot be decoded to dead", "queue", c.queue, "id", id, "err", err)
+			}
+			continue
 		}
-		out = append(out, &broker.Task{
-			TaskInfo: brisktype.TaskInfo{
-				ID:          f[0],
-				Queue:       c.queue,
-				Type:        f[3],
-				Payload:     []byte(f[4]),
-				State:       broker.StateRunning,
-				Attempt:     atoi(f[1]),
-				MaxAttempts: atoi(f[5]),
-				Timeout:     time.Duration(atoi64(f[6])),
-				EnqueuedAt:  usTime(f[7]),
-				ReadyAt:     usTime(f[8]),
-				StartedAt:   startedAt,
-				LeaseUntil:  leaseUntil,
-				LastError:   f[9],
-				FailedAt:    usTime(f[10]),
-				Headers:     decodeHeaders(f[11]),
-			},
-			Lease: broker.Lease{TaskID: f[0], Queue: c.queue, Token: f[2]},
-		})
+		t := r.task(id, c.queue, startedAt)
+		t.State = broker.StateRunning
+		t.StartedAt = startedAt
+		t.LeaseUntil = leaseUntil
+		t.Lease = lease
+		out = append(out, t)
 	}
 	return out
 }
@@ -711,8 +745,6 @@ func atoi64(s string) int64 {
 	n, _ := strconv.ParseInt(s, 10, 64)
 	return n
 }
-
-func atoi(s string) int { return int(atoi64(s)) }
 
 // usTime turns stored microseconds into a time; "" or 0 is the zero time.
 func usTime(s string) time.Time {

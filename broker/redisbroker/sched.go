@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -75,25 +76,24 @@ func (b *Broker) Revoked(ctx context.Context, leases []broker.Lease) ([]broker.R
 	if len(leases) == 0 {
 		return nil, nil
 	}
-	pipe := b.rdb.Pipeline()
-	cmds := make([]*redis.SliceCmd, len(leases))
+	keys := make([]string, len(leases))
 	for i, l := range leases {
 		if err := checkLeaseQueue("revoked", l); err != nil {
 			return nil, err
 		}
-		cmds[i] = pipe.HMGet(ctx, b.k.task(l.Queue, l.TaskID), "s", "tk")
+		keys[i] = b.k.task(l.Queue, l.TaskID)
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	recs, err := b.getRecords(ctx, keys)
+	if err != nil {
 		return nil, b.fail(ctx, fmt.Sprintf("check %d lease(s)", len(leases)), err)
 	}
 	var out []broker.Revocation
 	for i, l := range leases {
-		v := cmds[i].Val()
-		state, token := asString(v[0]), asString(v[1])
-		if state == "run" && token == l.Token {
+		r := recs[i]
+		if r != nil && r.State == "run" && strconv.FormatInt(r.Token, 10) == l.Token {
 			continue
 		}
-		out = append(out, broker.Revocation{Lease: l, Cancelled: state == "cancelled"})
+		out = append(out, broker.Revocation{Lease: l, Cancelled: r != nil && r.State == "cancelled"})
 	}
 	return out, nil
 }

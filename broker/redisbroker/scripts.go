@@ -2,24 +2,11 @@ package redisbroker
 
 import "github.com/redis/go-redis/v9"
 
-// The fields of a task HASH ({p:q}:t:<id>). Times are Unix microseconds; a field that is
-// missing or "" is unset (enqueue stores only the fields it knows, to save memory).
+// Task records: see record.go (one STRING per task, {p:q}:t:<id>, read and written in the
+// scripts through luaTask).
 //
-// A payload longer than 48 bytes is kept in a STRING of its own, {p:q}:t:<id>:p, so that
-// the HASH holds only short values and Redis keeps it in its compact listpack encoding (a
-// value over hash-max-listpack-value, 64 bytes by default, turns the whole HASH into a
-// hashtable of about twice the memory); a shorter one stays in the field pl, saving the
-// second key. Reads take the STRING when it exists, else pl (also how tasks stored before
-// this kept every payload).
-//
-//	ty  type            pl  payload (≤ 48 B) at  attempt        ma  max attempts
-//	to  timeout (ns)    eq  enqueued at      ra  ready at       st  started at
-//	lu  lease until     tk  lease token      wk  worker id      le  last error
-//	fa  failed at       s   state: q (pending or scheduled, by ra), run, dead
-//	m   the task's member in the queue's ZSETs ("<16-digit sequence>:<id>")
-//
-// A lease is held when the HASH has s = run and tk = the lease's token. Tokens come from
-// HINCRBY on the queue's meta HASH, so a new reservation never reuses one.
+// A lease is held when the record's state is run and its token the lease's. Tokens come
+// from HINCRBY on the queue's meta HASH, so a new reservation never reuses one.
 //
 // Every script touches the keys of one queue only: the declared KEYS, and task and worker
 // keys it builds from a prefix of the same queue (same hash tag, so the same cluster slot),
@@ -41,14 +28,17 @@ end
 // enqueueScript stores a batch of new tasks, all of them or none.
 //
 //	KEYS[2g-1], KEYS[2g]: the ready ZSET and the meta HASH of the g-th queue of the batch
-//	KEYS[2G+1], optional: the queue registry SET, to which each queue is added (one server
-//	only: on a cluster the registry lives in another slot, and the caller adds to it)
+//	KEYS[2G+1], optional: the queue registry SET, to which a queue is added when its
+//	sequence starts (one server only: on a cluster the registry lives in another slot, and
+//	the caller adds to it). A queue whose sequence exists is registered already: only
+//	this script starts a sequence, and DeleteQueue's script deletes it (the meta HASH)
+//	together with the registry entry, so one SADD per queue's life is enough.
 //	ARGV[1]: the wake channel
 //	ARGV[2]: the number of queues G
 //	then for each queue: its task key prefix, its uniqueness lock prefix, its name, its
-//	number of tasks n, and n times ten fields: id, type, payload, max attempts, timeout ns,
-//	enqueued at µs, ready at µs, unique key ("" for none), unique until (Unix ms), headers
-//	(a JSON object, "" for none; stored in the field hd only when there are some)
+//	number of tasks n, and n times five fields: id, record (encodeNew: every value but the
+//	sequence, which the script appends), ready at µs, unique key ("" for none), unique
+//	until (Unix ms)
 //
 // Returns {stored, fresh}: the number of tasks stored and 1 when a queue's sequence
 // started with this call (its meta HASH had none: the queue is new, or was deleted; on a
@@ -58,7 +48,10 @@ end
 // (from 0) of the g-th queue carries a uniqueness key that a task holds. A lock is a
 // STRING holding the task's id that expires at the end of the window (SET PXAT).
 // Publishes each queue's name on the wake channel.
-var enqueueScript = redis.NewScript(`
+//
+// Every id is checked before anything is written; the records are written with MSET (one
+// per 250 tasks). A batch of one task goes to enqueueOneScript instead.
+var enqueueScript = redis.NewScript(luaChunked + `
 local G = tonumber(ARGV[2])
 local pos = 3
 local groups = {}
@@ -66,17 +59,17 @@ for g = 1, G do
   local prefix, uprefix, n = ARGV[pos], ARGV[pos+1], tonumber(ARGV[pos+3])
   groups[g] = pos
   for i = 0, n - 1 do
-    local b = pos + 4 + i*10
+    local b = pos + 4 + i*5
     local id = ARGV[b]
     if redis.call('EXISTS', prefix .. id) == 1 then
       return redis.error_reply('DUP ' .. g .. ' ' .. id)
     end
-    if ARGV[b+7] ~= '' then
-      local holder = redis.call('GET', uprefix .. ARGV[b+7])
+    if ARGV[b+3] ~= '' then
+      local holder = redis.call('GET', uprefix .. ARGV[b+3])
       if holder then return redis.error_reply('UNIQ ' .. g .. ' ' .. i .. ' ' .. holder) end
     end
   end
-  pos = pos + 4 + n*10
+  pos = pos + 4 + n*5
 end
 local total, fresh = 0, 0
 for g = 1, G do
@@ -85,29 +78,57 @@ for g = 1, G do
   local ready, meta = KEYS[2*g-1], KEYS[2*g]
   local last = redis.call('HINCRBY', meta, 'seq', n)
   if last == n then fresh = 1 end
+  local recs, members = {}, {}
   for i = 0, n - 1 do
-    local b = p + 4 + i*10
-    local id = ARGV[b]
-    local m = string.format('%016d:', last - n + 1 + i) .. id
-    redis.call('HSET', prefix .. id, 'ty', ARGV[b+1], 'ma', ARGV[b+3],
-      'to', ARGV[b+4], 'eq', ARGV[b+5], 'ra', ARGV[b+6], 'at', 0, 's', 'q', 'm', m)
-    local pl = ARGV[b+2]
-    if #pl > 48 then
-      redis.call('SET', prefix .. id .. ':p', pl)
-    elseif pl ~= '' then
-      redis.call('HSET', prefix .. id, 'pl', pl)
+    local b = p + 4 + i*5
+    local id, seq = ARGV[b], last - n + 1 + i
+    recs[#recs+1] = prefix .. id
+    recs[#recs+1] = ARGV[b+1] .. cmsgpack.pack(seq)
+    if ARGV[b+3] ~= '' then
+      redis.call('SET', uprefix .. ARGV[b+3], id, 'PXAT', ARGV[b+4])
     end
-    if ARGV[b+7] ~= '' then
-      redis.call('SET', uprefix .. ARGV[b+7], id, 'PXAT', ARGV[b+8])
-    end
-    if ARGV[b+9] ~= '' then redis.call('HSET', prefix .. id, 'hd', ARGV[b+9]) end
-    redis.call('ZADD', ready, ARGV[b+6], m)
+    members[#members+1] = ARGV[b+2]
+    members[#members+1] = string.format('%016d:', seq) .. id
   end
-  if #KEYS > 2*G then redis.call('SADD', KEYS[2*G+1], queue) end
+  chunked('MSET', nil, recs)
+  chunked('ZADD', ready, members)
+  if last == n and #KEYS > 2*G then redis.call('SADD', KEYS[2*G+1], queue) end
   redis.call('PUBLISH', ARGV[1], queue)
   total = total + n
 end
 return {total, fresh}
+`)
+
+// enqueueOneScript stores one new task: enqueueScript's work for a batch of one, in as
+// few calls as it takes (a single enqueue is one round trip whose time is mostly this
+// script's): the id is checked by SET NX, which also writes the record.
+//
+//	KEYS[1] the task key, KEYS[2] the ready ZSET, KEYS[3] the meta HASH, KEYS[4],
+//	optional: the queue registry SET (as in enqueueScript)
+//	ARGV[1] the wake channel, ARGV[2] the queue's name, ARGV[3] the record without its
+//	sequence (encodeNew), ARGV[4] ready at µs, ARGV[5] the id, ARGV[6] the uniqueness
+//	lock key ("" for none), ARGV[7] unique until (Unix ms)
+//
+// Returns {1, fresh} and errors "DUP 1 <id>" and "UNIQ 1 0 <holder id>" as enqueueScript
+// does. A refused id has used a sequence number, which only leaves a gap in the order.
+var enqueueOneScript = redis.NewScript(`
+if ARGV[6] ~= '' then
+  local holder = redis.call('GET', ARGV[6])
+  if holder then return redis.error_reply('UNIQ 1 0 ' .. holder) end
+end
+local seq = redis.call('HINCRBY', KEYS[3], 'seq', 1)
+if not redis.call('SET', KEYS[1], ARGV[3] .. cmsgpack.pack(seq), 'NX') then
+  return redis.error_reply('DUP 1 ' .. ARGV[5])
+end
+if ARGV[6] ~= '' then redis.call('SET', ARGV[6], ARGV[5], 'PXAT', ARGV[7]) end
+redis.call('ZADD', KEYS[2], ARGV[4], string.format('%016d:', seq) .. ARGV[5])
+local fresh = 0
+if seq == 1 then
+  fresh = 1
+  if KEYS[4] then redis.call('SADD', KEYS[4], ARGV[2]) end
+end
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return {1, fresh}
 `)
 
 // reserveScript reclaims the queue's expired leases and leases up to a limit of its ready
@@ -128,36 +149,40 @@ return {total, fresh}
 // (of that type: each one's type is read). A rate limit is a token bucket: tokens grow
 // at rate/per up to burst, and each task taken draws one.
 //
+// Each leased task costs one GET of its record; the new records are written by one MSET
+// per 250 tasks.
+//
 // Returns a flat array: first the time (µs) before which limits let nothing of the ready
 // tasks be taken (-1 when nothing was held back or something was taken), then 1 if that is
-// a concurrency limit (a slot freeing ends it sooner) or 0, then 12 entries per leased
-// task: id, attempt, token, type, payload, max attempts, timeout ns, enqueued at, ready
-// at, last error, failed at, headers (JSON or "").
-var reserveScript = redis.NewScript(luaChunked + `
+// a concurrency limit (a slot freeing ends it sooner) or 0, then three entries per leased
+// task: its id, its lease token and its record as leased (state run, attempt counted,
+// token, worker).
+var reserveScript = redis.NewScript(luaChunked + luaTask + `
 local ready, running, dead, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local tp, wp, now, expiry, worker = ARGV[1], ARGV[2], ARGV[3], ARGV[5], ARGV[6]
+local nowN, expN = tonumber(now), tonumber(expiry)
 if redis.call('HGET', meta, 'paused') == '1' then return {-1, 0} end
 local expired = redis.call('ZRANGEBYSCORE', running, '-inf', now, 'LIMIT', 0, tonumber(ARGV[7]))
 for _, m in ipairs(expired) do
   local id = string.sub(m, 18)
   local t = tp .. id
-  local v = redis.call('HMGET', t, 'at', 'ma', 'wk', 'ra')
+  local v = getTask(t)
   redis.call('ZREM', running, m)
-  if v[1] then
-    if v[3] and v[3] ~= '' then redis.call('SREM', wp .. v[3], id) end
-    if tonumber(v[1]) >= tonumber(v[2]) then
-      redis.call('HSET', t, 's', 'dead', 'tk', '', 'wk', '', 'fa', now,
-        'le', 'lease expired on the final attempt (worker lost)')
-      redis.call('ZADD', dead, v[4], m)
+  if v then
+    if v[WK] ~= '' then redis.call('SREM', wp .. v[WK], id) end
+    v[TK], v[WK], v[LU] = 0, '', 0
+    if v[AT] >= v[MA] then
+      v[S], v[FA], v[LE] = 'dead', nowN, 'lease expired on the final attempt (worker lost)'
+      redis.call('ZADD', dead, v[RA], m)
       redis.call('HINCRBY', meta, 'failed', 1)
     else
-      redis.call('HSET', t, 's', 'q', 'tk', '', 'wk', '')
-      redis.call('ZADD', ready, v[4], m)
+      v[S] = 'q'
+      redis.call('ZADD', ready, v[RA], m)
     end
+    putTask(t, v)
   end
 end
 local want = tonumber(ARGV[4])
-local nowN = tonumber(now)
 local L, typed = {}, false
 local lim = redis.call('HGETALL', KEYS[5])
 for i = 1, #lim, 2 do
@@ -197,6 +222,10 @@ local function allowance(f, l, count)
   end
   return math.max(a, 0)
 end
+local function typeOf(id)
+  local v = getTask(tp .. id)
+  return v and v[TY]
+end
 local ms
 local whole = L['*']
 if whole then
@@ -211,7 +240,7 @@ else
   local left = {}
   for _, m in ipairs(redis.call('ZRANGEBYSCORE', ready, '-inf', now, 'LIMIT', 0, want + 256)) do
     if #ms >= want then break end
-    local ty = redis.call('HGET', tp .. string.sub(m, 18), 'ty')
+    local ty = typeOf(string.sub(m, 18))
     local l = ty and L['t:' .. ty]
     if not l then
       ms[#ms+1] = m
@@ -220,7 +249,7 @@ else
         left[ty] = allowance('t:' .. ty, l, function()
           local c = 0
           for _, r in ipairs(redis.call('ZRANGEBYSCORE', running, '(' .. now, '+inf')) do
-            if redis.call('HGET', tp .. string.sub(r, 18), 'ty') == ty then c = c + 1 end
+            if typeOf(string.sub(r, 18)) == ty then c = c + 1 end
           end
           return c
         end)
@@ -237,24 +266,23 @@ local out = {blocked, slot}
 if #ms == 0 then return out end
 chunked('ZREM', ready, ms)
 local tok = redis.call('HINCRBY', meta, 'tok', #ms) - #ms
-local leased, ids = {}, {}
+local leased, ids, recs = {}, {}, {}
 for _, m in ipairs(ms) do
   local id = string.sub(m, 18)
   local t = tp .. id
-  local f = redis.call('HMGET', t, 'ty', 'pl', 'ma', 'to', 'eq', 'ra', 'le', 'fa', 'at', 'hd')
-  if f[1] then
+  local v = getTask(t)
+  if v then
     tok = tok + 1
-    local at = (tonumber(f[9]) or 0) + 1
-    redis.call('HSET', t, 's', 'run', 'st', now, 'lu', expiry, 'tk', tok, 'wk', worker, 'at', at)
+    v[AT], v[S], v[ST], v[LU], v[TK], v[WK] = v[AT] + 1, 'run', nowN, expN, tok, worker
+    local rec = packTask(v)
+    recs[#recs+1] = t
+    recs[#recs+1] = rec
     leased[#leased+1] = expiry
     leased[#leased+1] = m
     ids[#ids+1] = id
-    if not f[2] then f[2] = redis.call('GET', t .. ':p') end
     out[#out+1] = id
-    out[#out+1] = at
-    out[#out+1] = tostring(tok)
-    for i = 1, 8 do out[#out+1] = f[i] or '' end
-    out[#out+1] = f[10] or ''
+    out[#out+1] = tok
+    out[#out+1] = rec
   end
 end
 if whole then whole.taken = #ids end
@@ -262,6 +290,7 @@ for f, l in pairs(L) do
   if l.tokens then redis.call('HSET', KEYS[6], f, tostring(l.tokens - l.taken) .. ' ' .. string.format('%d', l.ts)) end
 end
 if #ids > 0 then out[1], out[2] = -1, 0 end
+chunked('MSET', nil, recs)
 chunked('ZADD', running, leased)
 if worker ~= '' then chunked('SADD', wp .. worker, ids) end
 return out
@@ -277,6 +306,14 @@ local function slotFreed(meta, channel, queue)
 end
 `
 
+// luaHeld defines held(v, tok), which says whether the record v (or nil) is leased
+// under the token tok (a string of ARGV).
+const luaHeld = `
+local function held(v, tok)
+  return v ~= nil and v[S] == 'run' and v[TK] == tonumber(tok)
+end
+`
+
 // ackScript removes the tasks of held leases and counts them completed.
 //
 //	KEYS[1] running ZSET, KEYS[2] meta HASH
@@ -284,21 +321,21 @@ end
 //	ARGV[4] queue name, then pairs: id, token
 //
 // Returns the 0-based positions of the pairs whose lease is not held (left alone). Wakes
-// waiters when the queue has a concurrency limit.
-var ackScript = redis.NewScript(luaChunked + luaSlotFreed + `
+// waiters when the queue has a concurrency limit. Each task costs one GET; the removals
+// are one command per 500 tasks.
+var ackScript = redis.NewScript(luaChunked + luaSlotFreed + luaTask + luaHeld + `
 local lost, done, members, keys, byWorker = {}, {}, {}, {}, {}
 for i = 5, #ARGV, 2 do
   local id, tok = ARGV[i], ARGV[i+1]
   local t = ARGV[1] .. id
-  local v = redis.call('HMGET', t, 'tk', 's', 'm', 'wk')
-  if v[2] == 'run' and v[1] == tok and not done[id] then
+  local v = getTask(t)
+  if held(v, tok) and not done[id] then
     done[id] = true
-    members[#members+1] = v[3]
+    members[#members+1] = memberOf(v, id)
     keys[#keys+1] = t
-    keys[#keys+1] = t .. ':p'
-    if v[4] and v[4] ~= '' then
-      local w = byWorker[v[4]]
-      if not w then w = {}; byWorker[v[4]] = w end
+    if v[WK] ~= '' then
+      local w = byWorker[v[WK]]
+      if not w then w = {}; byWorker[v[WK]] = w end
       w[#w+1] = id
     end
   else
@@ -321,15 +358,17 @@ return lost
 //	ARGV[1] task key prefix, ARGV[2] new expiry µs, then pairs: id, token
 //
 // Returns the 0-based positions of the pairs whose lease is not held.
-var extendScript = redis.NewScript(`
+var extendScript = redis.NewScript(luaTask + luaHeld + `
 local lost = {}
+local expiry = tonumber(ARGV[2])
 for i = 3, #ARGV, 2 do
   local id, tok = ARGV[i], ARGV[i+1]
   local t = ARGV[1] .. id
-  local v = redis.call('HMGET', t, 'tk', 's', 'm')
-  if v[2] == 'run' and v[1] == tok then
-    redis.call('ZADD', KEYS[1], ARGV[2], v[3])
-    redis.call('HSET', t, 'lu', ARGV[2])
+  local v = getTask(t)
+  if held(v, tok) then
+    redis.call('ZADD', KEYS[1], ARGV[2], memberOf(v, id))
+    v[LU] = expiry
+    putTask(t, v)
   else
     lost[#lost+1] = (i - 3) / 2
   end
@@ -345,18 +384,19 @@ return lost
 //	ARGV[4] queue name, then pairs: id, token
 //
 // Returns the number released; publishes the queue on the wake channel if any.
-var releaseScript = redis.NewScript(`
+var releaseScript = redis.NewScript(luaTask + luaHeld + `
 local n = 0
 for i = 5, #ARGV, 2 do
   local id, tok = ARGV[i], ARGV[i+1]
   local t = ARGV[1] .. id
-  local v = redis.call('HMGET', t, 'tk', 's', 'm', 'wk', 'ra')
-  if v[2] == 'run' and v[1] == tok then
-    redis.call('ZREM', KEYS[2], v[3])
-    if v[4] and v[4] ~= '' then redis.call('SREM', ARGV[2] .. v[4], id) end
-    redis.call('HINCRBY', t, 'at', -1)
-    redis.call('HSET', t, 's', 'q', 'tk', '', 'wk', '', 'lu', '')
-    redis.call('ZADD', KEYS[1], v[5], v[3])
+  local v = getTask(t)
+  if held(v, tok) then
+    local m = memberOf(v, id)
+    redis.call('ZREM', KEYS[2], m)
+    if v[WK] ~= '' then redis.call('SREM', ARGV[2] .. v[WK], id) end
+    v[AT], v[S], v[TK], v[WK], v[LU] = v[AT] - 1, 'q', 0, '', 0
+    putTask(t, v)
+    redis.call('ZADD', KEYS[1], v[RA], m)
     n = n + 1
   end
 end
@@ -373,14 +413,16 @@ return n
 //
 // Returns 1, or 0 when the lease is not held. Publishes the queue on the wake channel, so
 // that waiters take the new ReadyAt into account.
-var retryScript = redis.NewScript(`
+var retryScript = redis.NewScript(luaTask + luaHeld + `
 local t = ARGV[1] .. ARGV[5]
-local v = redis.call('HMGET', t, 'tk', 's', 'm', 'wk')
-if v[2] ~= 'run' or v[1] ~= ARGV[6] then return 0 end
-redis.call('ZREM', KEYS[2], v[3])
-if v[4] and v[4] ~= '' then redis.call('SREM', ARGV[2] .. v[4], ARGV[5]) end
-redis.call('HSET', t, 's', 'q', 'tk', '', 'wk', '', 'lu', '', 'ra', ARGV[7], 'le', ARGV[8], 'fa', ARGV[9])
-redis.call('ZADD', KEYS[1], ARGV[7], v[3])
+local v = getTask(t)
+if not held(v, ARGV[6]) then return 0 end
+local m = memberOf(v, ARGV[5])
+redis.call('ZREM', KEYS[2], m)
+if v[WK] ~= '' then redis.call('SREM', ARGV[2] .. v[WK], ARGV[5]) end
+v[S], v[TK], v[WK], v[LU], v[RA], v[LE], v[FA] = 'q', 0, '', 0, tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9])
+putTask(t, v)
+redis.call('ZADD', KEYS[1], ARGV[7], m)
 redis.call('HINCRBY', KEYS[3], 'failed', 1)
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
@@ -394,14 +436,16 @@ return 1
 //
 // Returns 1, or 0 when the lease is not held. Wakes waiters when the queue has a
 // concurrency limit.
-var killScript = redis.NewScript(luaSlotFreed + `
+var killScript = redis.NewScript(luaSlotFreed + luaTask + luaHeld + `
 local t = ARGV[1] .. ARGV[3]
-local v = redis.call('HMGET', t, 'tk', 's', 'm', 'wk', 'ra')
-if v[2] ~= 'run' or v[1] ~= ARGV[4] then return 0 end
-redis.call('ZREM', KEYS[2], v[3])
-if v[4] and v[4] ~= '' then redis.call('SREM', ARGV[2] .. v[4], ARGV[3]) end
-redis.call('HSET', t, 's', 'dead', 'tk', '', 'wk', '', 'lu', '', 'le', ARGV[5], 'fa', ARGV[6])
-redis.call('ZADD', KEYS[1], v[5], v[3])
+local v = getTask(t)
+if not held(v, ARGV[4]) then return 0 end
+local m = memberOf(v, ARGV[3])
+redis.call('ZREM', KEYS[2], m)
+if v[WK] ~= '' then redis.call('SREM', ARGV[2] .. v[WK], ARGV[3]) end
+v[S], v[TK], v[WK], v[LU], v[LE], v[FA] = 'dead', 0, '', 0, ARGV[5], tonumber(ARGV[6])
+putTask(t, v)
+redis.call('ZADD', KEYS[1], v[RA], m)
 redis.call('HINCRBY', KEYS[3], 'failed', 1)
 slotFreed(KEYS[3], ARGV[7], ARGV[8])
 return 1
@@ -414,15 +458,17 @@ return 1
 //	ARGV[1] task key prefix, ARGV[2] worker id, ARGV[3] wake channel, ARGV[4] queue name
 //
 // Returns the number released; publishes the queue on the wake channel if any.
-var releaseWorkerScript = redis.NewScript(`
+var releaseWorkerScript = redis.NewScript(luaTask + `
 local n = 0
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[3])) do
   local t = ARGV[1] .. id
-  local v = redis.call('HMGET', t, 's', 'wk', 'm', 'ra')
-  if v[1] == 'run' and v[2] == ARGV[2] then
-    redis.call('ZREM', KEYS[2], v[3])
-    redis.call('HSET', t, 's', 'q', 'tk', '', 'wk', '', 'lu', '')
-    redis.call('ZADD', KEYS[1], v[4], v[3])
+  local v = getTask(t)
+  if v and v[S] == 'run' and v[WK] == ARGV[2] then
+    local m = memberOf(v, id)
+    redis.call('ZREM', KEYS[2], m)
+    v[S], v[TK], v[WK], v[LU] = 'q', 0, '', 0
+    putTask(t, v)
+    redis.call('ZADD', KEYS[1], v[RA], m)
     n = n + 1
   end
 end
@@ -439,26 +485,33 @@ return n
 //	then the ids to move (none: every dead task of the queue)
 //
 // Returns the number moved; publishes the queue on the wake channel if any.
-var retryDeadScript = redis.NewScript(`
+var retryDeadScript = redis.NewScript(luaTask + `
 local ms = {}
 if #ARGV == 4 then
   ms = redis.call('ZRANGE', KEYS[2], 0, -1)
 else
   for i = 5, #ARGV do
-    local m = redis.call('HGET', ARGV[1] .. ARGV[i], 'm')
+    local v = getTask(ARGV[1] .. ARGV[i])
+    local m = v and memberOf(v, ARGV[i])
     if m and redis.call('ZSCORE', KEYS[2], m) then ms[#ms+1] = m end
   end
 end
+local n = 0
 for _, m in ipairs(ms) do
   local id = string.sub(m, 18)
-  local seq = redis.call('HINCRBY', KEYS[3], 'seq', 1)
-  local nm = string.format('%016d:', seq) .. id
+  local t = ARGV[1] .. id
   redis.call('ZREM', KEYS[2], m)
-  redis.call('HSET', ARGV[1] .. id, 's', 'q', 'at', 0, 'ra', ARGV[4], 'm', nm, 'tk', '', 'wk', '', 'lu', '')
-  redis.call('ZADD', KEYS[1], ARGV[4], nm)
+  local v = getTask(t)
+  if v then
+    local seq = redis.call('HINCRBY', KEYS[3], 'seq', 1)
+    v[S], v[AT], v[RA], v[SEQ], v[TK], v[WK], v[LU] = 'q', 0, tonumber(ARGV[4]), seq, 0, '', 0
+    putTask(t, v)
+    redis.call('ZADD', KEYS[1], ARGV[4], memberOf(v, id))
+    n = n + 1
+  end
 end
-if #ms > 0 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
-return #ms
+if n > 0 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+return n
 `)
 
 // deleteScript removes tasks of one state (pending, scheduled, dead or cancelled) of the
@@ -470,7 +523,7 @@ return #ms
 //	then the ids to remove (none: every task of that state)
 //
 // Returns the number removed.
-var deleteScript = redis.NewScript(`
+var deleteScript = redis.NewScript(luaChunked + luaTask + `
 local state, now = ARGV[2], tonumber(ARGV[3])
 local ms = {}
 if #ARGV == 3 then
@@ -483,7 +536,8 @@ if #ARGV == 3 then
   end
 else
   for i = 4, #ARGV do
-    local m = redis.call('HGET', ARGV[1] .. ARGV[i], 'm')
+    local v = getTask(ARGV[1] .. ARGV[i])
+    local m = v and memberOf(v, ARGV[i])
     local score = m and redis.call('ZSCORE', KEYS[1], m)
     if score then
       score = tonumber(score)
@@ -493,18 +547,17 @@ else
     end
   end
 end
-for _, m in ipairs(ms) do
-  redis.call('ZREM', KEYS[1], m)
-  local t = ARGV[1] .. string.sub(m, 18)
-  redis.call('DEL', t, t .. ':p')
-end
+local keys = {}
+for _, m in ipairs(ms) do keys[#keys+1] = ARGV[1] .. string.sub(m, 18) end
+chunked('ZREM', KEYS[1], ms)
+chunked('DEL', nil, keys)
 return #ms
 `)
 
 // allScripts are loaded at Open so that the first calls need no EVAL fallback.
 var allScripts = []*redis.Script{
-	enqueueScript, reserveScript, ackScript, extendScript, releaseScript, retryScript,
+	enqueueScript, enqueueOneScript, reserveScript, ackScript, extendScript, releaseScript, retryScript,
 	killScript, releaseWorkerScript, retryDeadScript, deleteScript, deleteQueueScript, addSamplesScript,
 	cancelScript, setLimitScript, acquireLeaderScript, renewLeaderScript, releaseLeaderScript,
-	markRunScript,
+	markRunScript, migrateScript,
 }

@@ -15,22 +15,24 @@ import "github.com/redis/go-redis/v9"
 // Returns {state, ready at µs}: state is "" when the queue has no such task, else what it
 // was: q (pending or scheduled, by ready at), run, dead (left alone) or cancelled (left
 // alone). Wakes waiters when a running task of a queue with a concurrency limit stops.
-var cancelScript = redis.NewScript(luaSlotFreed + `
+var cancelScript = redis.NewScript(luaSlotFreed + luaTask + `
 local t = ARGV[1] .. ARGV[3]
-local v = redis.call('HMGET', t, 's', 'm', 'wk', 'ra')
-if not v[1] then return {'', '0'} end
-if v[1] == 'q' then
-  redis.call('ZREM', KEYS[1], v[2])
-elseif v[1] == 'run' then
-  redis.call('ZREM', KEYS[2], v[2])
-  if v[3] and v[3] ~= '' then redis.call('SREM', ARGV[2] .. v[3], ARGV[3]) end
+local v = getTask(t)
+if not v then return {'', '0'} end
+local was, ra, m = v[S], string.format('%d', v[RA]), memberOf(v, ARGV[3])
+if was == 'q' then
+  redis.call('ZREM', KEYS[1], m)
+elseif was == 'run' then
+  redis.call('ZREM', KEYS[2], m)
+  if v[WK] ~= '' then redis.call('SREM', ARGV[2] .. v[WK], ARGV[3]) end
 else
-  return {v[1], v[4] or '0'}
+  return {was, ra}
 end
-redis.call('HSET', t, 's', 'cancelled', 'tk', '', 'wk', '', 'lu', '')
-redis.call('ZADD', KEYS[3], v[4], v[2])
-if v[1] == 'run' then slotFreed(KEYS[4], ARGV[4], ARGV[5]) end
-return {v[1], v[4]}
+v[S], v[TK], v[WK], v[LU] = 'cancelled', 0, '', 0
+putTask(t, v)
+redis.call('ZADD', KEYS[3], v[RA], m)
+if was == 'run' then slotFreed(KEYS[4], ARGV[4], ARGV[5]) end
+return {was, ra}
 `)
 
 // setLimitScript stores or removes one limit of the queue and keeps the meta field conc

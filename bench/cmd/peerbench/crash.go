@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/briskq/brisk/bench/internal/asynqrun"
 	"github.com/briskq/brisk/internal/workload"
 )
 
@@ -40,7 +41,7 @@ func runChild(args []string) error {
 		start = s.StartWorker
 	case "asynq":
 		start = func(_ context.Context, h workload.Handler) (func() error, error) {
-			return startAsynqWorker(redis.NewClient(&redis.Options{Addr: *addr, DB: *db}), *queue, *tuned, h)
+			return asynqrun.StartWorker(redis.NewClient(&redis.Options{Addr: *addr, DB: *db}), *queue, *tuned, h)
 		}
 	default:
 		return fmt.Errorf("unknown -system %q", *system)

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/briskq/brisk/bench/internal/asynqrun"
 	"github.com/briskq/brisk/bench/internal/benchflag"
 	"github.com/briskq/brisk/internal/workload"
 )
@@ -75,6 +77,7 @@ func main() {
 	flag.StringVar(&cfg.pyDir, "pydir", findPyDir(), "directory of the Python scripts (bench/python)")
 	flag.IntVar(&cfg.execPrefetch, "exec-prefetch", 0, "brisk-exec: the worker's --prefetch (`N` tasks reserved beyond its free children; brisk's default is 0)")
 	flag.StringVar(&cfg.jsonOut, "json", "", "also write every figure to `file` as JSON")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (the Go systems' producers and in-process workers) to `file`")
 	flag.Parse()
 	var err error
 	if cfg.systems, err = benchflag.OneOf(*systems, "system", allSystems); err != nil {
@@ -90,10 +93,21 @@ func main() {
 		fatalf("-py-w2-rates: %v", err)
 	}
 
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fatalf("-cpuprofile: %v", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fatalf("-cpuprofile: %v", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	run := &runner{cfg: cfg, res: map[string]map[string]result{}, skipped: map[string]map[string]string{}}
 	if err := run.all(ctx); err != nil {
+		pprof.StopCPUProfile()
 		fatalf("%v", err)
 	}
 }
@@ -193,10 +207,10 @@ func (r *runner) all(ctx context.Context) error {
 				return ctx.Err()
 			}
 			if strings.HasPrefix(s, "asynq") {
-				asynqComplaints() // forget what an earlier workload's shutdown logged
+				asynqrun.Complaints() // forget what an earlier workload's shutdown logged
 			}
 			if err := r.one(ctx, s, w); err != nil {
-				if c := asynqComplaints(); c != "" && strings.HasPrefix(s, "asynq") {
+				if c := asynqrun.Complaints(); c != "" && strings.HasPrefix(s, "asynq") {
 					err = fmt.Errorf("%w (asynq logged: %s)", err, c)
 				}
 				progress("%s %s: FAILED: %v", s, w, err)

@@ -52,6 +52,27 @@ func diffStats(before, after map[string]int64) map[string]int64 {
 	return d
 }
 
+// cpu returns INFO cpu's used_cpu_sys + used_cpu_user: the seconds of CPU the server has
+// used (its main thread and the others).
+func (rs *redisStats) cpu(ctx context.Context) (float64, error) {
+	info, err := rs.rdb.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0, err
+	}
+	var total float64
+	for _, line := range strings.Split(info, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+		if k == "used_cpu_sys" || k == "used_cpu_user" {
+			x, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return 0, err
+			}
+			total += x
+		}
+	}
+	return total, nil
+}
+
 // usedMemory returns INFO memory's used_memory, in bytes.
 func (rs *redisStats) usedMemory(ctx context.Context) (int64, error) {
 	info, err := rs.rdb.Info(ctx, "memory").Result()

@@ -2,13 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strings"
-	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -16,6 +12,7 @@ import (
 	"github.com/briskq/brisk"
 	"github.com/briskq/brisk/broker/redisbroker"
 
+	"github.com/briskq/brisk/bench/internal/asynqrun"
 	"github.com/briskq/brisk/internal/workload"
 )
 
@@ -135,11 +132,9 @@ func unlinkMatching(ctx context.Context, rdb *redis.Client, pattern string) erro
 // DelayedTaskCheckInterval 100 ms instead of 1 s and 5 s) in a Redis database of its own,
 // emptied at the end.
 type asynqSystem struct {
-	addr, queue string
+	*asynqrun.System
+	addr        string
 	db          int
-	tuned       bool
-	cl          *asynq.Client
-	in          *asynq.Inspector
 	rdb         *redis.Client
 	enqN, workN atomic.Int64
 }
@@ -153,76 +148,19 @@ func asynqRedis(addr string, db int, n *atomic.Int64) *redis.Client {
 }
 
 func newAsynq(addr string, db int, tuned bool) *asynqSystem {
-	s := &asynqSystem{addr: addr, db: db, queue: "pb", tuned: tuned}
-	s.cl = asynq.NewClientFromRedisClient(asynqRedis(addr, db, &s.enqN))
+	s := &asynqSystem{addr: addr, db: db}
 	s.rdb = redis.NewClient(&redis.Options{Addr: addr, DB: db})
-	s.in = asynq.NewInspectorFromRedisClient(s.rdb)
+	s.System = &asynqrun.System{Queue: "pb", Tuned: tuned,
+		Client:    asynq.NewClientFromRedisClient(asynqRedis(addr, db, &s.enqN)),
+		Inspector: asynq.NewInspectorFromRedisClient(s.rdb),
+		NewRedis:  func() redis.UniversalClient { return asynqRedis(addr, db, &s.workN) },
+	}
 	return s
 }
 
-func (s *asynqSystem) Enqueue(ctx context.Context, seq int, delay time.Duration) error {
-	now := time.Now()
-	opts := []asynq.Option{asynq.Queue(s.queue)}
-	if delay > 0 {
-		opts = append(opts, asynq.ProcessIn(delay))
-	}
-	_, err := s.cl.EnqueueContext(ctx, asynq.NewTask(workload.TaskType, workload.Payload(seq, now, now.Add(delay))), opts...)
-	return err
-}
-
-func (s *asynqSystem) EnqueueBatch(context.Context, []int, []time.Duration) error {
-	return workload.ErrNoBatch
-}
-
-func asynqConfig(queue string, tuned bool) asynq.Config {
-	cfg := asynq.Config{
-		Concurrency:     workload.Concurrency,
-		Queues:          map[string]int{queue: 1},
-		ShutdownTimeout: 5 * time.Second,
-		LogLevel:        asynq.WarnLevel,
-		Logger:          quietLogger{},
-	}
-	if tuned {
-		cfg.TaskCheckInterval = 10 * time.Millisecond
-		cfg.DelayedTaskCheckInterval = 100 * time.Millisecond
-	}
-	return cfg
-}
-
-func startAsynqWorker(rdb *redis.Client, queue string, tuned bool, h workload.Handler) (func() error, error) {
-	srv := asynq.NewServerFromRedisClient(rdb, asynqConfig(queue, tuned))
-	mux := asynq.NewServeMux()
-	mux.HandleFunc(workload.TaskType, func(ctx context.Context, t *asynq.Task) error {
-		return h(ctx, t.Payload())
-	})
-	if err := srv.Start(mux); err != nil {
-		rdb.Close()
-		return nil, err
-	}
-	return func() error {
-		srv.Shutdown()
-		return rdb.Close()
-	}, nil
-}
-
-func (s *asynqSystem) StartWorker(_ context.Context, h workload.Handler) (func() error, error) {
-	return startAsynqWorker(asynqRedis(s.addr, s.db, &s.workN), s.queue, s.tuned, h)
-}
-
-func (s *asynqSystem) Remaining(context.Context) (int, error) {
-	qi, err := s.in.GetQueueInfo(s.queue)
-	if err != nil {
-		if errors.Is(err, asynq.ErrQueueNotFound) {
-			return 0, nil
-		}
-		return 0, err
-	}
-	return qi.Pending + qi.Active + qi.Scheduled + qi.Retry, nil
-}
-
 func (s *asynqSystem) childArgs() []string {
-	a := []string{"-system", "asynq", "-addr", s.addr, "-db", fmt.Sprint(s.db), "-queue", s.queue}
-	if s.tuned {
+	a := []string{"-system", "asynq", "-addr", s.addr, "-db", fmt.Sprint(s.db), "-queue", s.Queue}
+	if s.Tuned {
 		a = append(a, "-tuned")
 	}
 	return a
@@ -236,39 +174,6 @@ func (s *asynqSystem) cleanup(ctx context.Context) error {
 }
 
 func (s *asynqSystem) close() {
-	s.cl.Close()
+	s.Client.Close()
 	s.rdb.Close()
 }
-
-// quietLogger keeps asynq's last warnings and errors out of the output, so that a failed
-// workload can say what asynq complained about (asynqLog).
-type quietLogger struct{}
-
-var asynqLog struct {
-	mu   sync.Mutex
-	last []string
-}
-
-func (quietLogger) keep(level string, args []any) {
-	asynqLog.mu.Lock()
-	defer asynqLog.mu.Unlock()
-	asynqLog.last = append(asynqLog.last, level+": "+fmt.Sprint(args...))
-	if len(asynqLog.last) > 3 {
-		asynqLog.last = asynqLog.last[len(asynqLog.last)-3:]
-	}
-}
-
-// asynqComplaints returns and forgets asynq's last warnings and errors.
-func asynqComplaints() string {
-	asynqLog.mu.Lock()
-	defer asynqLog.mu.Unlock()
-	s := strings.Join(asynqLog.last, "; ")
-	asynqLog.last = nil
-	return s
-}
-
-func (quietLogger) Debug(...any)     {}
-func (quietLogger) Info(...any)      {}
-func (l quietLogger) Warn(a ...any)  { l.keep("warn", a) }
-func (l quietLogger) Error(a ...any) { l.keep("error", a) }
-func (l quietLogger) Fatal(a ...any) { l.keep("fatal", a) }

@@ -27,6 +27,7 @@ func (r *runner) rows() []row {
 		{"W1", "worker_cmds_per_task", "W1 Redis commands sent per task by the worker", "x"},
 		{"W1", "server_scripts_per_task", "W1 Lua scripts run per task (INFO commandstats)", "x"},
 		{"W1", "server_other_cmds_per_task", "W1 other commands per task, incl. inside scripts", "x"},
+		{"W1", "server_cpu_us_per_task", "W1 Redis CPU per task drained (µs, INFO cpu)", "x"},
 	}
 	var keys []string
 	for _, m := range r.res {

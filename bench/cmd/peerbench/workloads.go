@@ -20,6 +20,7 @@ func newRunner(s goSystem) *workload.Runner {
 // Redis commands per task, and the server's commands per task by kind.
 func runW1(ctx context.Context, s goSystem, n int, rs *redisStats) (result, error) {
 	var enq0, work0 int64
+	var cpu0 float64
 	var before map[string]int64
 	ru := newRunner(s)
 	ru.Hooks = func(phase string, after bool, r *workload.Result) error {
@@ -32,7 +33,15 @@ func runW1(ctx context.Context, s goSystem, n int, rs *redisStats) (result, erro
 		case phase == "drain" && !after:
 			before, err = rs.commandStats(ctx)
 			work0 = s.workerCalls()
+			if err == nil {
+				cpu0, err = rs.cpu(ctx)
+			}
 		case phase == "drain":
+			cpu1, err := rs.cpu(ctx)
+			if err != nil {
+				return err
+			}
+			r.Add("server_cpu_us_per_task", "server CPU per task (µs)", workload.Round((cpu1-cpu0)/float64(2*n)*1e6, 3), "µs")
 			var afterStats map[string]int64
 			if afterStats, err = rs.commandStats(ctx); err != nil {
 				return err

@@ -36,6 +36,10 @@ func (s *suite) testRetention(t *testing.T) {
 		}
 		_, err := brisk.NewClient(e.b).Enqueue(e.ctx, brisk.NewTask("t", nil, brisk.InQueue("r"), brisk.Retain(time.Minute)))
 		wantErr(e.t, "brisk's Enqueue of a task with a retention on a broker without broker.Retainer", err, broker.ErrUnsupported)
+		task := NewTask("r", "t", nil)
+		task.Retention = time.Minute
+		wantErr(e.t, "the broker's own Enqueue of a task with a retention", e.b.Enqueue(e.ctx, []*broker.Task{task}), broker.ErrUnsupported)
+		e.wantCounts("r", counts{})
 	})
 
 	s.test(t, "KeptPerTaskAndQueue", func(e *env) {

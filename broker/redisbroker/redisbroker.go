@@ -233,6 +233,9 @@ func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
 	if err := broker.ValidateTasks(tasks, b.opts.MaxPayload); err != nil {
 		return fmt.Errorf("brisk: redis: enqueue: %w", err)
 	}
+	if err := broker.CheckRetention(b, tasks); err != nil { // no completed tasks kept yet
+		return fmt.Errorf("brisk: redis: enqueue: %w", err)
+	}
 	// Group by queue, keeping the batch's order within each queue.
 	var order []string
 	groups := map[string][]*broker.Task{}

@@ -5,7 +5,13 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
 
 func TestNotifyWakesTheQueuesWaiters(t *testing.T) {
 	t.Parallel()

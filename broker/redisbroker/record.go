@@ -15,8 +15,8 @@ import (
 
 // A task is one STRING, {p:q}:t:<id>, holding its fields as a sequence of MessagePack
 // values (no array header around them) in the order of record's fields: the enqueue
-// encodes every value but the last in Go (encodeNew) and its script appends the last, the
-// sequence number; the scripts that change a task read it with cmsgpack.unpack and write
+// encodes the values before the sequence number (encodeNew) and those after it (encodeTail)
+// in Go, and its script puts the sequence number between; the scripts that change a task read it with cmsgpack.unpack and write
 // it with cmsgpack.pack (luaTask); readers decode it in Go (decodeRecord). Strings are
 // MessagePack str, numbers integers; an unset time or token is 0, an unset string "".
 //

@@ -35,7 +35,7 @@ func (b *Broker) AckReserve(ctx context.Context, acks []broker.Lease, p broker.R
 	pipe := b.rdb.Pipeline()
 	ackCmds := make([]*redis.Cmd, len(order))
 	for i, q := range order {
-		keys, args := b.ackCall(q, groups[q])
+		keys, args := b.ackCall(q, groups[q], nil)
 		ackCmds[i] = ackScript.EvalSha(ctx, pipe, keys, args...)
 	}
 	first := b.newReserveCall(p.Queues[0], p.Limit, p)
@@ -48,7 +48,7 @@ func (b *Broker) AckReserve(ctx context.Context, acks []broker.Lease, p broker.R
 	for i, q := range order {
 		ids, err := ackCmds[i].Int64Slice()
 		if redis.HasErrorPrefix(err, "NOSCRIPT") {
-			keys, args := b.ackCall(q, groups[q])
+			keys, args := b.ackCall(q, groups[q], nil)
 			ids, err = ackScript.Run(ctx, b.rdb, keys, args...).Int64Slice()
 		}
 		if err != nil {

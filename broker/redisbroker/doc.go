@@ -31,7 +31,9 @@
 //	                     "<16-digit sequence>:<id>" so that equal ReadyAt keep enqueue order
 //	{p:q}:running  ZSET  running tasks; score lease expiry in µs, same member
 //	{p:q}:dead     ZSET  dead tasks; score ReadyAt in µs, same member
-//	{p:q}:meta     HASH  seq (member sequence), tok (lease tokens), completed, failed, sla
+//	{p:q}:meta     HASH  seq (member sequence), tok (lease tokens), completed, failed, sla,
+//	                     ret (the queue's retention, µs), kept (1 once the queue has kept
+//	                     a task for a retention: only then do scripts remove expired ones)
 //	{p:q}:t:<id>   STRING one task: its record, every field of the task in one value (see
 //	                     "Task records" below and record.go)
 //	{p:q}:w:<wid>  SET   ids of the queue's tasks reserved by worker wid (for ReleaseWorker)
@@ -39,6 +41,10 @@
 //	                     second for an hour; score the Unix second, member
 //	                     "<ms>:<latency ns>:<completed>:<failed>"; expires when not written
 //	{p:q}:cancelled ZSET cancelled tasks; score ReadyAt in µs (broker.Canceler)
+//	{p:q}:completed ZSET completed tasks kept for a retention (broker.Retainer); score
+//	                     their expiry in µs, same member
+//	{p:q}:cexp     ZSET  cancelled tasks kept for a retention (also in cancelled); score
+//	                     their expiry in µs, same member
 //	{p:q}:u:<key>  STRING a uniqueness lock: the holder's id, expiring at the end of its
 //	                     window (checked and set in the enqueue script: locks are per queue)
 //	{p:q}:limits   HASH  limits (broker.Limiter): field "*" for the queue, "t:<type>" for a
@@ -63,10 +69,36 @@
 // A task is one STRING whose value is its 16 fields as a sequence of MessagePack values
 // (type, payload, max attempts, timeout, enqueued at, ready at, headers as JSON, attempt,
 // state, started at, lease until, lease token, worker, last error, failed at, sequence;
-// times in µs). The enqueue encodes it in Go and the script only appends the sequence
-// number; the scripts that change a task read it with one GET and Redis's own cmsgpack
-// (cmsgpack.unpack), change what they change and write it back (cmsgpack.pack: one SET,
-// or one MSET for the tasks of a reserve); Inspector reads decode it in Go.
+// times in µs), followed by up to 5 optional ones: the task's own retention (µs),
+// finished at, expires at, the last progress ("<percent> <at µs> <message>") and the
+// result ("=" and its bytes; "" for none). The optional values are written up to the last
+// one set (nil, 0xc0, between), so a task that never had any costs what it cost before
+// they existed, and a record written before them reads as having none. The enqueue
+// encodes it in Go and the script only inserts the sequence number; the scripts that
+// change a task read it with one GET and Redis's own cmsgpack (cmsgpack.unpack), change
+// what they change and write it back (cmsgpack.pack: one SET, or one MSET for the tasks of
+// a reserve); Inspector reads decode it in Go.
+//
+// # Completed tasks, results and progress
+//
+// The ack script ends held attempts as completed. A task whose retention (its own, else
+// its queue's meta field ret) is positive keeps its record, in state done with its finish
+// and expiry times and its result (Complete passes the results with the leases; Ack and
+// AckReserve pass none, so the batched acks cost what they did), and its member goes to
+// the completed ZSET, scored by its expiry. Any other task is deleted as before. The
+// script reads ret with the meta field kept in one HMGET: for a queue that never kept a
+// task that is the only command a plain ack adds. A cancelled task with a retention keeps
+// its place in the cancelled ZSET and goes to cexp too.
+//
+// Expired tasks are hidden from Task, Tasks and Stats's Retained as soon as their expiry
+// passes, and removed (records and members) by the scripts that run anyway: each ack,
+// reserve and cancel of a queue whose kept field is set removes at most 100 of the
+// completed ZSET and 100 of cexp whose score has passed, so that a mass expiry never makes
+// one script long. Tasks lists completed tasks by expiry, which is FinishedAt order among
+// tasks of one retention. DeleteQueue deletes the completed tasks a queue keeps.
+//
+// SetProgress is one script on the task's key, fenced by the lease token as Extend is; a
+// new attempt (the reserve script) clears the progress, and a completed task keeps it.
 //
 // Why not a HASH, as brisk kept before (and asynq keeps): Redis keeps a small HASH in its
 // compact listpack encoding only while every value is at most hash-max-listpack-value
@@ -168,6 +200,8 @@
 //	Leader          yes          yes           no
 //	ScheduleStore   yes          yes           no
 //	Limiter         yes          yes           no
+//	Retainer        yes          yes           no
+//	ProgressReporter yes         yes           no
 //
 // # Limits
 //

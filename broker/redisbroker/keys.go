@@ -43,6 +43,14 @@ func (k keys) workerTasks(q, worker string) string { return k.workerTasksPrefix(
 // cancelled is the ZSET of q's cancelled tasks, scored by ReadyAt (µs).
 func (k keys) cancelled(q string) string { return k.tag(q) + ":cancelled" }
 
+// completed is the ZSET of q's completed tasks kept for a retention (broker.Retainer),
+// scored by their expiry (µs).
+func (k keys) completed(q string) string { return k.tag(q) + ":completed" }
+
+// cancelledExpiry is the ZSET of q's cancelled tasks kept for a retention, scored by their
+// expiry (µs); they are in the cancelled ZSET too.
+func (k keys) cancelledExpiry(q string) string { return k.tag(q) + ":cexp" }
+
 // uniquePrefix is the prefix of q's uniqueness locks; a lock is a STRING uniquePrefix + key
 // holding the holder's id, expiring at the end of its window.
 func (k keys) uniquePrefix(q string) string { return k.tag(q) + ":u:" }

@@ -14,27 +14,32 @@ import (
 	"github.com/briskq/brisk/broker"
 )
 
-// deleteQueueScript removes a queue that holds no task.
+// deleteQueueScript removes a queue that holds no task but the completed ones it keeps.
 //
 //	KEYS[1] ready ZSET, KEYS[2] running ZSET, KEYS[3] dead ZSET, KEYS[4] meta HASH,
 //	KEYS[5] samples ZSET, KEYS[6] cancelled ZSET, KEYS[7] limits HASH, KEYS[8] buckets
-//	HASH; KEYS[9], optional: the queue registry SET (one server only: on a cluster it
-//	lives in another slot, and the caller removes the queue from it)
-//	ARGV[1] the queue's name, ARGV[2] "1" when the caller knows the queue is registered
+//	HASH, KEYS[9] completed ZSET, KEYS[10] cancelled-expiry ZSET; KEYS[11], optional:
+//	the queue registry SET (one server only: on a cluster it lives in another slot, and
+//	the caller removes the queue from it)
+//	ARGV[1] the queue's name, ARGV[2] "1" when the caller knows the queue is registered,
+//	ARGV[3] the task key prefix
 //
 // Returns {known, waiting, running, dead, cancelled}: known is 1 when the queue is
 // registered or has a meta HASH; when it is known and holds nothing, its keys (its limits
-// too, and its registry entry) are deleted.
-var deleteQueueScript = redis.NewScript(`
+// too, its completed tasks kept for a retention, and its registry entry) are deleted.
+var deleteQueueScript = redis.NewScript(luaChunked + `
 local w = redis.call('ZCARD', KEYS[1])
 local r = redis.call('ZCARD', KEYS[2])
 local d = redis.call('ZCARD', KEYS[3])
 local c = redis.call('ZCARD', KEYS[6])
 local known = redis.call('EXISTS', KEYS[4])
-if ARGV[2] == '1' or (#KEYS > 8 and redis.call('SISMEMBER', KEYS[9], ARGV[1]) == 1) then known = 1 end
+if ARGV[2] == '1' or (#KEYS > 10 and redis.call('SISMEMBER', KEYS[11], ARGV[1]) == 1) then known = 1 end
 if known == 1 and w + r + d + c == 0 then
-  redis.call('DEL', KEYS[4], KEYS[5], KEYS[7], KEYS[8])
-  if #KEYS > 8 then redis.call('SREM', KEYS[9], ARGV[1]) end
+  local ks = {}
+  for _, m in ipairs(redis.call('ZRANGE', KEYS[9], 0, -1)) do ks[#ks+1] = ARGV[3] .. string.sub(m, 18) end
+  chunked('DEL', nil, ks)
+  redis.call('DEL', KEYS[4], KEYS[5], KEYS[7], KEYS[8], KEYS[9], KEYS[10])
+  if #KEYS > 10 then redis.call('SREM', KEYS[11], ARGV[1]) end
 end
 return {known, w, r, d, c}
 `)
@@ -72,7 +77,7 @@ func (b *Broker) DeleteQueue(ctx context.Context, queue string) error {
 		return fmt.Errorf("brisk: redis: %s: %w", op, err)
 	}
 	keys := []string{b.k.ready(queue), b.k.running(queue), b.k.dead(queue), b.k.meta(queue), b.k.samples(queue),
-		b.k.cancelled(queue), b.k.limits(queue), b.k.buckets(queue)}
+		b.k.cancelled(queue), b.k.limits(queue), b.k.buckets(queue), b.k.completed(queue), b.k.cancelledExpiry(queue)}
 	registered := "0"
 	if b.cluster {
 		in, err := b.rdb.SIsMember(ctx, b.k.queues(), queue).Result()
@@ -85,7 +90,7 @@ func (b *Broker) DeleteQueue(ctx context.Context, queue string) error {
 	} else {
 		keys = append(keys, b.k.queues())
 	}
-	res, err := deleteQueueScript.Run(ctx, b.rdb, keys, queue, registered).Int64Slice()
+	res, err := deleteQueueScript.Run(ctx, b.rdb, keys, queue, registered, b.k.taskPrefix(queue)).Int64Slice()
 	if err != nil {
 		return b.fail(ctx, fmt.Sprintf("%s %q", op, queue), err)
 	}

@@ -79,7 +79,8 @@ func (b *Broker) PauseQueue(ctx context.Context, queue string, paused bool) erro
 }
 
 // Stats returns the statistics of every known queue in one round trip: counts by ZCARD
-// and ZCOUNT, the oldest pending task by the first member of the ready ZSET.
+// and ZCOUNT, the oldest pending task by the first member of the ready ZSET, the retained
+// tasks by the unexpired members of the completed ZSET.
 func (b *Broker) Stats(ctx context.Context) ([]broker.QueueStats, error) {
 	if b.closed.Load() {
 		return nil, errClosed("stats")
@@ -92,7 +93,7 @@ func (b *Broker) Stats(ctx context.Context) ([]broker.QueueStats, error) {
 	nowUS := us(t)
 	type cmds struct {
 		pending, scheduled, running, dead *redis.IntCmd
-		cancelled                         *redis.IntCmd
+		cancelled, retained               *redis.IntCmd
 		first                             *redis.ZSliceCmd
 		meta                              *redis.SliceCmd
 	}
@@ -105,8 +106,9 @@ func (b *Broker) Stats(ctx context.Context) ([]broker.QueueStats, error) {
 			running:   pipe.ZCard(ctx, b.k.running(q)),
 			dead:      pipe.ZCard(ctx, b.k.dead(q)),
 			cancelled: pipe.ZCard(ctx, b.k.cancelled(q)),
+			retained:  pipe.ZCount(ctx, b.k.completed(q), "("+nowUS, "+inf"),
 			first:     pipe.ZRangeWithScores(ctx, b.k.ready(q), 0, 0),
-			meta:      pipe.HMGet(ctx, b.k.meta(q), "sla", "completed", "failed", "paused"),
+			meta:      pipe.HMGet(ctx, b.k.meta(q), "sla", "completed", "failed", "paused", "ret"),
 		}
 	}
 	if len(qs) > 0 {
@@ -129,6 +131,8 @@ func (b *Broker) Stats(ctx context.Context) ([]broker.QueueStats, error) {
 			Completed: atoi64(asString(meta[1])),
 			Failed:    atoi64(asString(meta[2])),
 			Paused:    asString(meta[3]) == "1",
+			Retained:  c.retained.Val(),
+			Retention: time.Duration(atoi64(asString(meta[4]))) * time.Microsecond,
 		}
 		if z := c.first.Val(); len(z) == 1 && st.Pending > 0 {
 			oldest := time.UnixMicro(int64(math.Round(z[0].Score)))
@@ -143,7 +147,9 @@ func (b *Broker) Stats(ctx context.Context) ([]broker.QueueStats, error) {
 }
 
 // Tasks lists one queue's tasks of one state, oldest ReadyAt first (running tasks: earliest
-// lease expiry first), in one round trip for the page of members and one for the tasks.
+// lease expiry first; completed tasks: earliest expiry first, which is oldest FinishedAt
+// first among tasks of one retention), in one round trip for the page of members and one
+// for the tasks. Tasks kept for a retention that has passed are left out.
 func (b *Broker) Tasks(ctx context.Context, p broker.ListParams) ([]*broker.Task, error) {
 	if b.closed.Load() {
 		return nil, errClosed("tasks")
@@ -172,6 +178,8 @@ func (b *Broker) Tasks(ctx context.Context, p broker.ListParams) ([]*broker.Task
 		members, err = b.rdb.ZRange(ctx, b.k.dead(q), int64(p.Offset), int64(p.Offset+limit-1)).Result()
 	case broker.StateCancelled:
 		members, err = b.rdb.ZRange(ctx, b.k.cancelled(q), int64(p.Offset), int64(p.Offset+limit-1)).Result()
+	case broker.StateCompleted:
+		members, err = b.rdb.ZRangeByScore(ctx, b.k.completed(q), &redis.ZRangeBy{Min: "(" + us(t), Max: "+inf", Offset: int64(p.Offset), Count: int64(limit)}).Result()
 	}
 	if err != nil {
 		return nil, b.fail(ctx, fmt.Sprintf("tasks of queue %q", q), err)
@@ -189,15 +197,16 @@ func (b *Broker) Tasks(ctx context.Context, p broker.ListParams) ([]*broker.Task
 	}
 	out := make([]*broker.Task, 0, len(members))
 	for i, m := range members {
-		if recs[i] == nil {
-			continue // removed between the two round trips
+		if recs[i] == nil || recs[i].expired(t.UnixMicro()) {
+			continue // removed between the two round trips, or expired
 		}
 		out = append(out, recs[i].task(idOf(m), q, t))
 	}
 	return out, nil
 }
 
-// Task returns one task by id, looked up in every known queue in one round trip.
+// Task returns one task by id, looked up in every known queue in one round trip. A task
+// kept for a retention that has passed is not found.
 func (b *Broker) Task(ctx context.Context, id string) (*broker.Task, error) {
 	if b.closed.Load() {
 		return nil, errClosed("task")
@@ -217,7 +226,7 @@ func (b *Broker) Task(ctx context.Context, id string) (*broker.Task, error) {
 		}
 		t := now()
 		for i, q := range qs {
-			if recs[i] != nil {
+			if recs[i] != nil && !recs[i].expired(t.UnixMicro()) {
 				return recs[i].task(id, q, t), nil
 			}
 		}
@@ -300,14 +309,17 @@ func (b *Broker) Delete(ctx context.Context, queue string, state broker.State, i
 	if err := broker.ValidateQueueName(queue); err != nil {
 		return 0, fmt.Errorf("brisk: redis: delete: %w", err)
 	}
-	var key string
+	keys := make([]string, 1, 2)
 	switch state {
 	case broker.StatePending, broker.StateScheduled:
-		key = b.k.ready(queue)
+		keys[0] = b.k.ready(queue)
 	case broker.StateDead:
-		key = b.k.dead(queue)
+		keys[0] = b.k.dead(queue)
 	case broker.StateCancelled:
-		key = b.k.cancelled(queue)
+		keys[0] = b.k.cancelled(queue)
+		keys = append(keys, b.k.cancelledExpiry(queue))
+	case broker.StateCompleted:
+		keys[0] = b.k.completed(queue)
 	case broker.StateRunning:
 		return 0, fmt.Errorf("brisk: redis: delete from queue %q: running tasks cannot be deleted (they belong to a worker): %w", queue, broker.ErrInvalid)
 	default:
@@ -320,7 +332,7 @@ func (b *Broker) Delete(ctx context.Context, queue string, state broker.State, i
 	for _, id := range ids {
 		args = append(args, id)
 	}
-	n, err := deleteScript.Run(ctx, b.rdb, []string{key}, args...).Int()
+	n, err := deleteScript.Run(ctx, b.rdb, keys, args...).Int()
 	if err != nil {
 		return 0, b.fail(ctx, fmt.Sprintf("delete %s tasks of queue %q", state, queue), err)
 	}

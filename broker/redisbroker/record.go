@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/briskq/brisk/brisktype"
@@ -14,8 +15,8 @@ import (
 
 // A task is one STRING, {p:q}:t:<id>, holding its fields as a sequence of MessagePack
 // values (no array header around them) in the order of record's fields: the enqueue
-// encodes every value but the last in Go (encodeNew) and its script appends the last, the
-// sequence number; the scripts that change a task read it with cmsgpack.unpack and write
+// encodes the values before the sequence number (encodeNew) and those after it (encodeTail)
+// in Go, and its script puts the sequence number between; the scripts that change a task read it with cmsgpack.unpack and write
 // it with cmsgpack.pack (luaTask); readers decode it in Go (decodeRecord). Strings are
 // MessagePack str, numbers integers; an unset time or token is 0, an unset string "".
 //
@@ -23,8 +24,13 @@ import (
 // HASH's compact encoding) is what makes a task cost one key, and a script read one GET:
 // see doc.go, "Task records".
 
-// recordFields is how many values a task record holds.
-const recordFields = 16
+// recordFields is how many values a task record holds at most; a record may end after
+// baseFields (a record written before retention, or with no value after the sequence set):
+// a missing value is 0 or "".
+const (
+	recordFields = 21
+	baseFields   = 16
+)
 
 // The 1-based positions of the values of a task record, as the Lua scripts index them
 // (luaTask defines the same names).
@@ -45,19 +51,35 @@ const (
 	fLastError   = 14 // LE  last error (str)
 	fFailedAt    = 15 // FA  failed at, µs
 	fSeq         = 16 // SEQ the task's sequence in its queue: its ZSET member is "<16-digit seq>:<id>"
+	fRetention   = 17 // RT  the task's own retention, µs (0: its queue's)
+	fFinishedAt  = 18 // FI  completed or cancelled at, µs
+	fExpiresAt   = 19 // EX  removed at, µs (0: not kept for a retention)
+	fProgress    = 20 // PG  last progress, "<percent> <at µs> <message>" ("" for none)
+	fResult      = 21 // RS  result: "" for none, else "=" followed by its bytes
 )
 
 // luaTask defines, for the scripts, the names of a record's positions and
 // getTask(key) (the record's values as a table, or nil when the key does not exist),
-// putTask(key, v) and memberOf(v, id) (the task's member in the queue's ZSETs).
+// putTask(key, v) and memberOf(v, id) (the task's member in the queue's ZSETs). packTask
+// leaves out the values after the sequence from the last one set on, so that a task that
+// never had a retention, progress or result costs what it cost before they existed; a
+// value between is written as nil (0xc0), which readers take for 0 or "".
 const luaTask = `
 local TY, PL, MA, TO, EQ, RA, HD, AT, S, ST, LU, TK, WK, LE, FA, SEQ = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16
+local RT, FI, EX, PG, RS = 17, 18, 19, 20, 21
 local function getTask(t)
   local s = redis.call('GET', t)
   if not s then return nil end
   return {cmsgpack.unpack(s)}
 end
-local function packTask(v) return cmsgpack.pack(unpack(v, 1, 16)) end
+local function packTask(v)
+  local n = 16
+  for i = 21, 17, -1 do
+    local x = v[i]
+    if x ~= nil and x ~= 0 and x ~= '' then n = i; break end
+  end
+  return cmsgpack.pack(unpack(v, 1, n))
+end
 local function putTask(t, v) redis.call('SET', t, packTask(v)) end
 local function memberOf(v, id) return string.format('%016d:', v[SEQ]) .. id end
 `
@@ -80,10 +102,15 @@ type record struct {
 	LastError   string
 	FailedAt    int64
 	Seq         int64
+	Retention   int64
+	FinishedAt  int64
+	ExpiresAt   int64
+	Progress    string
+	Result      string
 }
 
-// encodeNew returns the record of a new task without its last value, the sequence
-// number, which the enqueue script appends.
+// encodeNew returns the record of a new task up to its sequence number, which the enqueue
+// script appends, followed by encodeTail's values.
 func encodeNew(t *broker.Task) string {
 	hd := encodeHeaders(t.Headers)
 	buf := make([]byte, 0, 64+len(t.Type)+len(t.Payload)+len(hd))
@@ -105,6 +132,21 @@ func encodeNew(t *broker.Task) string {
 	return string(buf)
 }
 
+// encodeTail returns the values of a new task's record after its sequence number: its own
+// retention, or nothing when it has none.
+func encodeTail(t *broker.Task) string {
+	if t.Retention <= 0 {
+		return ""
+	}
+	return string(appendInt(nil, retentionUS(t.Retention)))
+}
+
+// retentionUS is a retention in µs as the scripts keep it, rounded up so that a positive
+// retention stays positive.
+func retentionUS(d time.Duration) int64 {
+	return int64((d + time.Microsecond - 1) / time.Microsecond)
+}
+
 // encode returns the whole record, as the scripts' cmsgpack.pack writes it.
 func (r *record) encode() string {
 	buf := make([]byte, 0, 96+len(r.Type)+len(r.Payload)+len(r.Headers)+len(r.LastError))
@@ -124,6 +166,19 @@ func (r *record) encode() string {
 	buf = appendStr(buf, r.LastError)
 	buf = appendInt(buf, r.FailedAt)
 	buf = appendInt(buf, r.Seq)
+	tail := []any{r.Retention, r.FinishedAt, r.ExpiresAt, r.Progress, r.Result}
+	n := len(tail)
+	for n > 0 && (tail[n-1] == int64(0) || tail[n-1] == "") {
+		n--
+	}
+	for _, v := range tail[:n] {
+		switch v := v.(type) {
+		case int64:
+			buf = appendInt(buf, v)
+		case string:
+			buf = appendStr(buf, v)
+		}
+	}
 	return string(buf)
 }
 
@@ -135,11 +190,15 @@ func decodeRecord(s string) (record, error) {
 	var r record
 	d := decoder{s: s}
 	strs := []*string{fType: &r.Type, fPayload: &r.Payload, fHeaders: &r.Headers, fState: &r.State,
-		fWorker: &r.Worker, fLastError: &r.LastError}
+		fWorker: &r.Worker, fLastError: &r.LastError, fProgress: &r.Progress, fResult: &r.Result}
 	ints := []*int64{fMaxAttempts: &r.MaxAttempts, fTimeout: &r.Timeout, fEnqueuedAt: &r.EnqueuedAt,
 		fReadyAt: &r.ReadyAt, fAttempt: &r.Attempt, fStartedAt: &r.StartedAt, fLeaseUntil: &r.LeaseUntil,
-		fToken: &r.Token, fFailedAt: &r.FailedAt, fSeq: &r.Seq}
+		fToken: &r.Token, fFailedAt: &r.FailedAt, fSeq: &r.Seq, fRetention: &r.Retention,
+		fFinishedAt: &r.FinishedAt, fExpiresAt: &r.ExpiresAt}
 	for f := 1; f <= recordFields; f++ {
+		if f > baseFields && d.i == len(s) {
+			break // the values after the sequence are optional
+		}
 		var err error
 		switch {
 		case f < len(strs) && strs[f] != nil:
@@ -175,7 +234,14 @@ func (r *record) task(id, queue string, now time.Time) *broker.Task {
 			LastError:   r.LastError,
 			FailedAt:    usTimeOf(r.FailedAt),
 			Headers:     decodeHeaders(r.Headers),
+			Retention:   time.Duration(r.Retention) * time.Microsecond,
+			FinishedAt:  usTimeOf(r.FinishedAt),
+			ExpiresAt:   usTimeOf(r.ExpiresAt),
+			Progress:    decodeProgress(r.Progress),
 		},
+	}
+	if res, ok := strings.CutPrefix(r.Result, "="); ok {
+		t.Result = []byte(res)
 	}
 	switch r.State {
 	case "run":
@@ -186,6 +252,8 @@ func (r *record) task(id, queue string, now time.Time) *broker.Task {
 		t.State = broker.StateDead
 	case "cancelled":
 		t.State = broker.StateCancelled
+	case "done":
+		t.State = broker.StateCompleted
 	default:
 		if t.ReadyAt.After(now) {
 			t.State = broker.StateScheduled
@@ -194,6 +262,32 @@ func (r *record) task(id, queue string, now time.Time) *broker.Task {
 		}
 	}
 	return t
+}
+
+// expired says whether a task kept for a retention has passed its expiry at now (µs):
+// readers hide it until a script removes it.
+func (r *record) expired(nowUS int64) bool {
+	return r.ExpiresAt != 0 && r.ExpiresAt <= nowUS
+}
+
+// encodeProgress returns a progress as a record keeps it: "<percent> <at µs> <message>".
+func encodeProgress(p broker.Progress) string {
+	return strconv.FormatFloat(p.Percent, 'g', -1, 64) + " " + strconv.FormatInt(p.At.UnixMicro(), 10) + " " + p.Message
+}
+
+// decodeProgress reverses encodeProgress; "" (or a malformed value) is no progress.
+func decodeProgress(s string) *broker.Progress {
+	pct, rest, ok1 := strings.Cut(s, " ")
+	at, msg, ok2 := strings.Cut(rest, " ")
+	if !ok1 || !ok2 {
+		return nil
+	}
+	p, err1 := strconv.ParseFloat(pct, 64)
+	a, err2 := strconv.ParseInt(at, 10, 64)
+	if err1 != nil || err2 != nil {
+		return nil
+	}
+	return &broker.Progress{Percent: p, Message: msg, At: usTimeOf(a)}
 }
 
 // usTimeOf turns stored microseconds into a time; 0 is the zero time.

@@ -32,7 +32,19 @@ func TestRecordRoundTrip(t *testing.T) {
 			t.Errorf("decode(encode(record with %d)) = %+v, %v", n, got, err)
 		}
 	}
-	for _, bad := range []string{"", sampleRecord.encode()[:40], sampleRecord.encode() + "\x00", "\x01"} {
+	for _, tail := range []record{
+		{Retention: 3_600_000_000},
+		{FinishedAt: 1764770002000000, ExpiresAt: 1764773602000000, Result: "=\x00\x01"},
+		{Progress: "42.5 1764770001500000 halfway"},
+	} {
+		r := sampleRecord
+		r.Retention, r.FinishedAt, r.ExpiresAt, r.Progress, r.Result = tail.Retention, tail.FinishedAt, tail.ExpiresAt, tail.Progress, tail.Result
+		got, err := decodeRecord(r.encode())
+		if err != nil || got != r {
+			t.Errorf("decode(encode(record with %+v)) = %+v, %v", tail, got, err)
+		}
+	}
+	for _, bad := range []string{"", sampleRecord.encode()[:40], sampleRecord.encode() + "\xc1", "\x01"} {
 		if _, err := decodeRecord(bad); err == nil {
 			t.Errorf("decodeRecord(%d bytes) succeeded, want an error", len(bad))
 		}
@@ -74,5 +86,35 @@ return packTask(v)`, nil, enc).Text()
 	want := record{Type: "t", Payload: "payload", MaxAttempts: 3, EnqueuedAt: 1764770000000123, ReadyAt: 1764770000000123, State: "q", Seq: 42}
 	if err != nil || got != want {
 		t.Errorf("decodeRecord(cmsgpack's) = %+v, %v; want %+v", got, err, want)
+	}
+	// The values after the sequence: packTask writes them up to the last one set, with
+	// nil (0xc0) between, and leaves them out when none is set.
+	for _, c := range []struct {
+		lua  string
+		want record
+	}{
+		{`v[PG] = '10 5 m'`, record{Progress: "10 5 m"}},
+		{`v[S], v[FI], v[EX], v[RS] = 'done', 7, 9, '=r'`, record{State: "done", FinishedAt: 7, ExpiresAt: 9, Result: "=r"}},
+		{`v[PG] = ''`, record{}},
+	} {
+		enc, err := rdb.Eval(ctx, luaTask+`
+local v = {cmsgpack.unpack(ARGV[1])}
+`+c.lua+`
+return packTask(v)`, nil, fromLua).Text()
+		if err != nil {
+			t.Fatalf("%s: %v", c.lua, err)
+		}
+		got, err := decodeRecord(enc)
+		w := want
+		w.Progress, w.FinishedAt, w.ExpiresAt, w.Result = c.want.Progress, c.want.FinishedAt, c.want.ExpiresAt, c.want.Result
+		if c.want.State != "" {
+			w.State = c.want.State
+		}
+		if err != nil || got != w {
+			t.Errorf("after %s: decodeRecord = %+v, %v; want %+v", c.lua, got, err, w)
+		}
+		if c.want == (record{}) && enc != fromLua {
+			t.Errorf("after %s: the record grew to %d bytes from %d", c.lua, len(enc), len(fromLua))
+		}
 	}
 }

@@ -19,16 +19,18 @@ import (
 )
 
 var (
-	_ broker.Broker        = (*Broker)(nil)
-	_ broker.Reaper        = (*Broker)(nil)
-	_ broker.Pauser        = (*Broker)(nil)
-	_ broker.AckReserver   = (*Broker)(nil)
-	_ broker.Canceler      = (*Broker)(nil)
-	_ broker.Leader        = (*Broker)(nil)
-	_ broker.ScheduleStore = (*Broker)(nil)
-	_ broker.Limiter       = (*Broker)(nil)
-	_ broker.QueueDeleter  = (*Broker)(nil)
-	_ broker.SampleStore   = (*Broker)(nil)
+	_ broker.Broker           = (*Broker)(nil)
+	_ broker.Reaper           = (*Broker)(nil)
+	_ broker.Pauser           = (*Broker)(nil)
+	_ broker.AckReserver      = (*Broker)(nil)
+	_ broker.Canceler         = (*Broker)(nil)
+	_ broker.Leader           = (*Broker)(nil)
+	_ broker.ScheduleStore    = (*Broker)(nil)
+	_ broker.Limiter          = (*Broker)(nil)
+	_ broker.QueueDeleter     = (*Broker)(nil)
+	_ broker.SampleStore      = (*Broker)(nil)
+	_ broker.Retainer         = (*Broker)(nil)
+	_ broker.ProgressReporter = (*Broker)(nil)
 )
 
 // reclaimBatch bounds how many expired leases one reserve script call reclaims, so that a
@@ -36,7 +38,8 @@ var (
 const reclaimBatch = 256
 
 // Broker is a broker.Broker, broker.Reaper, broker.Pauser, broker.AckReserver,
-// broker.QueueDeleter and broker.SampleStore that keeps tasks in Redis. Create it with Open or OpenOptions; it is safe for concurrent use.
+// broker.QueueDeleter, broker.SampleStore, broker.Retainer and broker.ProgressReporter
+// that keeps tasks in Redis. Create it with Open or OpenOptions; it is safe for concurrent use.
 type Broker struct {
 	opts Options
 	rdb  redis.UniversalClient
@@ -233,9 +236,6 @@ func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
 	if err := broker.ValidateTasks(tasks, b.opts.MaxPayload); err != nil {
 		return fmt.Errorf("brisk: redis: enqueue: %w", err)
 	}
-	if err := broker.CheckRetention(b, tasks); err != nil { // no completed tasks kept yet
-		return fmt.Errorf("brisk: redis: enqueue: %w", err)
-	}
 	// Group by queue, keeping the batch's order within each queue.
 	var order []string
 	groups := map[string][]*broker.Task{}
@@ -345,7 +345,7 @@ func (b *Broker) enqueueCall(order []string, groups map[string][]*broker.Task) (
 		lock, until = b.k.uniquePrefix(q)+t.Unique.Key, t.Unique.Until.UnixMilli()
 	}
 	return enqueueOneScript, []string{b.k.task(q, t.ID), b.k.ready(q), b.k.meta(q)},
-		[]any{b.k.wake(), q, encodeNew(t), us(t.ReadyAt), t.ID, lock, until}
+		[]any{b.k.wake(), q, encodeNew(t), us(t.ReadyAt), t.ID, lock, until, encodeTail(t)}
 }
 
 // enqueueArgs returns the KEYS and ARGV of one enqueueScript call storing the tasks of the
@@ -356,7 +356,7 @@ func (b *Broker) enqueueArgs(order []string, groups map[string][]*broker.Task) (
 		n += len(groups[q])
 	}
 	keys := make([]string, 0, 2*len(order))
-	args := make([]any, 0, 2+4*len(order)+5*n)
+	args := make([]any, 0, 2+4*len(order)+6*n)
 	args = append(args, b.k.wake(), len(order))
 	for _, q := range order {
 		keys = append(keys, b.k.ready(q), b.k.meta(q))
@@ -366,7 +366,7 @@ func (b *Broker) enqueueArgs(order []string, groups map[string][]*broker.Task) (
 			if t.Unique.Key != "" {
 				until = t.Unique.Until.UnixMilli()
 			}
-			args = append(args, t.ID, encodeNew(t), us(t.ReadyAt), t.Unique.Key, until)
+			args = append(args, t.ID, encodeNew(t), us(t.ReadyAt), t.Unique.Key, until, encodeTail(t))
 		}
 	}
 	return keys, args
@@ -445,7 +445,8 @@ func (b *Broker) newReserveCall(ql broker.QueueLimit, want int, p broker.Reserve
 	until := start.Add(p.Lease)
 	return reserveCall{
 		queue: q, start: start, until: until,
-		keys: []string{b.k.ready(q), b.k.running(q), b.k.dead(q), b.k.meta(q), b.k.limits(q), b.k.buckets(q)},
+		keys: []string{b.k.ready(q), b.k.running(q), b.k.dead(q), b.k.meta(q), b.k.limits(q), b.k.buckets(q),
+			b.k.completed(q), b.k.cancelled(q), b.k.cancelledExpiry(q)},
 		args: []any{b.k.taskPrefix(q), b.k.workerTasksPrefix(q), us(start), want, us(until), p.WorkerID, reclaimBatch,
 			limithint.SlotPoll.Microseconds()},
 	}
@@ -591,32 +592,119 @@ func pick(ls []broker.Lease, positions []int64) []broker.Lease {
 	return out
 }
 
-// Ack removes the tasks of the held leases, one script call per queue. Leases not held are
-// skipped and reported in an error wrapping ErrLeaseLost.
+// Ack completes the tasks of the held leases without results, one script call per queue:
+// Complete without results.
 func (b *Broker) Ack(ctx context.Context, leases []broker.Lease) error {
 	if b.closed.Load() {
 		return errClosed("ack")
 	}
+	return b.complete(ctx, "ack", leases, nil)
+}
+
+// Complete ends the attempts of the held leases as completed, one script call per queue:
+// a task whose retention (its own, else its queue's) is positive is kept in
+// StateCompleted with its result, any other is removed. Leases not held are skipped and
+// reported in an error wrapping ErrLeaseLost after the others are completed; a result
+// over broker.MaxResult fails the call with ErrInvalid before anything changes.
+func (b *Broker) Complete(ctx context.Context, done []broker.Completion) error {
+	if b.closed.Load() {
+		return errClosed("complete")
+	}
+	if err := broker.ValidateCompletions(done); err != nil {
+		return fmt.Errorf("brisk: redis: complete: %w", err)
+	}
+	results := make(map[broker.Lease]string, len(done))
+	leases := make([]broker.Lease, len(done))
+	for i, c := range done {
+		leases[i] = c.Lease
+		if c.Result != nil {
+			results[c.Lease] = "=" + string(c.Result)
+		}
+	}
+	return b.complete(ctx, "complete", leases, results)
+}
+
+// complete runs ackScript for leases, with their results when results is not nil (a
+// lease that is not in it has none).
+func (b *Broker) complete(ctx context.Context, op string, leases []broker.Lease, results map[broker.Lease]string) error {
 	var lost []broker.Lease
 	order, groups := byQueue(leases)
 	for _, q := range order {
-		ls := groups[q]
-		if err := checkLeaseQueue("ack", ls[0]); err != nil {
+		if err := checkLeaseQueue(op, groups[q][0]); err != nil {
 			return err
 		}
-		keys, args := b.ackCall(q, ls)
+	}
+	for _, q := range order {
+		ls := groups[q]
+		keys, args := b.ackCall(q, ls, results)
 		ids, err := ackScript.Run(ctx, b.rdb, keys, args...).Int64Slice()
 		if err != nil {
-			return b.fail(ctx, fmt.Sprintf("ack %d task(s) of queue %q", len(ls), q), err)
+			return b.fail(ctx, fmt.Sprintf("%s %d task(s) of queue %q", op, len(ls), q), err)
 		}
 		lost = append(lost, pick(ls, ids)...)
 	}
 	return ackLost(lost, len(leases))
 }
 
-// ackCall returns the keys and arguments of ackScript for leases of queue q.
-func (b *Broker) ackCall(q string, ls []broker.Lease) ([]string, []any) {
-	return []string{b.k.running(q), b.k.meta(q)}, leaseArgs([]any{b.k.taskPrefix(q), b.k.workerTasksPrefix(q), b.k.wake(), q}, ls)
+// ackCall returns the keys and arguments of ackScript for leases of queue q, with their
+// results when results is not nil.
+func (b *Broker) ackCall(q string, ls []broker.Lease, results map[broker.Lease]string) ([]string, []any) {
+	keys := []string{b.k.running(q), b.k.meta(q), b.k.completed(q), b.k.cancelled(q), b.k.cancelledExpiry(q)}
+	head := []any{b.k.taskPrefix(q), b.k.workerTasksPrefix(q), b.k.wake(), q, us(now())}
+	if results == nil {
+		return keys, leaseArgs(append(head, 2), ls)
+	}
+	args := append(head, 3)
+	for _, l := range ls {
+		args = append(args, l.TaskID, l.Token, results[l])
+	}
+	return keys, args
+}
+
+// SetRetention stores the queue's retention in its meta HASH (field ret, µs), which the
+// scripts that complete or cancel a task read, and registers the queue.
+func (b *Broker) SetRetention(ctx context.Context, queue string, d time.Duration) error {
+	if b.closed.Load() {
+		return errClosed("set retention")
+	}
+	if err := broker.ValidateQueueName(queue); err != nil {
+		return fmt.Errorf("brisk: redis: set retention: %w", err)
+	}
+	if err := broker.ValidateRetention(d); err != nil {
+		return fmt.Errorf("brisk: redis: set retention of queue %q: %w", queue, err)
+	}
+	pipe := b.rdb.Pipeline()
+	pipe.HSet(ctx, b.k.meta(queue), "ret", retentionUS(d))
+	pipe.SAdd(ctx, b.k.queues(), queue)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return b.fail(ctx, fmt.Sprintf("set retention of queue %q", queue), err)
+	}
+	return nil
+}
+
+// SetProgress replaces the progress of the task held under l, in one script call fenced
+// by the lease token.
+func (b *Broker) SetProgress(ctx context.Context, l broker.Lease, p broker.Progress) error {
+	if b.closed.Load() {
+		return errClosed("set progress")
+	}
+	if err := checkLeaseQueue("set progress", l); err != nil {
+		return err
+	}
+	if err := broker.ValidateProgress(p); err != nil {
+		return fmt.Errorf("brisk: redis: set progress of task %q: %w", l.TaskID, err)
+	}
+	if p.At.IsZero() {
+		p.At = now()
+	}
+	ok, err := progressScript.Run(ctx, b.rdb, []string{b.k.task(l.Queue, l.TaskID)}, l.Token, encodeProgress(p)).Int()
+	if err != nil {
+		return b.fail(ctx, fmt.Sprintf("set progress of task %q", l.TaskID), err)
+	}
+	if ok == 0 {
+		return fmt.Errorf("brisk: redis: set progress: %w: task %s/%s", broker.ErrLeaseLost, l.Queue, l.TaskID)
+	}
+	return nil
 }
 
 // ackLost is Ack's error for the leases of a batch of n that were not held, or nil.

@@ -43,8 +43,8 @@ func (b *Broker) Cancel(ctx context.Context, id string) (broker.State, error) {
 				continue
 			}
 			res, err := cancelScript.Run(ctx, b.rdb,
-				[]string{b.k.ready(q), b.k.running(q), b.k.cancelled(q), b.k.meta(q)},
-				b.k.taskPrefix(q), b.k.workerTasksPrefix(q), id, b.k.wake(), q).StringSlice()
+				[]string{b.k.ready(q), b.k.running(q), b.k.cancelled(q), b.k.meta(q), b.k.cancelledExpiry(q)},
+				b.k.taskPrefix(q), b.k.workerTasksPrefix(q), id, b.k.wake(), q, us(now())).StringSlice()
 			if err != nil {
 				return "", b.fail(ctx, op, err)
 			}
@@ -62,6 +62,8 @@ func (b *Broker) Cancel(ctx context.Context, id string) (broker.State, error) {
 				return broker.StateCancelled, nil
 			case "dead":
 				return "", fmt.Errorf("brisk: redis: %s: the task is dead (it has ended; delete it instead): %w", op, broker.ErrInvalid)
+			case "done":
+				return "", fmt.Errorf("brisk: redis: %s: the task has completed (it is kept for its retention; delete it instead): %w", op, broker.ErrInvalid)
 			}
 		}
 	}

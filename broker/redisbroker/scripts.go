@@ -36,9 +36,9 @@ end
 //	ARGV[1]: the wake channel
 //	ARGV[2]: the number of queues G
 //	then for each queue: its task key prefix, its uniqueness lock prefix, its name, its
-//	number of tasks n, and n times five fields: id, record (encodeNew: every value but the
-//	sequence, which the script appends), ready at µs, unique key ("" for none), unique
-//	until (Unix ms)
+//	number of tasks n, and n times six fields: id, record (encodeNew: the values before
+//	the sequence, which the script appends), ready at µs, unique key ("" for none), unique
+//	until (Unix ms), the record's values after the sequence (encodeTail, "" for none)
 //
 // Returns {stored, fresh}: the number of tasks stored and 1 when a queue's sequence
 // started with this call (its meta HASH had none: the queue is new, or was deleted; on a
@@ -59,7 +59,7 @@ for g = 1, G do
   local prefix, uprefix, n = ARGV[pos], ARGV[pos+1], tonumber(ARGV[pos+3])
   groups[g] = pos
   for i = 0, n - 1 do
-    local b = pos + 4 + i*5
+    local b = pos + 4 + i*6
     local id = ARGV[b]
     if redis.call('EXISTS', prefix .. id) == 1 then
       return redis.error_reply('DUP ' .. g .. ' ' .. id)
@@ -69,7 +69,7 @@ for g = 1, G do
       if holder then return redis.error_reply('UNIQ ' .. g .. ' ' .. i .. ' ' .. holder) end
     end
   end
-  pos = pos + 4 + n*5
+  pos = pos + 4 + n*6
 end
 local total, fresh = 0, 0
 for g = 1, G do
@@ -80,10 +80,10 @@ for g = 1, G do
   if last == n then fresh = 1 end
   local recs, members = {}, {}
   for i = 0, n - 1 do
-    local b = p + 4 + i*5
+    local b = p + 4 + i*6
     local id, seq = ARGV[b], last - n + 1 + i
     recs[#recs+1] = prefix .. id
-    recs[#recs+1] = ARGV[b+1] .. cmsgpack.pack(seq)
+    recs[#recs+1] = ARGV[b+1] .. cmsgpack.pack(seq) .. ARGV[b+5]
     if ARGV[b+3] ~= '' then
       redis.call('SET', uprefix .. ARGV[b+3], id, 'PXAT', ARGV[b+4])
     end
@@ -107,7 +107,8 @@ return {total, fresh}
 //	optional: the queue registry SET (as in enqueueScript)
 //	ARGV[1] the wake channel, ARGV[2] the queue's name, ARGV[3] the record without its
 //	sequence (encodeNew), ARGV[4] ready at µs, ARGV[5] the id, ARGV[6] the uniqueness
-//	lock key ("" for none), ARGV[7] unique until (Unix ms)
+//	lock key ("" for none), ARGV[7] unique until (Unix ms), ARGV[8] the record's values
+//	after the sequence (encodeTail, "" for none)
 //
 // Returns {1, fresh} and errors "DUP 1 <id>" and "UNIQ 1 0 <holder id>" as enqueueScript
 // does. A refused id has used a sequence number, which only leaves a gap in the order.
@@ -117,7 +118,7 @@ if ARGV[6] ~= '' then
   if holder then return redis.error_reply('UNIQ 1 0 ' .. holder) end
 end
 local seq = redis.call('HINCRBY', KEYS[3], 'seq', 1)
-if not redis.call('SET', KEYS[1], ARGV[3] .. cmsgpack.pack(seq), 'NX') then
+if not redis.call('SET', KEYS[1], ARGV[3] .. cmsgpack.pack(seq) .. ARGV[8], 'NX') then
   return redis.error_reply('DUP 1 ' .. ARGV[5])
 end
 if ARGV[6] ~= '' then redis.call('SET', ARGV[6], ARGV[5], 'PXAT', ARGV[7]) end
@@ -135,13 +136,17 @@ return {1, fresh}
 // tasks, oldest ReadyAt first, then enqueue order, within the queue's limits.
 //
 //	KEYS[1] ready ZSET, KEYS[2] running ZSET, KEYS[3] dead ZSET, KEYS[4] meta HASH,
-//	KEYS[5] limits HASH, KEYS[6] buckets HASH
+//	KEYS[5] limits HASH, KEYS[6] buckets HASH, KEYS[7] completed ZSET, KEYS[8] cancelled
+//	ZSET, KEYS[9] cancelled-expiry ZSET (the last three read only when the queue has ever
+//	kept a task: luaSweep)
 //	ARGV[1] task key prefix, ARGV[2] worker-tasks key prefix, ARGV[3] now µs,
 //	ARGV[4] limit, ARGV[5] lease expiry µs, ARGV[6] worker id ("" for none),
 //	ARGV[7] how many expired leases to reclaim at most in this call,
 //	ARGV[8] how long (µs) a queue whose concurrency limit is full may be left alone
 //
-// A paused queue (meta field paused = 1) returns nothing and reclaims nothing. An expired
+// A paused queue (meta field paused = 1) returns nothing and reclaims nothing. A queue
+// that has kept tasks for a retention (meta field kept) has its expired ones removed, a
+// bounded slice per call (luaSweep). A new attempt starts without the last one's progress. An expired
 // lease on the task's last attempt moves it to dead; any other goes back to ready with its
 // ReadyAt. Limits (see keys.go): the queue's own caps how many are taken; among the oldest
 // ready tasks (at most limit + 256 looked at), a task whose type has a limit is taken only
@@ -157,11 +162,13 @@ return {1, fresh}
 // a concurrency limit (a slot freeing ends it sooner) or 0, then three entries per leased
 // task: its id, its lease token and its record as leased (state run, attempt counted,
 // token, worker).
-var reserveScript = redis.NewScript(luaChunked + luaTask + `
+var reserveScript = redis.NewScript(luaChunked + luaTask + luaSweep + `
 local ready, running, dead, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local tp, wp, now, expiry, worker = ARGV[1], ARGV[2], ARGV[3], ARGV[5], ARGV[6]
 local nowN, expN = tonumber(now), tonumber(expiry)
-if redis.call('HGET', meta, 'paused') == '1' then return {-1, 0} end
+local pk = redis.call('HMGET', meta, 'paused', 'kept')
+if pk[1] == '1' then return {-1, 0} end
+if pk[2] then sweepKept(KEYS[7], KEYS[8], KEYS[9], tp, now) end
 local expired = redis.call('ZRANGEBYSCORE', running, '-inf', now, 'LIMIT', 0, tonumber(ARGV[7]))
 for _, m in ipairs(expired) do
   local id = string.sub(m, 18)
@@ -273,7 +280,7 @@ for _, m in ipairs(ms) do
   local v = getTask(t)
   if v then
     tok = tok + 1
-    v[AT], v[S], v[ST], v[LU], v[TK], v[WK] = v[AT] + 1, 'run', nowN, expN, tok, worker
+    v[AT], v[S], v[ST], v[LU], v[TK], v[WK], v[PG] = v[AT] + 1, 'run', nowN, expN, tok, worker, ''
     local rec = packTask(v)
     recs[#recs+1] = t
     recs[#recs+1] = rec
@@ -314,42 +321,107 @@ local function held(v, tok)
 end
 `
 
-// ackScript removes the tasks of held leases and counts them completed.
+// luaSweep defines sweepKept(completed, cancelled, cexp, tp, now), which removes the
+// queue's tasks kept for a retention whose expiry (µs) is at or before now: at most
+// 100 of the completed ZSET (members "<seq>:<id>" scored by expiry) and as many of the
+// cancelled-expiry ZSET (the cancelled tasks kept for a retention, same members, also
+// removed from the cancelled ZSET), with their records. The bound keeps a mass expiry from
+// making one script long (and so from holding up workers): the next calls remove the rest.
+// Scripts call it only when the queue's meta field kept is set, so that a queue that never
+// kept a task pays nothing.
+const luaSweep = `
+local function sweepOne(z, also, tp, now)
+  local ms = redis.call('ZRANGEBYSCORE', z, '-inf', now, 'LIMIT', 0, 100)
+  if #ms == 0 then return end
+  local ks = {}
+  for i, m in ipairs(ms) do ks[i] = tp .. string.sub(m, 18) end
+  redis.call('ZREM', z, unpack(ms))
+  if also then redis.call('ZREM', also, unpack(ms)) end
+  redis.call('DEL', unpack(ks))
+end
+local function sweepKept(completed, cancelled, cexp, tp, now)
+  sweepOne(completed, nil, tp, now)
+  sweepOne(cexp, cancelled, tp, now)
+end
+`
+
+// ackScript ends the attempts of held leases as completed: a task whose retention (its
+// own, else its queue's meta field ret, µs) is positive is kept in state done with its
+// finish and expiry times and its result, in the completed ZSET scored by its expiry;
+// any other is removed.
 //
-//	KEYS[1] running ZSET, KEYS[2] meta HASH
+//	KEYS[1] running ZSET, KEYS[2] meta HASH, KEYS[3] completed ZSET, KEYS[4] cancelled
+//	ZSET, KEYS[5] cancelled-expiry ZSET
 //	ARGV[1] task key prefix, ARGV[2] worker-tasks key prefix, ARGV[3] wake channel,
-//	ARGV[4] queue name, then pairs: id, token
+//	ARGV[4] queue name, ARGV[5] now µs, ARGV[6] the width of one lease's fields: 2 (id,
+//	token) for Ack, 3 (id, token, result: "" for none, else "=" and its bytes) for
+//	Complete; then the leases' fields
 //
-// Returns the 0-based positions of the pairs whose lease is not held (left alone). Wakes
-// waiters when the queue has a concurrency limit. Each task costs one GET; the removals
-// are one command per 500 tasks.
-var ackScript = redis.NewScript(luaChunked + luaSlotFreed + luaTask + luaHeld + `
-local lost, done, members, keys, byWorker = {}, {}, {}, {}, {}
-for i = 5, #ARGV, 2 do
+// Returns the 0-based positions of the leases not held (left alone). Wakes waiters when
+// the queue has a concurrency limit. Each task costs one GET; the removals are one command
+// per 500 tasks. Reads the meta fields ret and kept with one HMGET: a queue that never
+// kept a task costs that command and nothing more; one that has kept tasks has its expired
+// ones removed (luaSweep).
+var ackScript = redis.NewScript(luaChunked + luaSlotFreed + luaTask + luaHeld + luaSweep + `
+local now, width = tonumber(ARGV[5]), tonumber(ARGV[6])
+local cfg = redis.call('HMGET', KEYS[2], 'ret', 'kept')
+local qret, kept = tonumber(cfg[1]) or 0, cfg[2]
+local lost, done, members, keys, byWorker, keptM = {}, {}, {}, {}, {}, {}
+for i = 7, #ARGV, width do
   local id, tok = ARGV[i], ARGV[i+1]
   local t = ARGV[1] .. id
   local v = getTask(t)
   if held(v, tok) and not done[id] then
     done[id] = true
-    members[#members+1] = memberOf(v, id)
-    keys[#keys+1] = t
+    local m = memberOf(v, id)
+    members[#members+1] = m
     if v[WK] ~= '' then
       local w = byWorker[v[WK]]
       if not w then w = {}; byWorker[v[WK]] = w end
       w[#w+1] = id
     end
+    local ret = tonumber(v[RT]) or 0
+    if ret <= 0 then ret = qret end
+    if ret > 0 then
+      v[S], v[TK], v[WK], v[LU], v[FI], v[EX] = 'done', 0, '', 0, now, now + ret
+      if width == 3 then v[RS] = ARGV[i+2] end
+      putTask(t, v)
+      keptM[#keptM+1] = now + ret
+      keptM[#keptM+1] = m
+    else
+      keys[#keys+1] = t
+    end
   else
-    lost[#lost+1] = (i - 5) / 2
+    lost[#lost+1] = (i - 7) / width
   end
 end
 if #members > 0 then
   chunked('ZREM', KEYS[1], members)
   chunked('DEL', nil, keys)
   for w, ids in pairs(byWorker) do chunked('SREM', ARGV[2] .. w, ids) end
+  if #keptM > 0 then
+    chunked('ZADD', KEYS[3], keptM)
+    if not kept then redis.call('HSET', KEYS[2], 'kept', 1); kept = '1' end
+  end
   redis.call('HINCRBY', KEYS[2], 'completed', #members)
   slotFreed(KEYS[2], ARGV[3], ARGV[4])
 end
+if kept then sweepKept(KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[5]) end
 return lost
+`)
+
+// progressScript replaces the progress of a held task.
+//
+//	KEYS[1] the task key
+//	ARGV[1] token, ARGV[2] progress (encodeProgress)
+//
+// Returns 1, or 0 when the lease is not held.
+var progressScript = redis.NewScript(luaTask + luaHeld + `
+local v = getTask(KEYS[1])
+if not held(v, ARGV[1]) then return 0 end
+v[PG] = ARGV[2]
+putTask(KEYS[1], v)
+return 1
 `)
 
 // extendScript moves the expiry of held leases.
@@ -514,13 +586,14 @@ if n > 0 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return n
 `)
 
-// deleteScript removes tasks of one state (pending, scheduled, dead or cancelled) of the
-// queue.
+// deleteScript removes tasks of one state (pending, scheduled, dead, cancelled or
+// completed) of the queue.
 //
-//	KEYS[1] the ready ZSET (pending, scheduled), the dead ZSET (dead) or the cancelled
-//	ZSET (cancelled)
-//	ARGV[1] task key prefix, ARGV[2] state: pending, scheduled, dead or cancelled, ARGV[3] now µs,
-//	then the ids to remove (none: every task of that state)
+//	KEYS[1] the ready ZSET (pending, scheduled), the dead ZSET (dead), the cancelled ZSET
+//	(cancelled) or the completed ZSET (completed); KEYS[2], cancelled only: the
+//	cancelled-expiry ZSET, from which the tasks are removed too
+//	ARGV[1] task key prefix, ARGV[2] state: pending, scheduled, dead, cancelled or
+//	completed, ARGV[3] now µs, then the ids to remove (none: every task of that state)
 //
 // Returns the number removed.
 var deleteScript = redis.NewScript(luaChunked + luaTask + `
@@ -541,7 +614,7 @@ else
     local score = m and redis.call('ZSCORE', KEYS[1], m)
     if score then
       score = tonumber(score)
-      if state == 'dead' or state == 'cancelled' or (state == 'pending' and score <= now) or (state == 'scheduled' and score > now) then
+      if state == 'dead' or state == 'cancelled' or state == 'completed' or (state == 'pending' and score <= now) or (state == 'scheduled' and score > now) then
         ms[#ms+1] = m
       end
     end
@@ -550,6 +623,7 @@ end
 local keys = {}
 for _, m in ipairs(ms) do keys[#keys+1] = ARGV[1] .. string.sub(m, 18) end
 chunked('ZREM', KEYS[1], ms)
+if KEYS[2] then chunked('ZREM', KEYS[2], ms) end
 chunked('DEL', nil, keys)
 return #ms
 `)
@@ -557,7 +631,7 @@ return #ms
 // allScripts are loaded at Open so that the first calls need no EVAL fallback.
 var allScripts = []*redis.Script{
 	enqueueScript, enqueueOneScript, reserveScript, ackScript, extendScript, releaseScript, retryScript,
-	killScript, releaseWorkerScript, retryDeadScript, deleteScript, deleteQueueScript, addSamplesScript,
+	killScript, releaseWorkerScript, progressScript, retryDeadScript, deleteScript, deleteQueueScript, addSamplesScript,
 	cancelScript, setLimitScript, acquireLeaderScript, renewLeaderScript, releaseLeaderScript,
 	markRunScript, migrateScript,
 }

@@ -6,15 +6,19 @@ import "github.com/redis/go-redis/v9"
 // runs. Like the others, each touches the keys of one slot only.
 
 // cancelScript moves a pending, scheduled or running task of the queue to cancelled; a
-// running task's lease is revoked (its token cleared).
+// running task's lease is revoked (its token cleared). The task's finish time is now;
+// when its retention (its own, else the queue's meta field ret, µs) is positive, it
+// expires that long after, through the cancelled-expiry ZSET (luaSweep).
 //
-//	KEYS[1] ready ZSET, KEYS[2] running ZSET, KEYS[3] cancelled ZSET, KEYS[4] meta HASH
+//	KEYS[1] ready ZSET, KEYS[2] running ZSET, KEYS[3] cancelled ZSET, KEYS[4] meta HASH,
+//	KEYS[5] cancelled-expiry ZSET
 //	ARGV[1] task key prefix, ARGV[2] worker-tasks key prefix, ARGV[3] id,
-//	ARGV[4] wake channel, ARGV[5] queue name
+//	ARGV[4] wake channel, ARGV[5] queue name, ARGV[6] now µs
 //
 // Returns {state, ready at µs}: state is "" when the queue has no such task, else what it
-// was: q (pending or scheduled, by ready at), run, dead (left alone) or cancelled (left
-// alone). Wakes waiters when a running task of a queue with a concurrency limit stops.
+// was: q (pending or scheduled, by ready at), run, dead, done (completed) or cancelled (the
+// last three left alone). Wakes waiters when a running task of a queue with a concurrency
+// limit stops.
 var cancelScript = redis.NewScript(luaSlotFreed + luaTask + `
 local t = ARGV[1] .. ARGV[3]
 local v = getTask(t)
@@ -28,7 +32,15 @@ elseif was == 'run' then
 else
   return {was, ra}
 end
-v[S], v[TK], v[WK], v[LU] = 'cancelled', 0, '', 0
+local now = tonumber(ARGV[6])
+local ret = tonumber(v[RT]) or 0
+if ret <= 0 then ret = tonumber(redis.call('HGET', KEYS[4], 'ret')) or 0 end
+v[S], v[TK], v[WK], v[LU], v[FI] = 'cancelled', 0, '', 0, now
+if ret > 0 then
+  v[EX] = now + ret
+  redis.call('ZADD', KEYS[5], v[EX], m)
+  redis.call('HSET', KEYS[4], 'kept', 1)
+end
 putTask(t, v)
 redis.call('ZADD', KEYS[3], v[RA], m)
 if was == 'run' then slotFreed(KEYS[4], ARGV[4], ARGV[5]) end

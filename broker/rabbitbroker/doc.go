@@ -84,8 +84,8 @@
 //	Leader          yes          yes           no
 //	ScheduleStore   yes          yes           no
 //	Limiter         yes          yes           no
-//	Retainer        yes          no (yet)      no: completed tasks are removed at once
-//	ProgressReporter yes         no (yet)      no
+//	Retainer        yes          yes           no: completed tasks are removed at once
+//	ProgressReporter yes         yes           no
 //
 // Without ListAll, Tasks lists dead tasks and Task finds dead tasks and the tasks the same
 // broker value runs; for anything else they return broker.ErrUnsupported. Without

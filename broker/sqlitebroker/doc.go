@@ -65,8 +65,8 @@
 //	Leader          yes          yes           no
 //	ScheduleStore   yes          yes           no
 //	Limiter         yes          yes           no
-//	Retainer        yes          no (yet)      no: completed tasks are removed at once
-//	ProgressReporter yes         no (yet)      no
+//	Retainer        yes          yes           no: completed tasks are removed at once
+//	ProgressReporter yes         yes           no
 //
 // # Durability
 //

@@ -467,52 +467,42 @@ func Produce(ctx context.Context, total int, rate float64, enqueue func(seq int)
 // requests arrive). callers of 0 or 1 calls enqueue on this goroutine. It returns the
 // achieved rate, up to the return of the last call, or the first error.
 func ProduceConcurrently(ctx context.Context, total int, rate float64, callers int, enqueue func(seq int) error) (float64, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	call := func(seq int) {
+		if ctx.Err() == nil {
+			if err := enqueue(seq); err != nil {
+				cancel(err)
+			}
+		}
+	}
+	dispatch, finish := call, func() {}
+	if callers > 1 {
+		seqs := make(chan int, total)
+		var wg sync.WaitGroup
+		for range callers {
+			wg.Go(func() {
+				for seq := range seqs {
+					call(seq)
+				}
+			})
+		}
+		dispatch = func(seq int) { seqs <- seq }
+		finish = func() { close(seqs); wg.Wait() }
+	}
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
 	start := time.Now()
-	if callers <= 1 {
-		for sent := 0; sent < total; {
-			select {
-			case <-ctx.Done():
-				return 0, ctx.Err()
-			case <-tick.C:
-			}
-			due := min(total, int(time.Since(start).Seconds()*rate))
-			for ; sent < due; sent++ {
-				if err := enqueue(sent); err != nil {
-					return 0, err
-				}
-			}
-		}
-		return float64(total) / time.Since(start).Seconds(), nil
-	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	seqs := make(chan int, total)
-	var wg sync.WaitGroup
-	for range callers {
-		wg.Go(func() {
-			for seq := range seqs {
-				if err := enqueue(seq); err != nil {
-					cancel(err)
-					return
-				}
-			}
-		})
-	}
-	sent := 0
-	for sent < total && ctx.Err() == nil {
+	for sent := 0; sent < total && ctx.Err() == nil; {
 		select {
 		case <-ctx.Done():
 		case <-tick.C:
 		}
-		due := min(total, int(time.Since(start).Seconds()*rate))
-		for ; sent < due; sent++ {
-			seqs <- sent
+		for due := min(total, int(time.Since(start).Seconds()*rate)); sent < due && ctx.Err() == nil; sent++ {
+			dispatch(sent)
 		}
 	}
-	close(seqs)
-	wg.Wait()
+	finish()
 	if err := context.Cause(ctx); err != nil {
 		return 0, err
 	}

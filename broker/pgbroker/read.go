@@ -14,7 +14,7 @@ import (
 // statements lists every statement template, so that Open fills in the schema once.
 var statements = func() []string {
 	s := []string{
-		qEnsureQueues, qDeclare, qPause, qNotify, qEnqueue, qEnqueueDeferWake, qWake, qReserve, qExtend, qAck, qRelease, qRetry, qKill,
+		qEnsureQueues, qDeclare, qPause, qEnqueue, qEnqueueDeferWake, qWake, qReserve, qExtend, qAck, qRelease, qRetry, qKill,
 		qReleaseWorker, qRetryDead, qCountRows, qCompact, qDeadRows, qStats, qTask, qHeartbeat, qDeregister, qWorkers, qNextDue,
 	}
 	for _, m := range []map[broker.State]string{deleteQueries, listQueries} {

@@ -344,14 +344,12 @@ func (b *Broker) PauseQueue(ctx context.Context, queue string, paused bool) erro
 	}
 	b.known.Store(queue, true)
 	if !paused {
-		if _, err := b.exec(ctx, qNotify, channel(b.schema), queue); err != nil {
+		if _, err := b.exec(ctx, qWake, channel(b.schema), []string{queue}); err != nil {
 			return b.fail(ctx, fmt.Sprintf("%s %q: wake workers", op, queue), err)
 		}
 	}
 	return nil
 }
-
-const qNotify = `SELECT pg_notify($1, $2)`
 
 // DeclareQueue creates the queue if needed and stores its SLA (idempotent).
 func (b *Broker) DeclareQueue(ctx context.Context, q broker.QueueConfig) error {

@@ -61,13 +61,7 @@ func FromQueue(q brisk.QueueInfo) Queue {
 }
 
 // Queues converts a listing; it is never nil, so that no queue encodes as [] not null.
-func Queues(qs []brisk.QueueInfo) []Queue {
-	out := make([]Queue, 0, len(qs))
-	for _, q := range qs {
-		out = append(out, FromQueue(q))
-	}
-	return out
-}
+func Queues(qs []brisk.QueueInfo) []Queue { return convert(qs, FromQueue) }
 
 // Task is a task in "brisk tasks --json" and in the /api/v1 task routes.
 type Task struct {
@@ -153,13 +147,7 @@ func payload(p []byte) (json.RawMessage, *string) {
 }
 
 // Tasks converts a listing; it is never nil.
-func Tasks(ts []*brisk.TaskInfo) []Task {
-	out := make([]Task, 0, len(ts))
-	for _, t := range ts {
-		out = append(out, FromTask(t))
-	}
-	return out
-}
+func Tasks(ts []*brisk.TaskInfo) []Task { return convert(ts, FromTask) }
 
 // Time is a time for JSON output: RFC 3339 with nanoseconds in UTC, or null when zero.
 func Time(t time.Time) *string {
@@ -297,13 +285,7 @@ func FromPeriodic(p brisk.PeriodicInfo) Periodic {
 }
 
 // PeriodicList converts a listing; it is never nil.
-func PeriodicList(ps []brisk.PeriodicInfo) []Periodic {
-	out := make([]Periodic, 0, len(ps))
-	for _, p := range ps {
-		out = append(out, FromPeriodic(p))
-	}
-	return out
-}
+func PeriodicList(ps []brisk.PeriodicInfo) []Periodic { return convert(ps, FromPeriodic) }
 
 // Limit is a limit in "brisk limit list --json" and GET /api/v1/limits; type is "" for a
 // queue's own limit, rate 0 for no rate limit, max_running 0 for no concurrency limit.
@@ -318,9 +300,17 @@ type Limit struct {
 
 // Limits converts a listing; it is never nil.
 func Limits(ls []brisk.Limit) []Limit {
-	out := make([]Limit, 0, len(ls))
-	for _, l := range ls {
-		out = append(out, Limit{Queue: l.Queue, Type: l.Type, Rate: l.Rate, PerSeconds: l.Per.Seconds(), Burst: l.Burst, MaxRunning: l.MaxRunning})
+	return convert(ls, func(l brisk.Limit) Limit {
+		return Limit{Queue: l.Queue, Type: l.Type, Rate: l.Rate, PerSeconds: l.Per.Seconds(), Burst: l.Burst, MaxRunning: l.MaxRunning}
+	})
+}
+
+// convert maps a listing through f into a slice that is never nil, so that an empty
+// listing encodes as [] and not null.
+func convert[T, J any](xs []T, f func(T) J) []J {
+	out := make([]J, 0, len(xs))
+	for _, x := range xs {
+		out = append(out, f(x))
 	}
 	return out
 }

@@ -430,6 +430,12 @@ func (r *runner) redisLimit(ctx context.Context) error {
 		return err
 	}
 	r.limit = map[string]map[string]float64{}
+	progress("PING, one caller, %d round trips", r.cfg.n)
+	ping, err := r.rs.serialPings(ctx, r.cfg.n)
+	if err != nil {
+		return err
+	}
+	r.limit["serial"] = map[string]float64{"ping": ping}
 	for _, p := range []int{1, 16} {
 		progress("redis-benchmark -P %d -n %d", p, r.cfg.rbN)
 		res, err := redisBenchmark(ctx, host, port, r.cfg.benchDB, r.cfg.rbN, p)

@@ -18,6 +18,19 @@ type redisStats struct {
 	rdb  *redis.Client
 }
 
+// serialPings sends n PINGs one after the other on one connection of the Go client both
+// Go systems use, and returns how many it completed per second: the most that any enqueue
+// of one network round trip, made by one caller that waits for each reply, can reach here.
+func (rs *redisStats) serialPings(ctx context.Context, n int) (float64, error) {
+	start := time.Now()
+	for range n {
+		if err := rs.rdb.Ping(ctx).Err(); err != nil {
+			return 0, fmt.Errorf("ping: %w", err)
+		}
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
 // commandStats returns the calls of every command (INFO commandstats). Commands run inside
 // scripts are counted too on Redis 7, under their own names.
 func (rs *redisStats) commandStats(ctx context.Context) (map[string]int64, error) {

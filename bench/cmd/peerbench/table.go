@@ -232,6 +232,9 @@ func (r *runner) printLimit(w io.Writer) {
 		return
 	}
 	fmt.Fprintf(w, "\n### Redis limit\n\n`redis-benchmark -q -t lpush,lpop,set,get -n %d` on the same Redis, in this run:\n\n", r.cfg.rbN)
+	if ping, ok := r.limit["serial"]["ping"]; ok {
+		fmt.Fprintf(w, "One caller waiting for each reply (go-redis, one connection): %s PINGs/s, the ceiling of any enqueue of one round trip made that way (W1's one call each).\n\n", commas(ping))
+	}
 	fmt.Fprintf(w, "| pipeline | lpush | lpop | set | get | mean ops/s |\n| --- | --- | --- | --- | --- | --- |\n")
 	means := map[string]float64{}
 	for _, p := range []string{"P1", "P16"} {
@@ -309,6 +312,15 @@ func (r *runner) printTargets(w io.Writer) {
 			if v, ok := get(p.sys, "W1", "drain_per_s"); ok {
 				fmt.Fprintf(w, "- W1 drain ≥ %g× %s: %s/s ÷ %s/s = %.2f× %s\n", p.factor, p.sys, commas(b), commas(v), b/v, check(b >= p.factor*v))
 			}
+		}
+	}
+	if b, ok := get("brisk", "W1", "enqueue_per_s"); ok {
+		if a, ok := get("asynq", "W1", "enqueue_per_s"); ok {
+			fmt.Fprintf(w, "- W1 enqueue, one call each, ≥ 1.2× asynq: %s/s ÷ %s/s = %.2f× %s", commas(b), commas(a), b/a, check(b >= 1.2*a))
+			if ping, ok := r.limit["serial"]["ping"]; ok {
+				fmt.Fprintf(w, " (one PING round trip, one caller: %s/s = %.2f× asynq, %.0f%% of it reached by brisk)", commas(ping), ping/a, 100*b/ping)
+			}
+			fmt.Fprintln(w)
 		}
 	}
 	if p50, ok := get("brisk", "W3", "pickup_p50_ms"); ok {

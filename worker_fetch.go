@@ -96,7 +96,8 @@ func (w *Worker) reserve(ctx context.Context, p broker.ReserveParams) ([]*broker
 func (w *Worker) wants() (int, []broker.QueueLimit) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	free := int(w.concurrency.Load()) + w.cfg.Prefetch - w.running - len(w.buffer)
+	conc := int(w.concurrency.Load())
+	free := conc + w.prefetchLocked(conc) - w.running - len(w.buffer)
 	if free <= 0 {
 		return 0, nil
 	}
@@ -116,6 +117,37 @@ func (w *Worker) wants() (int, []broker.QueueLimit) {
 		queues = append(queues, broker.QueueLimit{Name: q.Name, Max: max})
 	}
 	return free, queues
+}
+
+// maxPrefetchPerSlot bounds the tasks PrefetchWait lets a worker hold beyond its free
+// slots, per handler slot: enough for a batch per round trip that makes a broker's fixed
+// costs small, few enough that a worker stopping hands back little.
+const maxPrefetchPerSlot = 16
+
+// prefetchLocked returns how many tasks the worker may hold beyond its free slots now, for
+// conc handler slots: Prefetch, or more with PrefetchWait (see WorkerConfig). w.mu must be
+// held.
+func (w *Worker) prefetchLocked(conc int) int {
+	p := w.cfg.Prefetch
+	if w.cfg.PrefetchWait <= 0 || w.meanRun <= 0 {
+		return p
+	}
+	expected := float64(conc) * float64(w.cfg.PrefetchWait) / float64(w.meanRun)
+	return max(p, int(min(expected, float64(maxPrefetchPerSlot*conc))))
+}
+
+// observeRunLocked adds a handler's run time to the moving mean that PrefetchWait uses
+// (each new run weighs 1/8). w.mu must be held.
+func (w *Worker) observeRunLocked(d time.Duration) {
+	if w.cfg.PrefetchWait <= 0 {
+		return
+	}
+	d = max(d, time.Microsecond)
+	if w.meanRun == 0 {
+		w.meanRun = d
+		return
+	}
+	w.meanRun += (d - w.meanRun) / 8
 }
 
 // weightedOrder draws a random order in which a queue of weight w comes first w times as

@@ -724,3 +724,72 @@ func TestHandleDefaultTakesTypesWithoutAHandler(t *testing.T) {
 		t.Fatalf("handlers used: %v", seen)
 	}
 }
+
+func TestPrefetchWaitHoldsMoreForShortTasks(t *testing.T) {
+	t.Parallel()
+	b, c := setup(t)
+	ctx := context.Background()
+	block := make(chan struct{})
+	defer close(block)
+	blocked := make(chan struct{}, 1)
+	startWorker(t, b, brisk.WorkerConfig{Concurrency: 1, PrefetchWait: time.Second}, map[string]brisk.HandlerFunc{
+		"fast": func(context.Context, *brisk.Task) error { return nil },
+		"slow": func(context.Context, *brisk.Task) error {
+			select {
+			case blocked <- struct{}{}:
+			default:
+			}
+			<-block
+			return nil
+		},
+	})
+	var batch []*brisk.Task
+	for range 10 {
+		batch = append(batch, brisk.NewTask("fast", nil))
+	}
+	for range 20 {
+		batch = append(batch, brisk.NewTask("slow", nil))
+	}
+	if _, err := c.EnqueueBatch(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	<-blocked
+	// Its handler runs took microseconds: it expects to start far more than one task a
+	// second, so it holds up to 16 per slot beyond the running one (without PrefetchWait,
+	// 19 slow tasks would stay pending).
+	eventually(t, "tasks held beyond the free slot", func() bool {
+		q := queueStats(t, b, brisk.DefaultQueue)
+		return q.Pending < 19 && q.Pending >= 19-16
+	})
+}
+
+func TestPrefetchWaitHoldsNothingMoreForLongTasks(t *testing.T) {
+	t.Parallel()
+	b, c := setup(t)
+	ctx := context.Background()
+	block := make(chan struct{})
+	defer close(block)
+	started := make(chan string, 4)
+	startWorker(t, b, brisk.WorkerConfig{Concurrency: 1, PrefetchWait: time.Millisecond}, map[string]brisk.HandlerFunc{
+		"long": func(context.Context, *brisk.Task) error {
+			started <- "long"
+			time.Sleep(20 * time.Millisecond)
+			return nil
+		},
+		"held": func(context.Context, *brisk.Task) error { started <- "held"; <-block; return nil },
+	})
+	c.Enqueue(ctx, brisk.NewTask("long", nil))
+	if got := <-started; got != "long" {
+		t.Fatalf("started %s first", got)
+	}
+	c.Enqueue(ctx, brisk.NewTask("held", nil))
+	if got := <-started; got != "held" {
+		t.Fatalf("started %s second", got)
+	}
+	// Runs of 20 ms and more, against 1 ms of PrefetchWait: no task beyond the free slots.
+	c.Enqueue(ctx, brisk.NewTask("held", nil))
+	time.Sleep(50 * time.Millisecond)
+	if q := queueStats(t, b, brisk.DefaultQueue); q.Pending != 1 || q.Running != 1 {
+		t.Fatalf("busy worker hoarded: %+v", q)
+	}
+}

@@ -20,7 +20,7 @@ import (
 
 var benchCmd = &command{
 	name:     "bench",
-	synopsis: "--workload W1|W2|W3|W4|W5 [--tasks N] [--rate R] [--concurrency N] [--prefetch N] [--producers N] [--retention D] [--json]",
+	synopsis: "--workload W1|W2|W3|W4|W5 [--tasks N] [--rate R] [--concurrency N] [--prefetch N] [--prefetch-wait D] [--producers N] [--retention D] [--json]",
 	summary:  "run a benchmark workload against brisk and print its figures",
 	detail: `
 The workloads (docs/workloads.md); each task carries a 100-byte JSON payload with its
@@ -49,6 +49,9 @@ directory, removed at the end (not ./brisk.db). With a broker it uses a queue of
 
 --prefetch N lets the worker hold N tasks beyond its free handlers (WorkerConfig.Prefetch,
 default 0): on RabbitMQ's quorum queues the drain rate grows with it (docs/rabbitmq.md).
+--prefetch-wait D lets it hold as many more as it expects to start within D, from its
+recent handler times (WorkerConfig.PrefetchWait): large batches for short tasks, none
+beyond the free slots for long ones.
 
 --producers N lets W2 and W3 have up to N enqueue calls in flight at once (default 1: one
 call after the other). The schedule is the same; more callers model concurrent requests of
@@ -63,7 +66,7 @@ retained_end, retained_max and store_mb_start … store_mb_max. With a retention
 than the run they show whether expired tasks are removed as fast as new ones come.
 
 --json prints one JSON object on one line with workload, broker (password masked), queue,
-tasks, concurrency (and prefetch when set), the workload's figures and seconds (the run's
+tasks, concurrency (and prefetch and prefetch_wait_ms when set), the workload's figures and seconds (the run's
 wall time).`,
 	run: runBench,
 }
@@ -76,6 +79,7 @@ func runBench(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	rate := fs.Float64("rate", 0, "enqueue `R` tasks per second in W2 (default 500) or W3 (default 5)")
 	concurrency := fs.Int("concurrency", workload.Concurrency, "run `N` handlers at once in the worker")
 	prefetch := fs.Int("prefetch", 0, "let the worker hold `N` tasks beyond its free handlers (WorkerConfig.Prefetch)")
+	prefetchWait := durationFlag(fs, "prefetch-wait", 0, "let the worker hold the tasks it expects to start within `D` beyond its free handlers (WorkerConfig.PrefetchWait)")
 	producers := fs.Int("producers", 1, "W2 and W3: up to `N` enqueue calls in flight at once")
 	retention := durationFlag(fs, "retention", 0, "keep completed tasks for `D` with a result each, and sample the store's size")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a summary")
@@ -102,6 +106,8 @@ func runBench(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 		return usagef("--concurrency %d must be at least 1", *concurrency)
 	case *prefetch < 0:
 		return usagef("--prefetch %d is negative", *prefetch)
+	case *prefetchWait < 0:
+		return usagef("--prefetch-wait %s is negative", *prefetchWait)
 	case *producers < 1:
 		return usagef("--producers %d must be at least 1", *producers)
 	case *producers > 1 && wl != "W2" && wl != "W3":
@@ -143,7 +149,7 @@ func runBench(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	}
 	defer closeClient(c)
 	sys := &workload.Brisk{Client: c, Inspector: brisk.NewInspector(c.Broker()), Queue: queue,
-		Worker: brisk.WorkerConfig{Concurrency: *concurrency, Prefetch: *prefetch}}
+		Worker: brisk.WorkerConfig{Concurrency: *concurrency, Prefetch: *prefetch, PrefetchWait: *prefetchWait}}
 	defer benchCleanup(ctx, sys)
 	run := &workload.Runner{System: sys, Progress: e.stderr, Producers: *producers}
 	if *asJSON {
@@ -168,6 +174,9 @@ func runBench(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	out.Add("queue", "queue", queue, "")
 	out.Add("tasks", "tasks", n, "")
 	out.Add("concurrency", "concurrency", *concurrency, "")
+	if *prefetchWait > 0 {
+		out.Add("prefetch_wait_ms", "prefetch wait", float64(*prefetchWait)/float64(time.Millisecond), "ms")
+	}
 	if *prefetch > 0 {
 		out.Add("prefetch", "prefetch", *prefetch, "")
 	}

@@ -89,6 +89,7 @@ func runWorker(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 	fs.Var(weights, "weight", "serve queue Q N times as often as a queue of weight 1 (`Q=N`, repeatable)")
 	strict := fs.Bool("strict-priority", false, "serve queues in the order given: a queue only when those before it have nothing ready")
 	prefetch := fs.Int("prefetch", 0, "tasks reserved beyond the free slots (`N`)")
+	prefetchWait := durationFlag(fs, "prefetch-wait", 0, "also reserve beyond the free slots the tasks expected to start within `D`, from recent run times")
 	lease := fs.Duration("lease", 10*time.Second, "lease of a reserved task, extended while it runs (`D`)")
 	grace := fs.Duration("grace", 20*time.Second, "time running tasks get to finish at shutdown before they are handed back (`D`)")
 	timeout := fs.Duration("timeout", 30*time.Minute, "longest run of a task without a timeout of its own (`D`)")
@@ -108,6 +109,8 @@ func runWorker(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 		return usagef("--concurrency %d is negative", *concurrency)
 	case *prefetch < 0:
 		return usagef("--prefetch %d is negative", *prefetch)
+	case *prefetchWait < 0:
+		return usagef("--prefetch-wait %s is negative", *prefetchWait)
 	case *lease < 30*time.Millisecond:
 		return usagef("--lease %s is below 30ms", *lease)
 	case *grace <= 0:
@@ -156,7 +159,7 @@ func runWorker(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 	}
 	defer closeClient(c)
 	w, err := brisk.NewWorker(c.Broker(), brisk.WorkerConfig{
-		Queues: specs, StrictPriority: *strict, Concurrency: n, Prefetch: *prefetch, Lease: *lease,
+		Queues: specs, StrictPriority: *strict, Concurrency: n, Prefetch: *prefetch, PrefetchWait: *prefetchWait, Lease: *lease,
 		ShutdownTimeout: *grace, DefaultTimeout: *timeout, ID: *id, Logger: logger,
 	})
 	if err != nil {

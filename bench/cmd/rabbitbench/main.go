@@ -30,6 +30,7 @@ func main() {
 	nCelery := flag.Int("n-celery", 10000, "W1 tasks for Celery (it drains n)")
 	prefetch := flag.Int("prefetch", 24, "the brisk worker's Prefetch in the second W1 run (8 handlers + 24 = a window of 32, as Celery's default prefetch multiplier 4 gives 8 threads)")
 	prefetch2 := flag.Int("prefetch2", 120, "the brisk worker's Prefetch in the third W1 run (a window of 128)")
+	prefetchWait := flag.Duration("prefetch-wait", 2*time.Millisecond, "the brisk worker's PrefetchWait in the fourth W1 run (Prefetch 0: a window that follows its run times)")
 	rawN := flag.Int("raw-n", 100000, "messages per queue type for the RabbitMQ limit")
 	w2Producers := flag.Int("w2-producers", 16, "W2: enqueue calls in flight at once (brisk bench --producers): one publisher confirm per call")
 	python := flag.String("python", "/usr/bin/python3", "the Python with python3-celery")
@@ -58,6 +59,7 @@ func main() {
 		{"brisk W1", []string{"--workload", "W1", "--tasks", fmt.Sprint(*n)}},
 		{"brisk W1 prefetch", []string{"--workload", "W1", "--tasks", fmt.Sprint(*n), "--prefetch", fmt.Sprint(*prefetch)}},
 		{"brisk W1 prefetch2", []string{"--workload", "W1", "--tasks", fmt.Sprint(*n), "--prefetch", fmt.Sprint(*prefetch2)}},
+		{"brisk W1 prefetch-wait", []string{"--workload", "W1", "--tasks", fmt.Sprint(*n), "--prefetch-wait", prefetchWait.String()}},
 		{"brisk W2 500", []string{"--workload", "W2", "--rate", "500", "--producers", fmt.Sprint(*w2Producers)}},
 		{"brisk W2 2000", []string{"--workload", "W2", "--rate", "2000", "--producers", fmt.Sprint(*w2Producers)}},
 		{"brisk W3", []string{"--workload", "W3"}},
@@ -104,8 +106,10 @@ func main() {
 	fmt.Printf("## rabbitbench %s, %s\n\n", start.UTC().Format("2006-01-02 15:04 UTC"), time.Since(start).Round(time.Second))
 	fmt.Printf("RabbitMQ at %s, brisk on durable quorum queues; brisk 8 handlers (prefetch 0, and %d where said), W1 n=%d (drains 2n); Celery %s (its default classic queue), prefork 2 processes or 8 threads, prefetch multiplier 4, W1 n=%d; payload about 100 bytes.\n\n",
 		redact(*url), *prefetch, *n, celeryVersion(res), *nCelery)
-	fmt.Printf("brisk W1 with prefetch %d: enqueue %s/s, batch %s/s, drain %s/s.\n\n", *prefetch2,
-		g(num("brisk W1 prefetch2", "enqueue_per_s")), g(num("brisk W1 prefetch2", "enqueue_batch_per_s")), g(num("brisk W1 prefetch2", "drain_per_s")))
+	for _, x := range []struct{ name, key string }{{fmt.Sprintf("prefetch %d", *prefetch2), "brisk W1 prefetch2"}, {fmt.Sprintf("prefetch wait %s", *prefetchWait), "brisk W1 prefetch-wait"}} {
+		fmt.Printf("brisk W1 with %s: enqueue %s/s, batch %s/s, drain %s/s.\n\n", x.name,
+			g(num(x.key, "enqueue_per_s")), g(num(x.key, "enqueue_batch_per_s")), g(num(x.key, "drain_per_s")))
+	}
 	fmt.Println("| figure | brisk | brisk prefetch | celery-prefork | celery-threads | brisk ÷ celery-prefork | brisk prefetch ÷ celery-prefork |")
 	fmt.Println("| --- | --- | --- | --- | --- | --- | --- |")
 	row := func(name, field string, w string) {
@@ -135,12 +139,12 @@ func main() {
 	fmt.Println()
 	fmt.Println("RabbitMQ's own limit, same run (100-byte persistent messages, 1,000 unconfirmed in flight, one consumer, prefetch 1,000, one ack per message):")
 	fmt.Println()
-	fmt.Printf("| queue | publish with confirms (/s) | consume with acks (/s) | brisk W1 drain ÷ consume | prefetch %d ÷ consume | prefetch %d ÷ consume |\n", *prefetch, *prefetch2)
-	fmt.Println("| --- | --- | --- | --- | --- | --- |")
+	fmt.Printf("| queue | publish with confirms (/s) | consume with acks (/s) | brisk W1 drain ÷ consume | prefetch %d ÷ consume | prefetch %d ÷ consume | prefetch wait %s ÷ consume |\n", *prefetch, *prefetch2, *prefetchWait)
+	fmt.Println("| --- | --- | --- | --- | --- | --- | --- |")
 	for _, typ := range []string{"quorum", "classic"} {
 		l := limit[typ]
-		fmt.Printf("| durable %s | %.0f | %.0f | %s | %s | %s |\n", typ, l[0], l[1], ratio(num("brisk W1", "drain_per_s"), l[1]),
-			ratio(num("brisk W1 prefetch", "drain_per_s"), l[1]), ratio(num("brisk W1 prefetch2", "drain_per_s"), l[1]))
+		fmt.Printf("| durable %s | %.0f | %.0f | %s | %s | %s | %s |\n", typ, l[0], l[1], ratio(num("brisk W1", "drain_per_s"), l[1]),
+			ratio(num("brisk W1 prefetch", "drain_per_s"), l[1]), ratio(num("brisk W1 prefetch2", "drain_per_s"), l[1]), ratio(num("brisk W1 prefetch-wait", "drain_per_s"), l[1]))
 	}
 	celery := num("celery-prefork W1", "drain_per_s")
 	qc := limit["quorum"][1]
@@ -150,7 +154,7 @@ func main() {
 	for _, d := range []struct {
 		name string
 		key  string
-	}{{"prefetch 0", "brisk W1"}, {fmt.Sprintf("prefetch %d", *prefetch), "brisk W1 prefetch"}, {fmt.Sprintf("prefetch %d", *prefetch2), "brisk W1 prefetch2"}} {
+	}{{"prefetch 0", "brisk W1"}, {fmt.Sprintf("prefetch %d", *prefetch), "brisk W1 prefetch"}, {fmt.Sprintf("prefetch %d", *prefetch2), "brisk W1 prefetch2"}, {fmt.Sprintf("prefetch wait %s", *prefetchWait), "brisk W1 prefetch-wait"}} {
 		drain := num(d.key, "drain_per_s")
 		fmt.Printf("- W1 drain (%s) ≥ 5× the best Celery pool: %s (%s of celery-prefork, %s of celery-threads); ≥ half of RabbitMQ's consume-with-ack on a quorum queue: %s (%s)\n",
 			d.name, mark(drain >= 5*max(celery, num("celery-threads W1", "drain_per_s"))), ratio(drain, celery), ratio(drain, num("celery-threads W1", "drain_per_s")), mark(drain >= qc/2), ratio(drain, qc))

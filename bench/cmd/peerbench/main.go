@@ -34,6 +34,7 @@ type config struct {
 	w2Rates, pyW2Rates                        []float64
 	w2Seconds, w3Tasks, w4Tasks, w5Tasks      int
 	w4WaitBrisk, w4WaitAsynq                  time.Duration
+	prefetchWait                              time.Duration
 	memN, rbN                                 int
 	python, pyDir, jsonOut                    string
 	execPrefetch                              int
@@ -68,6 +69,7 @@ func main() {
 	flag.IntVar(&cfg.w2Seconds, "w2-seconds", workload.W2Seconds, "W2: seconds of producing per rate")
 	flag.IntVar(&cfg.w3Tasks, "w3-tasks", workload.W3Tasks, "W3: tasks, one per 200 ms")
 	flag.IntVar(&cfg.w4Tasks, "w4-tasks", 2000, "W4: tasks of 50 ms")
+	flag.DurationVar(&cfg.prefetchWait, "prefetch-wait", 0, "brisk: the in-process worker's PrefetchWait (0: off, brisk's default)")
 	flag.DurationVar(&cfg.w4WaitBrisk, "w4-wait", 2*time.Minute, "W4: longest wait after the kill for brisk")
 	flag.DurationVar(&cfg.w4WaitAsynq, "w4-wait-asynq", 200*time.Second, "W4: longest wait after the kill for asynq (its recoverer needs 1-3 min)")
 	flag.IntVar(&cfg.w5Tasks, "w5-tasks", 2000, "W5: tasks delayed 0-10 s")
@@ -260,6 +262,7 @@ func (r *runner) one(ctx context.Context, s, w string) error {
 		if err != nil {
 			return err
 		}
+		b.Worker.PrefetchWait = cfg.prefetchWait
 		sys = b
 	case "asynq", "asynq-tuned":
 		sys = newAsynq(cfg.addr, cfg.asynqDB, s == "asynq-tuned")

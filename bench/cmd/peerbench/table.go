@@ -146,6 +146,9 @@ func (r *runner) print(w io.Writer) {
 	fmt.Fprintf(w, "\n## peerbench %s UTC, %s\n\n", r.started.UTC().Format("2006-01-02 15:04"), time.Since(r.started).Round(time.Second))
 	fmt.Fprintf(w, "Redis %s; W1 n=%d (drain 2n; Celery n=%d, drain n; rq-simple n=%d, rq-fork n=%d); handlers: %d per Go worker and per Celery threads worker, 2 Celery prefork processes, 1 per RQ worker; payload %d bytes.\n",
 		cfg.addr, cfg.n, min(cfg.n, cfg.nCelery), min(cfg.n, cfg.nRQ), min(cfg.n, cfg.nRQFork), workload.Concurrency, workload.PayloadSize)
+	if cfg.prefetchWait > 0 {
+		fmt.Fprintf(w, "brisk's in-process worker runs with PrefetchWait %s (-prefetch-wait).\n", cfg.prefetchWait)
+	}
 	fmt.Fprintf(w, "Ratio columns are brisk ÷ that peer: above 1 is brisk higher (better for rates, worse for latencies).\n\n")
 	peers := []string{}
 	for _, s := range cfg.systems {
@@ -308,7 +311,7 @@ func (r *runner) printTargets(w io.Writer) {
 		for _, p := range []struct {
 			sys    string
 			factor float64
-		}{{"asynq", 2}, {"celery-prefork", 10}, {"celery-threads", 10}} {
+		}{{"asynq", 3}, {"celery-prefork", 10}, {"celery-threads", 10}} {
 			if v, ok := get(p.sys, "W1", "drain_per_s"); ok {
 				fmt.Fprintf(w, "- W1 drain ≥ %g× %s: %s/s ÷ %s/s = %.2f× %s\n", p.factor, p.sys, commas(b), commas(v), b/v, check(b >= p.factor*v))
 			}

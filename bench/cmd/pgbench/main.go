@@ -41,6 +41,7 @@ type config struct {
 	growthMinutes      int
 	growthProducers    int
 	w2Producers        int
+	prefetchWait       time.Duration
 	jsonOut            string
 }
 
@@ -70,6 +71,7 @@ func main() {
 	flag.Float64Var(&cfg.growthRate, "growth-rate", 2000, "GROWTH: tasks per second")
 	flag.IntVar(&cfg.growthMinutes, "growth-minutes", 10, "GROWTH: minutes of producing")
 	flag.IntVar(&cfg.growthProducers, "growth-producers", 4, "GROWTH: producer goroutines sharing the rate (one durable commit per enqueue each)")
+	flag.DurationVar(&cfg.prefetchWait, "prefetch-wait", 0, "brisk: the worker's PrefetchWait (0: off, brisk's default)")
 	flag.StringVar(&cfg.jsonOut, "json", "", "also write every figure to `file` as JSON")
 	flag.Parse()
 	var err error
@@ -119,7 +121,15 @@ func run(ctx context.Context, cfg *config) error {
 	open := func(name string) (system, error) {
 		switch name {
 		case "brisk":
-			return newBrisk(ctx, cfg.url, admin)
+			s, err := newBrisk(ctx, cfg.url, admin)
+			if err != nil {
+				return nil, err
+			}
+			if cfg.prefetchWait > 0 {
+				s.Worker.PrefetchWait = cfg.prefetchWait
+				progress("brisk's worker runs with PrefetchWait %s", cfg.prefetchWait)
+			}
+			return s, nil
 		case "river-1ms":
 			return newRiver(ctx, admin, time.Millisecond)
 		default:

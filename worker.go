@@ -51,7 +51,7 @@ type WorkerConfig struct {
 	// PrefetchWait, when set, lets the worker reserve beyond its free slots as many tasks
 	// as it expects to start within PrefetchWait, from the mean time of its recent handler
 	// runs (Concurrency × PrefetchWait ÷ that mean, at most 16 × Concurrency, and never
-	// less than Prefetch). Short tasks then come in large batches (fewer broker round
+	// less than Prefetch; with several queues, the mean of the slowest one). Short tasks then come in large batches (fewer broker round
 	// trips per task, and a RabbitMQ consumer window wide enough to keep the queue
 	// flowing), while long ones are reserved only for free slots, so a buffered task waits
 	// about PrefetchWait at most and an idle worker elsewhere is not starved. Until a
@@ -203,10 +203,10 @@ type Worker struct {
 	mu        sync.Mutex
 	started   bool
 	stopping  bool
-	running   int            // handlers running
-	meanRun   time.Duration  // moving mean of handler run times (PrefetchWait); 0 before the first
-	perQueue  map[string]int // running + buffered per queue
-	buffer    []*broker.Task // prefetched, not started
+	running   int                      // handlers running
+	meanRun   map[string]time.Duration // moving mean of handler run times per queue (PrefetchWait)
+	perQueue  map[string]int           // running + buffered per queue
+	buffer    []*broker.Task           // prefetched, not started
 	held      map[string]*heldTask
 	startedAt time.Time
 
@@ -260,6 +260,7 @@ func NewWorker(b Broker, cfg WorkerConfig) (*Worker, error) {
 		host:      host,
 		handlers:  map[string]Handler{},
 		perQueue:  map[string]int{},
+		meanRun:   map[string]time.Duration{},
 		held:      map[string]*heldTask{},
 		slotFreed: make(chan struct{}, 1),
 		acks:      newAckQueue(),

@@ -80,7 +80,7 @@ func (w *Worker) run(ctx context.Context, cancel context.CancelFunc, bt *broker.
 	w.mu.Lock()
 	w.running--
 	w.perQueue[bt.Queue]--
-	w.observeRunLocked(elapsed)
+	w.observeRunLocked(bt.Queue, elapsed)
 	h := w.held[bt.ID]
 	released := h == nil || h.released
 	if !released {

@@ -129,25 +129,32 @@ const maxPrefetchPerSlot = 16
 // held.
 func (w *Worker) prefetchLocked(conc int) int {
 	p := w.cfg.Prefetch
-	if w.cfg.PrefetchWait <= 0 || w.meanRun <= 0 {
+	if w.cfg.PrefetchWait <= 0 || len(w.meanRun) == 0 {
 		return p
 	}
-	expected := float64(conc) * float64(w.cfg.PrefetchWait) / float64(w.meanRun)
+	// The slowest queue's runs decide: a task of it held behind busy slots must still
+	// start within about PrefetchWait.
+	var slowest time.Duration
+	for _, m := range w.meanRun {
+		slowest = max(slowest, m)
+	}
+	expected := float64(conc) * float64(w.cfg.PrefetchWait) / float64(slowest)
 	return max(p, int(min(expected, float64(maxPrefetchPerSlot*conc))))
 }
 
-// observeRunLocked adds a handler's run time to the moving mean that PrefetchWait uses
-// (each new run weighs 1/8). w.mu must be held.
-func (w *Worker) observeRunLocked(d time.Duration) {
+// observeRunLocked adds a handler's run time to its queue's moving mean that PrefetchWait
+// uses (each new run weighs 1/8). w.mu must be held.
+func (w *Worker) observeRunLocked(queue string, d time.Duration) {
 	if w.cfg.PrefetchWait <= 0 {
 		return
 	}
 	d = max(d, time.Microsecond)
-	if w.meanRun == 0 {
-		w.meanRun = d
+	m, ok := w.meanRun[queue]
+	if !ok {
+		w.meanRun[queue] = d
 		return
 	}
-	w.meanRun += (d - w.meanRun) / 8
+	w.meanRun[queue] = m + (d-m)/8
 }
 
 // weightedOrder draws a random order in which a queue of weight w comes first w times as

@@ -3,6 +3,7 @@ package pgbroker_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -310,4 +311,104 @@ func leasesOf(tasks []*broker.Task) []broker.Lease {
 		out[i] = t.Lease
 	}
 	return out
+}
+
+// TestFailedEnqueueLeavesConnectionClean: Enqueue sends its statement and the wake-up in
+// one pipeline; when the statement fails (a duplicate committed by a concurrent
+// transaction, a statement timeout) the caller gets the error it always got, and the
+// pool's only connection is idle and in use again, not left in a failed transaction.
+func TestFailedEnqueueLeavesConnectionClean(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	schema, url := pgtest.NewSchema(t, pgtest.URL(t), "pipe")
+	app := "brisk_" + schema
+	b := open(t, url+"&pool_max_conns=1&statement_timeout=1s&application_name="+app)
+	outside := connect(t, url)
+	backend := func() (pid int32, state string) {
+		t.Helper()
+		if err := outside.QueryRow(ctx, `SELECT pid, state FROM pg_stat_activity WHERE application_name = $1`, app).Scan(&pid, &state); err != nil {
+			t.Fatalf("the broker's connection in pg_stat_activity: %v", err)
+		}
+		return pid, state
+	}
+	// waitBlocked waits until the broker's statement waits for a lock.
+	waitBlocked := func() {
+		t.Helper()
+		for range 500 {
+			var n int
+			if err := outside.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'`, app).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n > 0 {
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		t.Fatal("the broker's Enqueue never waited for the lock")
+	}
+	first := brokertest.NewTask("q", "t", nil)
+	if err := b.Enqueue(ctx, []*broker.Task{first}); err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := backend()
+
+	// A duplicate that a concurrent transaction commits while the statement waits for it.
+	dup := brokertest.NewTask("q", "t", nil)
+	tx, err := connect(t, url).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.EnqueueTx(ctx, tx, []*broker.Task{dup}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.Enqueue(context.Background(), []*broker.Task{dup}) }()
+	waitBlocked()
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, broker.ErrDuplicate) || !strings.Contains(err.Error(), "concurrent transaction") {
+		t.Errorf("Enqueue of an ID a concurrent transaction committed: %v, want ErrDuplicate", err)
+	}
+	if p, state := backend(); p != pid || state != "idle" {
+		t.Errorf("after the duplicate: the broker's connection is pid %d in state %q, want pid %d idle", p, state, pid)
+	}
+
+	// A statement timeout while an outside transaction locks the table.
+	lock, err := outside.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lock.Exec(ctx, `LOCK TABLE `+schema+`.tasks IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	timedOut := brokertest.NewTask("q", "t", nil)
+	if err := b.Enqueue(ctx, []*broker.Task{timedOut}); !errors.Is(err, broker.ErrUnavailable) || !strings.Contains(err.Error(), "statement timeout") {
+		t.Errorf("Enqueue blocked by a lock: %v, want ErrUnavailable from the statement timeout", err)
+	}
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p, state := backend(); p != pid || state != "idle" {
+		t.Errorf("after the statement timeout: the broker's connection is pid %d in state %q, want pid %d idle", p, state, pid)
+	}
+
+	last := brokertest.NewTask("q", "t", nil)
+	if err := b.Enqueue(ctx, []*broker.Task{last}); err != nil {
+		t.Fatalf("Enqueue after the failures: %v", err)
+	}
+	got, err := b.Reserve(ctx, broker.ReserveParams{Queues: []broker.QueueLimit{{Name: "q"}}, Limit: 10, Lease: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, task := range got {
+		ids = append(ids, task.ID)
+	}
+	if want := []string{first.ID, dup.ID, last.ID}; !slices.Equal(ids, want) {
+		t.Errorf("reserved %q, want %q (the timed-out task not stored)", ids, want)
+	}
+	if p, state := backend(); p != pid || state != "idle" {
+		t.Errorf("at the end: the broker's connection is pid %d in state %q, want pid %d idle", p, state, pid)
+	}
 }

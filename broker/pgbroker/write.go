@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/briskq/brisk/broker"
 )
@@ -154,7 +156,7 @@ var (
 )
 
 // Enqueue stores tasks atomically in one statement, creating unknown queues, and wakes
-// waiting workers (PostgreSQL notifies them at commit). A task ID already stored fails
+// waiting workers after the statement's durable commit. A task ID already stored fails
 // the whole batch with an error wrapping broker.ErrDuplicate.
 func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
 	if b.closed.Load() {
@@ -169,16 +171,143 @@ func (b *Broker) Enqueue(ctx context.Context, tasks []*broker.Task) error {
 		return b.fail(ctx, fmt.Sprintf("enqueue %d tasks", len(tasks)), err)
 	}
 	defer c.Release()
-	if err := b.enqueueResult(ctx, len(tasks), c.QueryRow(ctx, b.q(qEnqueueDeferWake), doc).Scan); err != nil {
+	res, wakeErr := b.enqueueThenWake(ctx, c.Conn(), doc, queuesOf(tasks))
+	if err := b.enqueueResult(ctx, len(tasks), res); err != nil {
 		return err
 	}
-	// The tasks are stored: wake the workers after the commit (migration 3 says why). A
-	// wake-up that fails is not the enqueue's failure (the caller would enqueue again):
+	// A wake-up that fails is not the enqueue's failure (the caller would enqueue again):
 	// workers find the tasks at their next poll.
-	if _, err := c.Exec(ctx, b.q(qWake), channel(b.schema), queuesOf(tasks)); err != nil {
-		b.log.WarnContext(ctx, "brisk: postgres: enqueue: waking workers after the commit", "err", err)
+	if wakeErr != nil {
+		b.log.WarnContext(ctx, "brisk: postgres: enqueue: waking workers after the commit", "err", wakeErr)
 	}
 	return nil
+}
+
+// enqueueThenWake runs qEnqueueDeferWake with doc and then qWake for queues on conn in one
+// round trip: a pipeline of the enqueue, a Sync, the wake-up and a Sync, written at once.
+// Each Sync ends an implicit transaction, and the server runs the messages in order, so
+// the enqueue has committed (with the WAL flushed, synchronous_commit permitting) before
+// the wake-up's statement starts, and the wake-up, in a transaction of its own, does not
+// hold up the commit of concurrent enqueues (migration 3). When the enqueue fails, the
+// server skips to its Sync, rolls its transaction back and still runs the wake-up (a
+// spurious wake-up, which Wait allows); the connection ends up idle either way, or is
+// closed when the network or ctx failed. res is the enqueue's outcome, wakeErr the
+// wake-up's.
+func (b *Broker) enqueueThenWake(ctx context.Context, conn *pgx.Conn, doc string, queues []string) (res enqueueRow, wakeErr error) {
+	enq, err := conn.Prepare(ctx, b.q(qEnqueueDeferWake), b.q(qEnqueueDeferWake))
+	if err != nil {
+		return enqueueRow{err: fmt.Errorf("prepare the enqueue: %w", err)}, nil
+	}
+	wake, err := conn.Prepare(ctx, b.q(qWake), b.q(qWake))
+	if err != nil {
+		return enqueueRow{err: fmt.Errorf("prepare the wake-up: %w", err)}, nil
+	}
+	if len(wake.ParamOIDs) != 2 || len(enq.ParamOIDs) != 1 {
+		return enqueueRow{err: fmt.Errorf("prepared statements take %d and %d parameters, want 1 and 2", len(enq.ParamOIDs), len(wake.ParamOIDs))}, nil
+	}
+	list, err := conn.TypeMap().Encode(wake.ParamOIDs[1], pgtype.TextFormatCode, queues, nil)
+	if err != nil {
+		return enqueueRow{err: fmt.Errorf("encode the queues to wake: %w", err)}, nil
+	}
+	p := conn.PgConn().StartPipeline(ctx)
+	p.SendQueryStatement(enq, [][]byte{[]byte(doc)}, nil, nil)
+	p.SendPipelineSync()
+	p.SendQueryStatement(wake, [][]byte{[]byte(channel(b.schema)), list}, nil, nil)
+	p.SendPipelineSync()
+	if err := p.Flush(); err != nil {
+		_ = p.Close() // the connection is closed already
+		return enqueueRow{err: err}, nil
+	}
+	r, err := p.GetResults()
+	if err == nil {
+		res = readEnqueueRow(r)
+	} else {
+		res.err = err
+	}
+	if err := untilSync(p); res.err == nil {
+		res.err = err // the commit failed
+	}
+	wakeErr = untilSync(p)
+	if err := p.Close(); err != nil {
+		if res.err == nil && wakeErr == nil {
+			wakeErr = err
+		}
+	}
+	return res, wakeErr
+}
+
+// enqueueRow is the row of qEnqueue, or the statement's error.
+type enqueueRow struct {
+	dup    *string // an ID of the batch stored already
+	stored int64
+	err    error
+}
+
+// readEnqueueRow reads the result of qEnqueue (text format) from r, a result of a pipeline.
+func readEnqueueRow(r any) enqueueRow {
+	rr, ok := r.(*pgconn.ResultReader)
+	if !ok {
+		return enqueueRow{err: fmt.Errorf("pipeline: got %T for the enqueue, want its rows", r)}
+	}
+	var res enqueueRow
+	rows := 0
+	for rr.NextRow() {
+		rows++
+		v := rr.Values()
+		if len(v) != 2 {
+			res.err = fmt.Errorf("the enqueue returned %d columns, want 2", len(v))
+			continue
+		}
+		if v[0] != nil {
+			dup := string(v[0])
+			res.dup = &dup
+		}
+		n, err := strconv.ParseInt(string(v[1]), 10, 64)
+		if err != nil {
+			res.err = fmt.Errorf("the enqueue's count: %w", err)
+		}
+		res.stored = n
+	}
+	if _, err := rr.Close(); err != nil {
+		return enqueueRow{err: err}
+	}
+	if res.err == nil && rows != 1 {
+		res.err = fmt.Errorf("the enqueue returned %d rows, want 1", rows)
+	}
+	return res
+}
+
+// untilSync reads the results of a pipeline up to and including its next Sync and returns
+// the first error among them. It stops early when the connection failed (every later read
+// fails too).
+func untilSync(p *pgconn.Pipeline) error {
+	var first error
+	for {
+		r, err := p.GetResults()
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) {
+				return first
+			}
+			continue
+		}
+		switch r := r.(type) {
+		case *pgconn.PipelineSync:
+			return first
+		case *pgconn.ResultReader:
+			if _, err := r.Close(); err != nil && first == nil {
+				first = err
+			}
+		case nil:
+			if first == nil {
+				first = errors.New("pipeline: no result where a Sync was expected")
+			}
+			return first
+		}
+	}
 }
 
 // queuesOf returns the distinct queues of tasks, in order of first appearance.
@@ -228,7 +357,7 @@ func (b *Broker) EnqueueTx(ctx context.Context, tx any, tasks []*broker.Task) er
 	if err != nil {
 		return err
 	}
-	return b.enqueueResult(ctx, len(tasks), scan(ctx, doc))
+	return b.enqueueResult(ctx, len(tasks), scanEnqueue(scan(ctx, doc)))
 }
 
 // prepareEnqueue validates a batch, makes sure its queues exist (outside any transaction
@@ -284,24 +413,27 @@ func (b *Broker) prepareEnqueue(ctx context.Context, tasks []*broker.Task) (stri
 	return string(data), nil
 }
 
-// enqueueResult reads the row of qEnqueue through scan.
-func (b *Broker) enqueueResult(ctx context.Context, n int, scan func(dest ...any) error) error {
-	var (
-		dup    *string
-		stored int64
-	)
-	if err := scan(&dup, &stored); err != nil {
+// scanEnqueue reads the row of qEnqueue through scan.
+func scanEnqueue(scan func(dest ...any) error) enqueueRow {
+	var res enqueueRow
+	res.err = scan(&res.dup, &res.stored)
+	return res
+}
+
+// enqueueResult turns the outcome of qEnqueue for a batch of n tasks into Enqueue's error.
+func (b *Broker) enqueueResult(ctx context.Context, n int, res enqueueRow) error {
+	if err := res.err; err != nil {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "tasks_pkey" {
 			return fmt.Errorf("brisk: postgres: enqueue: %s (stored by a concurrent transaction): %w", pe.Detail, broker.ErrDuplicate)
 		}
 		return b.fail(ctx, fmt.Sprintf("enqueue %d tasks", n), err)
 	}
-	if dup != nil {
-		return fmt.Errorf("brisk: postgres: enqueue: id=%q: %w", *dup, broker.ErrDuplicate)
+	if res.dup != nil {
+		return fmt.Errorf("brisk: postgres: enqueue: id=%q: %w", *res.dup, broker.ErrDuplicate)
 	}
-	if stored != int64(n) {
-		return fmt.Errorf("brisk: postgres: enqueue: stored %d of %d tasks", stored, n) // cannot happen
+	if res.stored != int64(n) {
+		return fmt.Errorf("brisk: postgres: enqueue: stored %d of %d tasks", res.stored, n) // cannot happen
 	}
 	return nil
 }

@@ -12,13 +12,26 @@ import (
 )
 
 // The executor: buffered tasks start in handler goroutines while slots are free; a
-// handler's outcome becomes an ack, a retry or a kill.
+// handler's outcome becomes an ack, a retry or a kill. Handler goroutines live on: one that
+// has finished a task waits for the next (handOff), so a task starts without a new
+// goroutine, whose stack would grow again for every task, while a goroutine is idle.
+
+// job is a task handed to a handler goroutine, with its held entry and the context its
+// handler runs with.
+type job struct {
+	ctx           context.Context
+	cancelTimeout context.CancelFunc
+	t             *broker.Task
+	h             *heldTask
+}
 
 func (w *Worker) dispatch(tasks []*broker.Task) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, t := range tasks {
-		w.held[t.ID] = &heldTask{lease: t.Lease}
+		h := &heldTask{lease: t.Lease}
+		h.run = taskRun{w: w, lease: t.Lease}
+		w.held[t.ID] = h
 		w.perQueue[t.Queue]++
 		w.buffer = append(w.buffer, t)
 	}
@@ -40,13 +53,45 @@ func (w *Worker) startBufferedLocked() {
 		if timeout <= 0 {
 			timeout = w.cfg.DefaultTimeout
 		}
-		cctx, stop := context.WithCancelCause(w.hardCtx)
+		// The handler's context is not a child of a context that the worker cancels: the
+		// worker cancels it through h.stop (lease lost, task cancelled, grace period over),
+		// so that starting and ending a task takes no lock of a context shared by all.
+		cctx, stop := context.WithCancelCause(w.baseCtx)
 		ctx, cancelTimeout := context.WithTimeout(cctx, timeout)
-		cancel := func() { cancelTimeout(); stop(context.Canceled) }
-		h.cancel, h.stop = cancel, stop
+		h.stop = stop
 		w.running++
 		w.handlersWG.Add(1)
-		go w.run(ctx, cancel, t)
+		w.handOff(job{ctx: context.WithValue(ctx, taskRunKey{}, &h.run), cancelTimeout: cancelTimeout, t: t, h: h})
+	}
+}
+
+// handOff gives j to an idle handler goroutine, or starts one.
+func (w *Worker) handOff(j job) {
+	select {
+	case w.jobs <- j:
+	default:
+		w.poolWG.Add(1)
+		go w.handlerLoop(j)
+	}
+}
+
+// handlerLoop runs j, then the jobs handed to it, until the worker has stopped or more
+// goroutines are idle than handlers may run at once.
+func (w *Worker) handlerLoop(j job) {
+	defer w.poolWG.Done()
+	for {
+		w.run(j)
+		if w.idle.Add(1) > w.concurrency.Load() {
+			w.idle.Add(-1)
+			return
+		}
+		select {
+		case j = <-w.jobs:
+			w.idle.Add(-1)
+		case <-w.quit:
+			w.idle.Add(-1)
+			return
+		}
 	}
 }
 
@@ -58,8 +103,9 @@ func (w *Worker) pickupHistogram(queue string) *histogram.Histogram {
 	return h.(*histogram.Histogram)
 }
 
-func (w *Worker) run(ctx context.Context, cancel context.CancelFunc, bt *broker.Task) {
+func (w *Worker) run(j job) {
 	defer w.handlersWG.Done()
+	bt, h, ctx := j.t, j.h, j.ctx
 	start := w.clock.Now()
 	w.pickupHistogram(bt.Queue).Observe(start.Sub(bt.ReadyAt))
 	t := &Task{
@@ -67,21 +113,19 @@ func (w *Worker) run(ctx context.Context, cancel context.CancelFunc, bt *broker.
 		Timeout: bt.Timeout, ID: bt.ID, Attempt: bt.Attempt, EnqueuedAt: bt.EnqueuedAt,
 		ReadyAt: bt.ReadyAt, LastError: bt.LastError, Headers: bt.Headers,
 	}
-	run := &taskRun{w: w, lease: bt.Lease}
-	ctx = context.WithValue(ctx, taskRunKey{}, run)
 	w.hooks.start(ctx, w.log, t)
 	err := w.call(ctx, t)
 	elapsed := w.clock.Now().Sub(start)
 	if err != nil && ctx.Err() == context.DeadlineExceeded && w.hardCtx.Err() == nil {
 		err = fmt.Errorf("timed out after %s: %w", elapsed.Round(time.Millisecond), err)
 	}
-	cancel()
+	j.cancelTimeout()
+	h.stop(context.Canceled)
 
 	w.mu.Lock()
 	w.running--
 	w.perQueue[bt.Queue]--
-	h := w.held[bt.ID]
-	released := h == nil || h.released
+	released := h.released || w.held[bt.ID] != h
 	if !released {
 		h.returned = true
 	}
@@ -90,7 +134,7 @@ func (w *Worker) run(ctx context.Context, cancel context.CancelFunc, bt *broker.
 	w.signalSlot()
 	o := Outcome{Kind: OutcomeReleased, Err: err, Elapsed: elapsed}
 	if !released { // else handed back at shutdown or lost to another worker: not ours
-		o = w.finish(bt, err, run.takeResult())
+		o = w.finish(bt, err, h.run.takeResult())
 		o.Elapsed = elapsed
 	}
 	w.hooks.finish(w.bgCtx, w.log, t, o)

@@ -222,8 +222,10 @@ type Worker struct {
 	bgCancel   context.CancelFunc
 
 	handlersWG sync.WaitGroup // handlers running
-	jobs       chan job       // to an idle handler goroutine (unbuffered)
-	idle       atomic.Int64   // handler goroutines waiting for a job
+	ready      []job          // started tasks that no handler goroutine has taken yet
+	waking     bool           // a handler goroutine is on its way to the ready tasks
+	wake       chan struct{}  // wakes an idle handler goroutine (unbuffered)
+	idle       atomic.Int64   // handler goroutines waiting for a wake-up
 	quit       chan struct{}  // closed when the worker has stopped: idle handler goroutines end
 	poolWG     sync.WaitGroup // handler goroutines
 	stopOnce   sync.Once
@@ -258,7 +260,7 @@ func NewWorker(b Broker, cfg WorkerConfig) (*Worker, error) {
 		held:      map[string]*heldTask{},
 		slotFreed: make(chan struct{}, 1),
 		acks:      newAckQueue(),
-		jobs:      make(chan job),
+		wake:      make(chan struct{}),
 		quit:      make(chan struct{}),
 		clock:     service.SystemClock{},
 	}

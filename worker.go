@@ -225,19 +225,26 @@ type Worker struct {
 	heartbeat heartbeater
 	clock     service.Clock
 
-	hardCtx    context.Context // cancelled when the grace period ends: the handlers' parent
+	baseCtx    context.Context // the values of Start's context: the handlers' contexts derive from it
+	hardCtx    context.Context // cancelled when the grace period ends, after the handlers' contexts
 	hardCancel context.CancelFunc
 	bgCtx      context.Context // writes of outcomes, releases and acks, until the worker has stopped
 	bgCancel   context.CancelFunc
 
-	handlersWG sync.WaitGroup
+	handlersWG sync.WaitGroup // handlers running
+	ready      []job          // started tasks that no handler goroutine has taken yet
+	waking     bool           // a handler goroutine is on its way to the ready tasks
+	wake       chan struct{}  // wakes an idle handler goroutine (unbuffered)
+	idle       atomic.Int64   // handler goroutines waiting for a wake-up
+	quit       chan struct{}  // closed when the worker has stopped: idle handler goroutines end
+	poolWG     sync.WaitGroup // handler goroutines
 	stopOnce   sync.Once
 	stopErr    error
 }
 
 type heldTask struct {
 	lease    broker.Lease
-	cancel   context.CancelFunc      // nil until the handler starts
+	run      taskRun                 // what the handler's context carries
 	stop     context.CancelCauseFunc // cancels the handler's context with a cause (nil until it starts)
 	returned bool                    // the handler returned; its outcome is being written
 	released bool                    // handed back or lost: the outcome is ignored
@@ -264,6 +271,8 @@ func NewWorker(b Broker, cfg WorkerConfig) (*Worker, error) {
 		held:      map[string]*heldTask{},
 		slotFreed: make(chan struct{}, 1),
 		acks:      newAckQueue(),
+		wake:      make(chan struct{}),
+		quit:      make(chan struct{}),
 		clock:     service.SystemClock{},
 	}
 	w.ackReserver, _ = b.(broker.AckReserver)
@@ -391,6 +400,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 
 	base := context.WithoutCancel(ctx)
+	w.baseCtx = base
 	w.hardCtx, w.hardCancel = context.WithCancel(base)
 	w.bgCtx, w.bgCancel = context.WithCancel(base)
 	w.fetcher.Init("fetcher", w.log, w.clock)
@@ -484,10 +494,12 @@ func (w *Worker) stop() error {
 		// Grace period over: take the remaining tasks back, then cancel their handlers.
 		w.mu.Lock()
 		back = back[:0]
+		var stops []context.CancelCauseFunc
 		for id, h := range w.held {
-			if h.cancel != nil && !h.returned && !h.released {
+			if h.stop != nil && !h.returned && !h.released {
 				h.released = true
 				back = append(back, h.lease)
+				stops = append(stops, h.stop)
 				delete(w.held, id)
 			}
 		}
@@ -498,6 +510,9 @@ func (w *Worker) stop() error {
 			} else {
 				w.log.InfoContext(ctx, "handed back unfinished tasks", "tasks", len(back))
 			}
+		}
+		for _, stop := range stops {
+			stop(context.Canceled)
 		}
 		w.hardCancel()
 		select {
@@ -512,6 +527,12 @@ func (w *Worker) stop() error {
 	w.heartbeat.Stop()
 	w.bgCancel()
 	w.hardCancel()
+	close(w.quit) // idle handler goroutines end; one still running a handler ends after it
+	select {
+	case <-done:
+		w.poolWG.Wait()
+	default: // handlers left behind: their goroutines end when they return
+	}
 	if err := w.b.Deregister(context.WithoutCancel(ctx), w.cfg.ID); err != nil && !errors.Is(err, ErrClosed) {
 		w.log.WarnContext(ctx, "deregister", "err", err)
 	}

@@ -11,14 +11,36 @@ import (
 	"github.com/briskq/brisk/internal/histogram"
 )
 
-// The executor: buffered tasks start in handler goroutines while slots are free; a
-// handler's outcome becomes an ack, a retry or a kill.
+// The executor: buffered tasks start while slots are free; a handler's outcome becomes an
+// ack, a retry or a kill.
+//
+// A started task waits in w.ready for a handler goroutine. Handler goroutines live on and
+// take ready tasks themselves: one that finishes a task takes the next ready one, and one
+// that takes a task while more are ready wakes one more idle goroutine (or starts one), so
+// tasks that finish at once run on the goroutines already awake instead of each waking a
+// goroutine, and slow ones still run side by side as soon as the goroutines woken one after
+// another take them. An idle goroutine waits for a wake-up, and ends when the worker has
+// stopped or more goroutines are idle than the concurrency limit.
+
+// job is a started task waiting for a handler goroutine, with its held entry, the Task its
+// handler gets and the context it runs with.
+type job struct {
+	ctx           context.Context
+	cancelTimeout context.CancelFunc
+	bt            *broker.Task
+	t             *Task
+	h             *heldTask
+}
 
 func (w *Worker) dispatch(tasks []*broker.Task) {
+	held := make([]heldTask, len(tasks)) // one allocation for the batch
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, t := range tasks {
-		w.held[t.ID] = &heldTask{lease: t.Lease}
+	for i, t := range tasks {
+		h := &held[i]
+		h.lease = t.Lease
+		h.run = taskRun{w: w, lease: t.Lease}
+		w.held[t.ID] = h
 		w.perQueue[t.Queue]++
 		w.buffer = append(w.buffer, t)
 	}
@@ -27,26 +49,101 @@ func (w *Worker) dispatch(tasks []*broker.Task) {
 
 // startBufferedLocked starts buffered tasks while slots are free. w.mu must be held.
 func (w *Worker) startBufferedLocked() {
-	for len(w.buffer) > 0 && w.running < int(w.concurrency.Load()) && !w.stopping {
-		t := w.buffer[0]
+	var ts []Task
+	slots := int(w.concurrency.Load())
+	for len(w.buffer) > 0 && w.running < slots && !w.stopping {
+		bt := w.buffer[0]
 		w.buffer[0] = nil
 		w.buffer = w.buffer[1:]
-		h := w.held[t.ID]
+		h := w.held[bt.ID]
 		if h == nil { // lease lost while buffered
-			w.perQueue[t.Queue]--
+			w.perQueue[bt.Queue]--
 			continue
 		}
-		timeout := t.Timeout
+		if len(ts) == 0 { // the Tasks of the tasks started now, one allocation
+			ts = make([]Task, min(len(w.buffer)+1, slots-w.running))
+		}
+		t := &ts[0]
+		ts = ts[1:]
+		*t = Task{
+			Type: bt.Type, Payload: bt.Payload, Queue: bt.Queue, MaxAttempts: bt.MaxAttempts,
+			Timeout: bt.Timeout, ID: bt.ID, Attempt: bt.Attempt, EnqueuedAt: bt.EnqueuedAt,
+			ReadyAt: bt.ReadyAt, LastError: bt.LastError, Headers: bt.Headers,
+		}
+		timeout := bt.Timeout
 		if timeout <= 0 {
 			timeout = w.cfg.DefaultTimeout
 		}
-		cctx, stop := context.WithCancelCause(w.hardCtx)
+		// The handler's context is not a child of a context that the worker cancels: the
+		// worker cancels it through h.stop (lease lost, task cancelled, grace period over),
+		// so that starting and ending a task takes no lock of a context shared by all.
+		cctx, stop := context.WithCancelCause(w.baseCtx)
 		ctx, cancelTimeout := context.WithTimeout(cctx, timeout)
-		cancel := func() { cancelTimeout(); stop(context.Canceled) }
-		h.cancel, h.stop = cancel, stop
+		h.stop = stop
 		w.running++
 		w.handlersWG.Add(1)
-		go w.run(ctx, cancel, t)
+		w.ready = append(w.ready, job{ctx: context.WithValue(ctx, taskRunKey{}, &h.run), cancelTimeout: cancelTimeout, bt: bt, t: t, h: h})
+	}
+	w.wakeHandlerLocked()
+}
+
+// wakeHandlerLocked makes sure a handler goroutine comes for the ready tasks: unless one
+// is on its way already, it wakes an idle one or starts one. w.mu must be held.
+func (w *Worker) wakeHandlerLocked() {
+	if len(w.ready) == 0 || w.waking {
+		return
+	}
+	w.waking = true
+	select {
+	case w.wake <- struct{}{}:
+	default:
+		w.poolWG.Add(1)
+		go w.handlerLoop()
+	}
+}
+
+// takeReadyLocked takes the first ready task, and wakes another handler goroutine when more
+// are ready. w.mu must be held.
+func (w *Worker) takeReadyLocked() (job, bool) {
+	if len(w.ready) == 0 {
+		return job{}, false
+	}
+	j := w.ready[0]
+	w.ready[0] = job{}
+	w.ready = w.ready[1:]
+	w.wakeHandlerLocked()
+	return j, true
+}
+
+// handlerLoop runs ready tasks until the worker has stopped or more goroutines are idle
+// than handlers may run at once. It starts woken: on its way to the ready tasks.
+func (w *Worker) handlerLoop() {
+	defer w.poolWG.Done()
+	woken := true
+	for {
+		w.mu.Lock()
+		if woken {
+			w.waking = false
+		}
+		j, ok := w.takeReadyLocked()
+		w.mu.Unlock()
+		if ok {
+			w.run(j)
+			woken = false
+			continue
+		}
+		if w.idle.Add(1) > w.concurrency.Load() {
+			w.idle.Add(-1)
+			return
+		}
+		select {
+		case <-w.wake:
+			w.idle.Add(-1)
+			woken = true
+		case <-w.quit:
+			w.idle.Add(-1)
+			return
+		}
 	}
 }
 
@@ -58,31 +155,25 @@ func (w *Worker) pickupHistogram(queue string) *histogram.Histogram {
 	return h.(*histogram.Histogram)
 }
 
-func (w *Worker) run(ctx context.Context, cancel context.CancelFunc, bt *broker.Task) {
+func (w *Worker) run(j job) {
 	defer w.handlersWG.Done()
+	bt, t, h, ctx := j.bt, j.t, j.h, j.ctx
 	start := w.clock.Now()
 	w.pickupHistogram(bt.Queue).Observe(start.Sub(bt.ReadyAt))
-	t := &Task{
-		Type: bt.Type, Payload: bt.Payload, Queue: bt.Queue, MaxAttempts: bt.MaxAttempts,
-		Timeout: bt.Timeout, ID: bt.ID, Attempt: bt.Attempt, EnqueuedAt: bt.EnqueuedAt,
-		ReadyAt: bt.ReadyAt, LastError: bt.LastError, Headers: bt.Headers,
-	}
-	run := &taskRun{w: w, lease: bt.Lease}
-	ctx = context.WithValue(ctx, taskRunKey{}, run)
 	w.hooks.start(ctx, w.log, t)
 	err := w.call(ctx, t)
 	elapsed := w.clock.Now().Sub(start)
 	if err != nil && ctx.Err() == context.DeadlineExceeded && w.hardCtx.Err() == nil {
 		err = fmt.Errorf("timed out after %s: %w", elapsed.Round(time.Millisecond), err)
 	}
-	cancel()
+	j.cancelTimeout()
+	h.stop(context.Canceled)
 
 	w.mu.Lock()
 	w.running--
 	w.perQueue[bt.Queue]--
 	w.observeRunLocked(bt.Queue, elapsed)
-	h := w.held[bt.ID]
-	released := h == nil || h.released
+	released := h.released || w.held[bt.ID] != h
 	if !released {
 		h.returned = true
 	}
@@ -91,7 +182,7 @@ func (w *Worker) run(ctx context.Context, cancel context.CancelFunc, bt *broker.
 	w.signalSlot()
 	o := Outcome{Kind: OutcomeReleased, Err: err, Elapsed: elapsed}
 	if !released { // else handed back at shutdown or lost to another worker: not ours
-		o = w.finish(bt, err, run.takeResult())
+		o = w.finish(bt, err, h.run.takeResult())
 		o.Elapsed = elapsed
 	}
 	w.hooks.finish(w.bgCtx, w.log, t, o)

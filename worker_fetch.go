@@ -60,9 +60,9 @@ func (f *fetcher) loop(ctx context.Context) {
 			continue
 		}
 		w.dispatch(tasks)
-		// Let the handlers just started run before counting free slots again: a new
-		// goroutine waits for this one to block, and handlers that finish at once free
-		// their slots for the next reserve, which then takes a full batch.
+		// Let the handlers just started run before counting free slots again: the handler
+		// goroutine woken for them waits for this one to yield, and handlers that finish
+		// at once free their slots for the next reserve, which then takes a full batch.
 		runtime.Gosched()
 	}
 }

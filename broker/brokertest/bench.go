@@ -148,7 +148,8 @@ func BenchReserveAck(b *testing.B, h Harness) {
 }
 
 // BenchDrain measures how fast one brisk worker with 8 handlers drains a queue of b.N no-op
-// tasks enqueued beforehand (the W1 drain inside go test).
+// tasks enqueued beforehand (the W1 drain inside go test), in tasks/s and in the worker
+// process's CPU per task.
 func BenchDrain(b *testing.B, h Harness) {
 	ctx := b.Context()
 	br := openBench(b, h)
@@ -176,13 +177,20 @@ func BenchDrain(b *testing.B, h Harness) {
 		return nil
 	})
 	b.ResetTimer()
+	cpu0, cpuOK := processCPU()
 	if err := w.Start(ctx); err != nil {
 		b.Fatal(err)
 	}
 	<-all
+	cpu1, _ := processCPU()
 	b.StopTimer()
 	if err := w.Stop(); err != nil {
 		b.Error(err)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
+	if cpuOK {
+		// The worker's process CPU per task (this process's, so a server's is not in it):
+		// steadier than tasks/s on a machine that runs other work.
+		b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "cpu-µs/task")
+	}
 }

@@ -18,3 +18,6 @@ func BenchmarkEnqueueSingle(b *testing.B) { brokertest.BenchEnqueueSingle(b, ben
 
 // BenchmarkReserveAck: reserve 8, ack 8, with 1 and 4 consumers.
 func BenchmarkReserveAck(b *testing.B) { brokertest.BenchReserveAck(b, benchHarness) }
+
+// BenchmarkDrain: one worker with 8 handlers drains a queue of no-op tasks (the W1 drain).
+func BenchmarkDrain(b *testing.B) { brokertest.BenchDrain(b, benchHarness) }

@@ -16,27 +16,41 @@ import (
 	"github.com/briskq/brisk/internal/workload"
 )
 
-func rawLimit(conn *amqp.Connection, typ string, n, window, prefetch int) (float64, float64, error) {
-	ch, err := conn.Channel()
-	if err != nil {
-		return 0, 0, err
+// body is a 100-byte message shaped like a workload task's payload.
+var body = []byte(`{"i":0,"t":1732406400000000000,"r":1732406400000000000,"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}`)
+
+// confirmedQueue declares a fresh durable queue of type typ named after kind and returns it
+// with a channel in confirm mode whose confirmations arrive on confirms (buffered for
+// window), and a function that closes the channel and deletes the queue.
+func confirmedQueue(conn *amqp.Connection, kind, typ string, window int) (ch *amqp.Channel, name string, confirms <-chan amqp.Confirmation, done func(), err error) {
+	if ch, err = conn.Channel(); err != nil {
+		return nil, "", nil, nil, err
 	}
-	defer ch.Close()
-	name := fmt.Sprintf("rabbitlimit-%s-%d", typ, time.Now().UnixNano())
-	if _, err := ch.QueueDeclare(name, true, false, false, false, amqp.Table{"x-queue-type": typ}); err != nil {
-		return 0, 0, err
-	}
-	defer func() {
+	name = fmt.Sprintf("rabbit%s-%s-%d", kind, typ, time.Now().UnixNano())
+	done = func() {
+		ch.Close()
 		if c, err := conn.Channel(); err == nil {
 			_, _ = c.QueueDelete(name, false, false, false)
 			c.Close()
 		}
-	}()
-	if err := ch.Confirm(false); err != nil {
+	}
+	if _, err = ch.QueueDeclare(name, true, false, false, false, amqp.Table{"x-queue-type": typ}); err != nil {
+		done()
+		return nil, "", nil, nil, err
+	}
+	if err = ch.Confirm(false); err != nil {
+		done()
+		return nil, "", nil, nil, err
+	}
+	return ch, name, ch.NotifyPublish(make(chan amqp.Confirmation, window)), done, nil
+}
+
+func rawLimit(conn *amqp.Connection, typ string, n, window, prefetch int) (float64, float64, error) {
+	ch, name, confirms, done, err := confirmedQueue(conn, "limit", typ, window)
+	if err != nil {
 		return 0, 0, err
 	}
-	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, window))
-	body := []byte(`{"i":0,"t":1732406400000000000,"r":1732406400000000000,"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}`)
+	defer done()
 	ctx := context.Background()
 	start := time.Now()
 	inflight, acked := 0, 0
@@ -93,25 +107,11 @@ func rawLimit(conn *amqp.Connection, typ string, n, window, prefetch int) (float
 // on. A sample is the consumer's receipt minus the time just before the publish. It
 // returns the p50 and p99 in milliseconds. The queue is deleted afterwards.
 func rawIdle(conn *amqp.Connection, typ string, n int) (float64, float64, error) {
-	ch, err := conn.Channel()
+	ch, name, confirms, done, err := confirmedQueue(conn, "idle", typ, 1)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer ch.Close()
-	name := fmt.Sprintf("rabbitidle-%s-%d", typ, time.Now().UnixNano())
-	if _, err := ch.QueueDeclare(name, true, false, false, false, amqp.Table{"x-queue-type": typ}); err != nil {
-		return 0, 0, err
-	}
-	defer func() {
-		if c, err := conn.Channel(); err == nil {
-			_, _ = c.QueueDelete(name, false, false, false)
-			c.Close()
-		}
-	}()
-	if err := ch.Confirm(false); err != nil {
-		return 0, 0, err
-	}
-	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 1))
+	defer done()
 	cch, err := conn.Channel()
 	if err != nil {
 		return 0, 0, err
@@ -124,7 +124,6 @@ func rawIdle(conn *amqp.Connection, typ string, n int) (float64, float64, error)
 	if err != nil {
 		return 0, 0, err
 	}
-	body := []byte(`{"i":0,"t":1732406400000000000,"r":1732406400000000000,"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}`)
 	samples := make([]time.Duration, 0, n)
 	for range n {
 		time.Sleep(200 * time.Millisecond)

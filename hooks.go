@@ -28,7 +28,9 @@ type Hooks struct {
 	// Start is called when a worker is about to run a task's handler.
 	Start func(ctx context.Context, t *Task)
 	// Finish is called once for every Start, when the handler has returned (or been given
-	// up), with what became of the task.
+	// up), with what became of the task. One task's Finish calls come in the order of its
+	// attempts: a retry's Finish returns before the retry is stored, so the next attempt
+	// cannot start (or finish) before it.
 	Finish func(ctx context.Context, t *Task, o Outcome)
 }
 

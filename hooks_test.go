@@ -165,6 +165,47 @@ func TestHooksReleasedAtShutdown(t *testing.T) {
 	}
 }
 
+// One task's Finish hooks come in the order of its attempts, even when a slow hook on the
+// first attempt is still running as the retry becomes ready at once.
+func TestHooksFinishInAttemptOrder(t *testing.T) {
+	t.Parallel()
+	b, c := setup(t)
+	if _, err := c.Enqueue(t.Context(), brisk.NewTask("fail", []byte("f"), brisk.MaxAttempts(3))); err != nil {
+		t.Fatal(err)
+	}
+	w, err := brisk.NewWorker(b, brisk.WorkerConfig{Concurrency: 4, Backoff: func(int, error) time.Duration { return 0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var attempts []int
+	dead := make(chan struct{})
+	w.AddHooks(brisk.Hooks{Finish: func(_ context.Context, task *brisk.Task, o brisk.Outcome) {
+		if o.Kind == brisk.OutcomeRetry {
+			time.Sleep(50 * time.Millisecond) // the next attempt would finish meanwhile
+		}
+		mu.Lock()
+		attempts = append(attempts, task.Attempt)
+		mu.Unlock()
+		if o.Kind == brisk.OutcomeDead {
+			close(dead)
+		}
+	}})
+	w.HandleFunc("fail", func(context.Context, *brisk.Task) error { return errors.New("no") })
+	if err := w.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	<-dead
+	if err := w.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(attempts, []int{1, 2, 3}) {
+		t.Errorf("Finish hooks saw attempts %v, want [1 2 3]", attempts)
+	}
+}
+
 // Headers travel from the enqueue (an option, and an Enqueue hook adding one) to the
 // handler, and the caller's map is never written.
 func TestHeadersReachTheHandler(t *testing.T) {

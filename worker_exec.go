@@ -180,12 +180,11 @@ func (w *Worker) run(j job) {
 	w.startBufferedLocked()
 	w.mu.Unlock()
 	w.signalSlot()
-	o := Outcome{Kind: OutcomeReleased, Err: err, Elapsed: elapsed}
-	if !released { // else handed back at shutdown or lost to another worker: not ours
-		o = w.finish(bt, err, h.run.takeResult())
-		o.Elapsed = elapsed
+	if released { // handed back at shutdown or lost to another worker: not ours
+		w.hooks.finish(w.bgCtx, w.log, t, Outcome{Kind: OutcomeReleased, Err: err, Elapsed: elapsed})
+		return
 	}
-	w.hooks.finish(w.bgCtx, w.log, t, o)
+	w.finish(bt, t, err, h.run.takeResult(), elapsed)
 }
 
 // call runs the handler, turning a panic into an error that wraps ErrPanic.
@@ -205,18 +204,21 @@ func (w *Worker) call(ctx context.Context, t *Task) (err error) {
 }
 
 // finish records the outcome of a task whose handler returned, with the result it stored
-// (kept only when it succeeded), and returns it.
-func (w *Worker) finish(t *broker.Task, err error, result []byte) Outcome {
+// (kept only when it succeeded), and tells the Finish hooks. A retry's hooks run before the
+// retry is stored, so that one task's hooks always come in the order of its attempts: once
+// stored, the next attempt may start at once on another goroutine or worker.
+func (w *Worker) finish(t *broker.Task, ut *Task, err error, result []byte, elapsed time.Duration) {
 	if err == nil {
 		w.processed.Add(1)
 		w.acks.push(broker.Completion{Lease: t.Lease, Result: result}) // whoever acks it forgets the task
-		return Outcome{Kind: OutcomeDone}
+		w.hooks.finish(w.bgCtx, w.log, ut, Outcome{Kind: OutcomeDone, Elapsed: elapsed})
+		return
 	}
 	w.failed.Add(1)
 	ctx := w.bgCtx
 	msg := err.Error()
 	var ra *RetryAfterError
-	o := Outcome{Kind: OutcomeDead, Err: err}
+	o := Outcome{Kind: OutcomeDead, Err: err, Elapsed: elapsed}
 	switch {
 	case errors.Is(err, ErrSkipRetry) || t.Attempt >= t.MaxAttempts:
 		if e := w.b.Kill(ctx, t.Lease, msg); e != nil {
@@ -229,7 +231,8 @@ func (w *Worker) finish(t *broker.Task, err error, result []byte) Outcome {
 		if errors.As(err, &ra) {
 			delay = ra.Delay
 		}
-		o = Outcome{Kind: OutcomeRetry, Err: err, NextAttempt: w.clock.Now().Add(delay)}
+		o = Outcome{Kind: OutcomeRetry, Err: err, Elapsed: elapsed, NextAttempt: w.clock.Now().Add(delay)}
+		w.hooks.finish(w.bgCtx, w.log, ut, o)
 		if e := w.b.Retry(ctx, t.Lease, o.NextAttempt, msg); e != nil {
 			w.log.ErrorContext(ctx, "schedule retry", "task", t.ID, "err", e)
 		} else {
@@ -237,7 +240,9 @@ func (w *Worker) finish(t *broker.Task, err error, result []byte) Outcome {
 		}
 	}
 	w.forget(t)
-	return o
+	if o.Kind == OutcomeDead {
+		w.hooks.finish(w.bgCtx, w.log, ut, o)
+	}
 }
 
 // forget drops a finished task from the held set.

@@ -338,7 +338,9 @@ func (b *Broker) compactLoop() {
 // within seconds, so dead rows pile up at the head of the pending index, which every
 // reserve walks, unless something reclaims them: autovacuum where it runs (it is off on
 // some servers, and wakes once a minute where it is on), and this. SKIP_LOCKED: when
-// another broker (or autovacuum) is vacuuming the table, this one does not wait.
+// another broker (or autovacuum) is vacuuming the table, this one does not wait. TRUNCATE
+// false (as the tables' vacuum_truncate, migration 4): no ACCESS EXCLUSIVE lock that would
+// stall every writer while empty tail pages are given back.
 func (b *Broker) vacuum(ctx context.Context, over int64) error {
 	var tables []string
 	err := b.query(ctx, qDeadRows, []any{b.schema, over}, func(r pgx.Rows) error {
@@ -355,7 +357,7 @@ func (b *Broker) vacuum(ctx context.Context, over int64) error {
 		return err
 	}
 	defer c.Release()
-	_, err = c.Exec(ctx, `VACUUM (SKIP_LOCKED) `+strings.Join(tables, ", "))
+	_, err = c.Exec(ctx, `VACUUM (SKIP_LOCKED, TRUNCATE false) `+strings.Join(tables, ", "))
 	return err
 }
 

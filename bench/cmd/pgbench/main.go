@@ -46,7 +46,7 @@ type config struct {
 }
 
 var allSystems = []string{"brisk", "river-1ms", "river-default"}
-var allWorkloads = []string{"W1", "W2", "W3", "W4", "W5", "GROWTH"}
+var allWorkloads = []string{"W1", "W2", "W3", "W4", "W5", "FLOOR", "GROWTH"}
 
 func main() {
 	if len(os.Args) > 2 && os.Args[1] == "-role" && os.Args[2] == "worker" {
@@ -59,7 +59,7 @@ func main() {
 	cfg := &config{}
 	flag.StringVar(&cfg.url, "url", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "PostgreSQL `URL` shared by every system (each gets a schema of its own, dropped after each workload)")
 	systems := flag.String("systems", strings.Join(allSystems, ","), "comma-separated `list` of: "+strings.Join(allSystems, ", "))
-	workloads := flag.String("workloads", "W1,W2,W3,W4,W5", "comma-separated `list` of: "+strings.Join(allWorkloads, ", ")+" (W4 and GROWTH run brisk only)")
+	workloads := flag.String("workloads", "W1,W2,W3,W4,W5,FLOOR", "comma-separated `list` of: "+strings.Join(allWorkloads, ", ")+" (W4 and GROWTH run brisk only; FLOOR is PostgreSQL's own idle pickup, no queue system)")
 	flag.IntVar(&cfg.n, "n", workload.W1Tasks, "W1: tasks enqueued one call each, and as many again in batches (drain 2n)")
 	flag.IntVar(&cfg.nRiverDefault, "n-river-default", 2000, "W1: n for river-default (it drains about 80 tasks/s)")
 	w2 := flag.String("w2-rates", "500,2000", "W2: producer `rates` per second")
@@ -118,6 +118,7 @@ func run(ctx context.Context, cfg *config) error {
 	defer admin.Close()
 	res := results{}
 	var growth []minute
+	var fl *floor
 	open := func(name string) (system, error) {
 		switch name {
 		case "brisk":
@@ -137,6 +138,13 @@ func run(ctx context.Context, cfg *config) error {
 		}
 	}
 	for _, w := range cfg.workloads {
+		if w == "FLOOR" {
+			progress("FLOOR: PostgreSQL's own idle pickup, %d rows", cfg.w3Tasks)
+			if fl, err = runFloor(ctx, admin, cfg.w3Tasks); err != nil {
+				return err
+			}
+			continue
+		}
 		if w == "GROWTH" {
 			s, err := newBrisk(ctx, cfg.url, admin)
 			if err != nil {
@@ -183,11 +191,15 @@ func run(ctx context.Context, cfg *config) error {
 	if len(res) > 0 {
 		printTable(os.Stdout, cfg, res)
 	}
+	if fl != nil {
+		w3, _ := res["W3"]["brisk"]["pickup_p50_ms"].(float64)
+		fl.print(os.Stdout, w3)
+	}
 	if len(growth) > 0 {
 		printGrowth(os.Stdout, cfg, growth)
 	}
 	if cfg.jsonOut != "" {
-		data, err := json.MarshalIndent(map[string]any{"results": res, "growth": growth, "date": time.Now().UTC().Format(time.RFC3339)}, "", "  ")
+		data, err := json.MarshalIndent(map[string]any{"results": res, "growth": growth, "floor": fl, "date": time.Now().UTC().Format(time.RFC3339)}, "", "  ")
 		if err != nil {
 			return err
 		}

@@ -412,3 +412,102 @@ func TestFailedEnqueueLeavesConnectionClean(t *testing.T) {
 		t.Errorf("at the end: the broker's connection is pid %d in state %q, want pid %d idle", p, state, pid)
 	}
 }
+
+// TestCountsMatchRows: the counting triggers and the statements that add completed and
+// failed counts themselves keep Stats equal to the rows by state, through every path that
+// changes a task: Enqueue and EnqueueTx, Reserve and its reclaim of expired leases (taken
+// again, or dead on the last attempt), Extend, Retry, Kill, Release, AckReserve (two
+// statements in one transaction), Ack, and an UPDATE written by hand.
+func TestCountsMatchRows(t *testing.T) {
+	t.Parallel()
+	schema, url := pgtest.NewSchema(t, pgtest.URL(t), "counts")
+	b := open(t, url)
+	ctx := t.Context()
+	conn := connect(t, url)
+	check := func(when string) {
+		t.Helper()
+		var pending, scheduled, running, dead int64
+		if err := conn.QueryRow(ctx, `SELECT
+				count(*) FILTER (WHERE state = 'pending' AND ready_at <= now()),
+				count(*) FILTER (WHERE state = 'pending' AND ready_at > now()),
+				count(*) FILTER (WHERE state = 'running'), count(*) FILTER (WHERE state = 'dead')
+			FROM `+schema+`.tasks WHERE queue = 'q'`).Scan(&pending, &scheduled, &running, &dead); err != nil {
+			t.Fatal(err)
+		}
+		st, err := b.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got broker.QueueStats
+		for _, q := range st {
+			if q.Name == "q" {
+				got = q
+			}
+		}
+		if got.Pending+got.Scheduled != pending+scheduled || got.Running != running || got.Dead != dead {
+			t.Fatalf("%s: Stats says waiting %d, running %d, dead %d; the rows say waiting %d, running %d, dead %d",
+				when, got.Pending+got.Scheduled, got.Running, got.Dead, pending+scheduled, running, dead)
+		}
+	}
+	reserve := func(n int, lease time.Duration) []*broker.Task {
+		t.Helper()
+		got, err := b.Reserve(ctx, broker.ReserveParams{Queues: []broker.QueueLimit{{Name: "q"}}, Limit: n, Lease: lease})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	tasks := brokertest.NewTasks("q", "t", 40)
+	for _, task := range tasks[:5] {
+		task.MaxAttempts = 1
+	}
+	if err := b.Enqueue(ctx, tasks); err != nil {
+		t.Fatal(err)
+	}
+	check("after Enqueue")
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.EnqueueTx(ctx, tx, brokertest.NewTasks("q", "t", 3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("after EnqueueTx")
+
+	// Leases that expire: the ones on their last attempt go dead, the others are taken again.
+	short := reserve(10, 50*time.Millisecond)
+	check("after Reserve")
+	time.Sleep(100 * time.Millisecond)
+	again := reserve(20, time.Minute)
+	check("after a Reserve that reclaimed expired leases")
+	if len(short) == 0 || len(again) == 0 {
+		t.Fatalf("reserved %d, then %d", len(short), len(again))
+	}
+	if _, err := b.Extend(ctx, leasesOf(again[:3]), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	check("after Extend")
+	if err := b.Retry(ctx, again[0].Lease, time.Now().Add(time.Hour), "later"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Kill(ctx, again[1].Lease, "never"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Release(ctx, leasesOf(again[2:4])); err != nil {
+		t.Fatal(err)
+	}
+	check("after Retry, Kill and Release")
+	more, ackErr, err := b.AckReserve(ctx, leasesOf(again[4:]), broker.ReserveParams{Queues: []broker.QueueLimit{{Name: "q"}}, Limit: 5, Lease: time.Minute})
+	if err != nil || ackErr != nil {
+		t.Fatalf("AckReserve: %v, %v", ackErr, err)
+	}
+	check("after AckReserve")
+	if err := b.Ack(ctx, leasesOf(more)); err != nil {
+		t.Fatal(err)
+	}
+	psql(t, url, `UPDATE `+schema+`.tasks SET state = 'dead' WHERE id = (SELECT id FROM `+schema+`.tasks WHERE state = 'pending' LIMIT 1)`)
+	check("after Ack and an UPDATE by hand")
+}

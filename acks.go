@@ -133,17 +133,31 @@ func (a *acker) loop(context.Context) {
 			if len(batch) == 0 {
 				break
 			}
-			w.ackBatch(batch, false)
+			w.ackBatch(batch, ackFirst)
 		}
 	}
 }
 
+// ackTry says whether an ack is the first for its batch, or follows a round trip that
+// failed after it may have acked the batch already, and why that round trip failed.
+type ackTry int
+
+const (
+	ackFirst ackTry = iota
+	// ackAfterFailure: the round trip failed (the broker or the network).
+	ackAfterFailure
+	// ackAfterStop: the worker's stop cancelled the round trip while it was in flight,
+	// which most often happens after the broker acked: leases then found not held are
+	// expected, not a sign of trouble.
+	ackAfterStop
+)
+
 // ackBatch acks batch (Complete, with the results, where the broker keeps them), trying
-// again on failure. again tells that a failed round trip may have acked the batch already.
-func (w *Worker) ackBatch(batch []broker.Completion, again bool) {
+// again on failure.
+func (w *Worker) ackBatch(batch []broker.Completion, try ackTry) {
 	ctx := w.bgCtx
 	var err error
-	for try := 0; try < 5; try++ {
+	for n := 0; n < 5; n++ {
 		if w.retainer != nil {
 			err = w.retainer.Complete(ctx, batch)
 		} else {
@@ -152,16 +166,18 @@ func (w *Worker) ackBatch(batch []broker.Completion, again bool) {
 		if err == nil || errors.Is(err, broker.ErrLeaseLost) || errors.Is(err, ErrClosed) {
 			break
 		}
-		service.Sleep(ctx, time.Duration(50<<try)*time.Millisecond)
+		service.Sleep(ctx, time.Duration(50<<n)*time.Millisecond)
 	}
-	w.acked(batch, err, again)
+	w.acked(batch, err, try)
 }
 
 // acked logs the outcome of acking batch and forgets its tasks.
-func (w *Worker) acked(batch []broker.Completion, err error, again bool) {
+func (w *Worker) acked(batch []broker.Completion, err error, try ackTry) {
 	switch {
 	case err == nil:
-	case again && errors.Is(err, broker.ErrLeaseLost):
+	case try == ackAfterStop && errors.Is(err, broker.ErrLeaseLost):
+		w.log.InfoContext(w.bgCtx, "acked again after stopping cut a round trip short: some were acked by it already", "err", err, "tasks", len(batch))
+	case try == ackAfterFailure && errors.Is(err, broker.ErrLeaseLost):
 		w.log.WarnContext(w.bgCtx, "ack after a failed round trip: some leases not held (acked by that round trip, or expired)", "err", err, "tasks", len(batch))
 	default:
 		// The leases run out and the tasks are delivered again: at-least-once.

@@ -79,15 +79,19 @@ func (w *Worker) reserve(ctx context.Context, p broker.ReserveParams) ([]*broker
 		return w.b.Reserve(ctx, p)
 	}
 	if slices.ContainsFunc(acks, func(c broker.Completion) bool { return c.Result != nil }) {
-		w.ackBatch(acks, false)
+		w.ackBatch(acks, ackFirst)
 		return w.b.Reserve(ctx, p)
 	}
 	tasks, ackErr, err := w.ackReserver.AckReserve(ctx, broker.Leases(acks), p)
 	if ackErr == nil || errors.Is(ackErr, broker.ErrLeaseLost) || errors.Is(ackErr, ErrClosed) {
-		w.acked(acks, ackErr, false)
+		w.acked(acks, ackErr, ackFirst)
 	} else {
 		// The round trip failed, maybe after the acks took effect: ack them again.
-		w.ackBatch(acks, true)
+		try := ackAfterFailure
+		if ctx.Err() != nil && errors.Is(ackErr, ctx.Err()) {
+			try = ackAfterStop
+		}
+		w.ackBatch(acks, try)
 	}
 	return tasks, err
 }

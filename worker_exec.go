@@ -204,9 +204,10 @@ func (w *Worker) call(ctx context.Context, t *Task) (err error) {
 }
 
 // finish records the outcome of a task whose handler returned, with the result it stored
-// (kept only when it succeeded), and tells the Finish hooks. A retry's hooks run before the
-// retry is stored, so that one task's hooks always come in the order of its attempts: once
-// stored, the next attempt may start at once on another goroutine or worker.
+// (kept only when it succeeded), and tells the Finish hooks: after the ack is queued or the
+// kill is stored (a hook may look the task up), but before a retry is stored, so that one
+// task's hooks come in the order of its attempts: once stored, the next attempt may start
+// at once on another goroutine or worker.
 func (w *Worker) finish(t *broker.Task, ut *Task, err error, result []byte, elapsed time.Duration) {
 	if err == nil {
 		w.processed.Add(1)
@@ -217,32 +218,29 @@ func (w *Worker) finish(t *broker.Task, ut *Task, err error, result []byte, elap
 	w.failed.Add(1)
 	ctx := w.bgCtx
 	msg := err.Error()
-	var ra *RetryAfterError
-	o := Outcome{Kind: OutcomeDead, Err: err, Elapsed: elapsed}
-	switch {
-	case errors.Is(err, ErrSkipRetry) || t.Attempt >= t.MaxAttempts:
+	if errors.Is(err, ErrSkipRetry) || t.Attempt >= t.MaxAttempts {
 		if e := w.b.Kill(ctx, t.Lease, msg); e != nil {
 			w.log.ErrorContext(ctx, "move task to dead", "task", t.ID, "err", e)
 		} else {
 			w.log.WarnContext(ctx, "task dead", "task", t.ID, "type", t.Type, "attempt", t.Attempt, "err", firstLine(msg))
 		}
-	default:
-		delay := w.cfg.Backoff(t.Attempt, err)
-		if errors.As(err, &ra) {
-			delay = ra.Delay
-		}
-		o = Outcome{Kind: OutcomeRetry, Err: err, Elapsed: elapsed, NextAttempt: w.clock.Now().Add(delay)}
-		w.hooks.finish(w.bgCtx, w.log, ut, o)
-		if e := w.b.Retry(ctx, t.Lease, o.NextAttempt, msg); e != nil {
-			w.log.ErrorContext(ctx, "schedule retry", "task", t.ID, "err", e)
-		} else {
-			w.log.InfoContext(ctx, "task failed, will retry", "task", t.ID, "type", t.Type, "attempt", t.Attempt, "in", delay, "err", firstLine(msg))
-		}
+		w.forget(t)
+		w.hooks.finish(ctx, w.log, ut, Outcome{Kind: OutcomeDead, Err: err, Elapsed: elapsed})
+		return
+	}
+	delay := w.cfg.Backoff(t.Attempt, err)
+	var ra *RetryAfterError
+	if errors.As(err, &ra) {
+		delay = ra.Delay
+	}
+	o := Outcome{Kind: OutcomeRetry, Err: err, Elapsed: elapsed, NextAttempt: w.clock.Now().Add(delay)}
+	w.hooks.finish(ctx, w.log, ut, o)
+	if e := w.b.Retry(ctx, t.Lease, o.NextAttempt, msg); e != nil {
+		w.log.ErrorContext(ctx, "schedule retry", "task", t.ID, "err", e)
+	} else {
+		w.log.InfoContext(ctx, "task failed, will retry", "task", t.ID, "type", t.Type, "attempt", t.Attempt, "in", delay, "err", firstLine(msg))
 	}
 	w.forget(t)
-	if o.Kind == OutcomeDead {
-		w.hooks.finish(w.bgCtx, w.log, ut, o)
-	}
 }
 
 // forget drops a finished task from the held set.

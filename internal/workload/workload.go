@@ -286,7 +286,6 @@ func (ru *Runner) Pickup(ctx context.Context, rate float64, total int) (*Result,
 		return nil, err
 	}
 	defer stop()
-	SleepCtx(ctx, 300*time.Millisecond) // let the worker reach its idle wait
 	ru.progress("warming up: %d tasks at %g/s, not counted", warmN, rate)
 	if _, err := ProduceConcurrently(ctx, warmN, rate, ru.Producers, func(seq int) error { return ru.System.Enqueue(ctx, total+seq, 0) }); err != nil {
 		return nil, err
@@ -294,7 +293,7 @@ func (ru *Runner) Pickup(ctx context.Context, rate float64, total int) (*Result,
 	if !WaitFor(ctx, warm.Count, warmN, time.Millisecond, 30*time.Second) {
 		return nil, fmt.Errorf("warming up: only %d of %d tasks picked up within 30s", warm.Count(), warmN)
 	}
-	SleepCtx(ctx, 300*time.Millisecond) // idle again
+	SleepCtx(ctx, 300*time.Millisecond) // let the worker reach its idle wait
 	ru.progress("enqueueing %d tasks at %g/s", total, rate)
 	achieved, err := ProduceConcurrently(ctx, total, rate, ru.Producers, func(seq int) error { return ru.System.Enqueue(ctx, seq, 0) })
 	if err != nil {

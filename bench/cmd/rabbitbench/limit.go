@@ -16,8 +16,8 @@ import (
 	"github.com/briskq/brisk/internal/workload"
 )
 
-// body is a 100-byte message shaped like a workload task's payload.
-var body = []byte(`{"i":0,"t":1732406400000000000,"r":1732406400000000000,"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}`)
+// body is a message of a workload task's payload size and shape.
+var body = workload.Payload(0, time.Unix(1732406400, 0), time.Unix(1732406400, 0))
 
 // confirmedQueue declares a fresh durable queue of type typ named after kind and returns it
 // with a channel in confirm mode whose confirmations arrive on confirms (buffered for
@@ -102,7 +102,7 @@ func rawLimit(conn *amqp.Connection, typ string, n, window, prefetch int) (float
 }
 
 // rawIdle measures RabbitMQ's own idle pickup on this machine, the floor under brisk's W3:
-// n 100-byte persistent messages, one every 200 ms, each published with a confirm to a
+// n 100-byte persistent messages, one every W3Interval (200 ms), each published with a confirm to a
 // fresh durable queue of type typ that one consumer (prefetch 1, manual acks) is waiting
 // on. A sample is the consumer's receipt minus the time just before the publish. It
 // returns the p50 and p99 in milliseconds. The queue is deleted afterwards.
@@ -126,7 +126,7 @@ func rawIdle(conn *amqp.Connection, typ string, n int) (float64, float64, error)
 	}
 	samples := make([]time.Duration, 0, n)
 	for range n {
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(workload.W3Interval)
 		start := time.Now()
 		if err := ch.PublishWithContext(context.Background(), "", name, false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: body, Timestamp: start}); err != nil {
 			return 0, 0, err

@@ -94,7 +94,12 @@
 // passes, and removed (records and members) by the scripts that run anyway: each ack,
 // reserve and cancel of a queue whose kept field is set removes at most 100 of the
 // completed ZSET and 100 of cexp whose score has passed, so that a mass expiry never makes
-// one script long. Tasks lists completed tasks by expiry, which is FinishedAt order among
+// one script long. Redis deletes a kept task's record itself at its expiry (the record is
+// written with SET PXAT) and the completed ZSET with its last member (PEXPIREAT to its
+// highest score after each ZADD), so that a queue that sees no more traffic keeps nothing
+// past its retention but the members of its cancelled tasks kept for one: those go with
+// the queue's next ack, reserve or cancel, and Stats does not count them (it subtracts
+// cexp's members whose expiry has passed). Tasks lists completed tasks by expiry, which is FinishedAt order among
 // tasks of one retention. DeleteQueue deletes the completed tasks a queue keeps.
 //
 // SetProgress is one script on the task's key, fenced by the lease token as Extend is; a

@@ -92,10 +92,10 @@ func (b *Broker) Stats(ctx context.Context) ([]broker.QueueStats, error) {
 	t := now()
 	nowUS := us(t)
 	type cmds struct {
-		pending, scheduled, running, dead *redis.IntCmd
-		cancelled, retained               *redis.IntCmd
-		first                             *redis.ZSliceCmd
-		meta                              *redis.SliceCmd
+		pending, scheduled, running, dead  *redis.IntCmd
+		cancelled, cancelledGone, retained *redis.IntCmd
+		first                              *redis.ZSliceCmd
+		meta                               *redis.SliceCmd
 	}
 	all := make([]cmds, len(qs))
 	pipe := b.rdb.Pipeline()
@@ -106,9 +106,12 @@ func (b *Broker) Stats(ctx context.Context) ([]broker.QueueStats, error) {
 			running:   pipe.ZCard(ctx, b.k.running(q)),
 			dead:      pipe.ZCard(ctx, b.k.dead(q)),
 			cancelled: pipe.ZCard(ctx, b.k.cancelled(q)),
-			retained:  pipe.ZCount(ctx, b.k.completed(q), "("+nowUS, "+inf"),
-			first:     pipe.ZRangeWithScores(ctx, b.k.ready(q), 0, 0),
-			meta:      pipe.HMGet(ctx, b.k.meta(q), "sla", "completed", "failed", "paused", "ret"),
+			// Cancelled tasks kept for a retention that has passed (their records
+			// deleted by Redis, their members not yet swept) are not counted.
+			cancelledGone: pipe.ZCount(ctx, b.k.cancelledExpiry(q), "-inf", nowUS),
+			retained:      pipe.ZCount(ctx, b.k.completed(q), "("+nowUS, "+inf"),
+			first:         pipe.ZRangeWithScores(ctx, b.k.ready(q), 0, 0),
+			meta:          pipe.HMGet(ctx, b.k.meta(q), "sla", "completed", "failed", "paused", "ret"),
 		}
 	}
 	if len(qs) > 0 {
@@ -127,7 +130,7 @@ func (b *Broker) Stats(ctx context.Context) ([]broker.QueueStats, error) {
 			Scheduled: c.scheduled.Val(),
 			Running:   c.running.Val(),
 			Dead:      c.dead.Val(),
-			Cancelled: c.cancelled.Val(),
+			Cancelled: c.cancelled.Val() - c.cancelledGone.Val(),
 			Completed: atoi64(asString(meta[1])),
 			Failed:    atoi64(asString(meta[2])),
 			Paused:    asString(meta[3]) == "1",

@@ -60,7 +60,10 @@ const (
 
 // luaTask defines, for the scripts, the names of a record's positions and
 // getTask(key) (the record's values as a table, or nil when the key does not exist),
-// putTask(key, v) and memberOf(v, id) (the task's member in the queue's ZSETs). packTask
+// putTask(key, v), putKept(key, v) (putTask for a task kept for a retention: Redis itself
+// deletes the record at its expiry, so that a queue without traffic keeps nothing past its
+// retention), expireWithLast(z) (a ZSET scored by expiry in µs expires with its last
+// member) and memberOf(v, id) (the task's member in the queue's ZSETs). packTask
 // leaves out the values after the sequence from the last one set on, so that a task that
 // never had a retention, progress or result costs what it cost before they existed; a
 // value between is written as nil (0xc0), which readers take for 0 or "".
@@ -81,6 +84,11 @@ local function packTask(v)
   return cmsgpack.pack(unpack(v, 1, n))
 end
 local function putTask(t, v) redis.call('SET', t, packTask(v)) end
+local function putKept(t, v) redis.call('SET', t, packTask(v), 'PXAT', math.ceil(v[EX] / 1000)) end
+local function expireWithLast(z)
+  local top = redis.call('ZRANGE', z, -1, -1, 'WITHSCORES')
+  if top[2] then redis.call('PEXPIREAT', z, math.ceil(tonumber(top[2]) / 1000)) end
+end
 local function memberOf(v, id) return string.format('%016d:', v[SEQ]) .. id end
 `
 

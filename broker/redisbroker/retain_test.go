@@ -80,3 +80,66 @@ func TestRetainedKeysRemoved(t *testing.T) {
 		t.Errorf("keys of the deleted queue: %v, %v; want none", keys, err)
 	}
 }
+
+// TestRetainedKeysExpireWithoutTraffic checks that a queue which sees no traffic after
+// keeping tasks keeps nothing past their retention but the cancelled one's members: Redis
+// deletes the records and the completed ZSET itself, and Stats stops counting the
+// cancelled task (its members go with the queue's next ack, reserve or cancel).
+func TestRetainedKeysExpireWithoutTraffic(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b, rdb, prefix := setupRaw(t)
+	tag := "{" + prefix + ":q}"
+
+	done := brokertest.NewTask("q", "t", nil)
+	done.Retention = 200 * time.Millisecond
+	cancelled := brokertest.NewTask("q", "t", nil)
+	cancelled.Retention = 300 * time.Millisecond
+	if err := b.Enqueue(ctx, []*broker.Task{done, cancelled}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Reserve(ctx, broker.ReserveParams{Queues: []broker.QueueLimit{{Name: "q"}}, Limit: 1, Lease: time.Minute})
+	if err != nil || len(got) != 1 || got[0].ID != done.ID {
+		t.Fatalf("Reserve = %v, %v; want %s", got, err, done.ID)
+	}
+	if err := b.Complete(ctx, []broker.Completion{{Lease: got[0].Lease, Result: []byte("r")}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Cancel(ctx, cancelled.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{tag + ":t:" + done.ID, tag + ":t:" + cancelled.ID, tag + ":completed"} {
+		if ms, err := rdb.PTTL(ctx, k).Result(); err != nil || ms <= 0 || ms > 300*time.Millisecond {
+			t.Errorf("PTTL %s = %v, %v; want at most the retention", k, ms, err)
+		}
+	}
+	stats := func() broker.QueueStats {
+		t.Helper()
+		all, err := b.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range all {
+			if st.Name == "q" {
+				return st
+			}
+		}
+		t.Fatalf("Stats has no queue q: %v", all)
+		return broker.QueueStats{}
+	}
+	st := stats()
+	if st.Retained != 1 || st.Cancelled != 1 {
+		t.Fatalf("Stats before the expiry: retained %d, cancelled %d; want 1, 1", st.Retained, st.Cancelled)
+	}
+
+	time.Sleep(400 * time.Millisecond) // past both retentions, no call touches the queue
+	for _, k := range []string{tag + ":t:" + done.ID, tag + ":t:" + cancelled.ID, tag + ":completed"} {
+		if n, err := rdb.Exists(ctx, k).Result(); err != nil || n != 0 {
+			t.Errorf("EXISTS %s = %d, %v; want 0", k, n, err)
+		}
+	}
+	st = stats()
+	if st.Retained != 0 || st.Cancelled != 0 {
+		t.Errorf("Stats after the expiry: retained %d, cancelled %d; want 0, 0", st.Retained, st.Cancelled)
+	}
+}

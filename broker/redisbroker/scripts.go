@@ -385,7 +385,7 @@ for i = 7, #ARGV, width do
     if ret > 0 then
       v[S], v[TK], v[WK], v[LU], v[FI], v[EX] = 'done', 0, '', 0, now, now + ret
       if width == 3 then v[RS] = ARGV[i+2] end
-      putTask(t, v)
+      putKept(t, v)
       keptM[#keptM+1] = now + ret
       keptM[#keptM+1] = m
     else
@@ -401,6 +401,7 @@ if #members > 0 then
   for w, ids in pairs(byWorker) do chunked('SREM', ARGV[2] .. w, ids) end
   if #keptM > 0 then
     chunked('ZADD', KEYS[3], keptM)
+    expireWithLast(KEYS[3])
     if not kept then redis.call('HSET', KEYS[2], 'kept', 1); kept = '1' end
   end
   redis.call('HINCRBY', KEYS[2], 'completed', #members)

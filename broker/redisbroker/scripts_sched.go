@@ -40,8 +40,10 @@ if ret > 0 then
   v[EX] = now + ret
   redis.call('ZADD', KEYS[5], v[EX], m)
   redis.call('HSET', KEYS[4], 'kept', 1)
+  putKept(t, v)
+else
+  putTask(t, v)
 end
-putTask(t, v)
 redis.call('ZADD', KEYS[3], v[RA], m)
 if was == 'run' then slotFreed(KEYS[4], ARGV[4], ARGV[5]) end
 return {was, ra}

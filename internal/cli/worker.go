@@ -43,7 +43,9 @@ environment. The default --concurrency is the number of CPUs (each child is a pr
 Brisk-Task-Id, Brisk-Attempt, Brisk-Max-Attempts, Brisk-Queue, Brisk-Task-Type and
 Brisk-Deadline: 2xx is done; 429 or 503 with Retry-After (seconds or an HTTP date) retries
 then; any other 4xx makes the task dead at once; 5xx, 3xx, a connection error or a
-timeout retry with backoff. The default --concurrency is 10.
+timeout retry with backoff. A 2xx response of type application/x-ndjson is read as the
+--exec lines of the task as they come: progress lines while the request runs, then the
+outcome line, which decides the task. The default --concurrency is 10.
 
 On SIGTERM or Ctrl-C the worker stops reserving, lets running tasks finish within
 --grace, then hands the rest back to the queue (their children are killed) and exits 0.

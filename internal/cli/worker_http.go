@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -82,10 +83,14 @@ func (h *httpHandler) ProcessTask(ctx context.Context, t *brisk.Task) error {
 	}
 	defer resp.Body.Close()
 	if err := statusError(resp.StatusCode, resp.Header.Get("Retry-After"), nil, time.Now()); err == nil {
+		mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+		if mt == "application/x-ndjson" {
+			return h.readLines(ctx, t, resp.Body)
+		}
 		// Done: a JSON body is the task's result, kept where the task has a retention.
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, brisk.MaxResult+1))
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-		if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "application/json" && len(bytes.TrimSpace(body)) > 0 {
+		if mt == "application/json" && len(bytes.TrimSpace(body)) > 0 {
 			keepResult(ctx, h.log, t.ID, body, false)
 		}
 		return nil
@@ -95,6 +100,40 @@ func (h *httpHandler) ProcessTask(ctx context.Context, t *brisk.Task) error {
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	return statusError(resp.StatusCode, resp.Header.Get("Retry-After"), snippet, time.Now())
+}
+
+// readLines reads a streamed response (application/x-ndjson): the lines an --exec child
+// writes for one task, as they come. Progress lines are reported while the request runs;
+// the outcome line decides the task. A line that is not the task's (bad JSON, another id,
+// an unknown status), or a body that ends without an outcome, fails the attempt (retried
+// with backoff), as does the task's deadline.
+func (h *httpHandler) readLines(ctx context.Context, t *brisk.Task, body io.Reader) error {
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 0, 4096), brisk.MaxResult+64<<10)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		out, err := parseOutcome(line, t.ID)
+		if err != nil {
+			return fmt.Errorf("POST %s: %w", h.url, err)
+		}
+		if out.Progress != nil {
+			reportProgress(ctx, h.log, t.ID, *out.Progress)
+		}
+		if out.Status == "" {
+			continue // a progress line: the outcome follows
+		}
+		if out.Status == apiv1.OutcomeOK && len(out.Result) > 0 {
+			keepResult(ctx, h.log, t.ID, out.Result, true)
+		}
+		return outcomeError(out)
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("POST %s: reading the streamed response: %w", h.url, err)
+	}
+	return fmt.Errorf("POST %s: the streamed response ended without an outcome line", h.url)
 }
 
 // statusError is the handler error that a response status stands for: nil for 2xx, a

@@ -628,3 +628,91 @@ func TestWorkerHTTPResult(t *testing.T) {
 		t.Fatalf("result of the text response = %q, %v; want completed without a result", got.Result, err)
 	}
 }
+
+// TestWorkerHTTPStream checks a streamed --http response (application/x-ndjson): a
+// progress line shows while the request still runs, the outcome line decides the task
+// (ok with a result, dead), and a stream that ends without an outcome is retried.
+func TestWorkerHTTPStream(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	var mu sync.Mutex
+	calls := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var d apiv1.Delivery
+		if err := json.NewDecoder(r.Body).Decode(&d); err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		calls[d.Type]++
+		n := calls[d.Type]
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		switch d.Type {
+		case "report":
+			fmt.Fprintf(w, "{\"id\":%q,\"progress\":{\"percent\":40,\"message\":\"rendering\"}}\n", d.ID)
+			w.(http.Flusher).Flush()
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				return
+			}
+			fmt.Fprintf(w, "\n{\"id\":%q,\"status\":\"ok\",\"result\":{\"pages\":4}}\n", d.ID)
+		case "refused":
+			fmt.Fprintf(w, "{\"id\":%q,\"status\":\"dead\",\"error\":\"no such account\"}\n", d.ID)
+		case "cut":
+			if n == 1 {
+				fmt.Fprintf(w, "{\"id\":%q,\"progress\":{\"percent\":10,\"message\":\"\"}}\n", d.ID)
+				return // ends without an outcome: retried
+			}
+			fmt.Fprintf(w, "{\"id\":%q,\"status\":\"ok\"}\n", d.ID)
+		}
+	}))
+	defer srv.Close()
+	url := setup(t)
+	c := open(t, url)
+	if err := c.SetRetention(context.Background(), "web", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	report := enqueueN(t, c, "web", "report", `{}`, 1)[0]
+	refused := enqueueN(t, c, "web", "refused", `{}`, 1)[0]
+	cut := enqueueN(t, c, "web", "cut", `{}`, 1, brisk.MaxAttempts(3))[0]
+	startWorker(t, nil, "--broker", url, "--queue", "web", "--concurrency", "3", "--http", srv.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	insp := brisk.NewInspector(c.Broker())
+	for {
+		info, err := insp.Task(ctx, report)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := info.Progress; p != nil && p.Percent == 40 && p.Message == "rendering" && info.State == brisk.StateRunning {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(release)
+	if got, err := c.Result(ctx, report); err != nil || string(got.Result) != `{"pages":4}` {
+		t.Fatalf("result of the streamed task = %+v, %v", got, err)
+	}
+	for {
+		info, err := insp.Task(ctx, refused)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State == brisk.StateDead {
+			if !strings.Contains(info.LastError, "no such account") || info.Attempt != 1 {
+				t.Errorf("dead task: attempt %d, error %q", info.Attempt, info.LastError)
+			}
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	got, err := c.Result(ctx, cut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Attempt != 2 {
+		t.Errorf("the cut stream's task completed on attempt %d; want 2", got.Attempt)
+	}
+}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/briskq/brisk/bench/internal/asynqrun"
 	"github.com/briskq/brisk/bench/internal/benchflag"
+	"github.com/briskq/brisk/bench/internal/settle"
 	"github.com/briskq/brisk/internal/workload"
 )
 
@@ -292,6 +293,8 @@ func (r *runner) one(ctx context.Context, s, w string) error {
 			}
 		}
 	case "W3":
+		// Idle pickup on an idle server (Redis frees the previous workload's keys lazily).
+		progress("%s", settle.String(settle.Wait([]string{"redis-server"}, 500*time.Millisecond, 30*time.Second)))
 		res, err := runPickup(ctx, sys, float64(time.Second/workload.W3Interval), cfg.w3Tasks)
 		if err != nil {
 			return err

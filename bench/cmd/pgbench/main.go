@@ -23,6 +23,7 @@ import (
 
 	"github.com/briskq/brisk"
 	"github.com/briskq/brisk/bench/internal/benchflag"
+	"github.com/briskq/brisk/bench/internal/settle"
 	"github.com/briskq/brisk/broker/pgbroker"
 	"github.com/briskq/brisk/internal/workload"
 )
@@ -139,6 +140,7 @@ func run(ctx context.Context, cfg *config) error {
 	}
 	for _, w := range cfg.workloads {
 		if w == "FLOOR" {
+			progress("%s", settle.String(settle.Wait([]string{"postgres"}, 500*time.Millisecond, 30*time.Second)))
 			progress("FLOOR: PostgreSQL's own idle pickup, %d rows", cfg.w3Tasks)
 			if fl, err = runFloor(ctx, admin, cfg.w3Tasks); err != nil {
 				return err
@@ -237,6 +239,9 @@ func runOne(ctx context.Context, cfg *config, key string, s system) (map[string]
 		ru.Producers = cfg.w2Producers
 		r, err = ru.Pickup(ctx, rate, int(rate)*cfg.w2Seconds)
 	case key == "W3":
+		// Idle pickup on an idle server: after the previous workload's checkpoint,
+		// autovacuum and WAL writes.
+		progress("%s", settle.String(settle.Wait([]string{"postgres"}, 500*time.Millisecond, 30*time.Second)))
 		r, err = ru.Pickup(ctx, 1/workload.W3Interval.Seconds(), cfg.w3Tasks)
 	case key == "W4":
 		bs := s.(*briskSystem)

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/briskq/brisk/bench/internal/settle"
 )
 
 func main() {
@@ -67,9 +69,13 @@ func main() {
 		{"brisk W5", []string{"--workload", "W5"}},
 	}
 	for _, r := range runs {
+		if r.key == "brisk W3" {
+			settleRabbit()
+		}
 		log.Printf("%s", r.key)
 		res[r.key] = runJSON(exec.Command(bin, append([]string{"bench", "--broker", briskURL, "--json"}, r.args...)...))
 	}
+	settleRabbit()
 	log.Printf("brisk W3 classic")
 	res["brisk W3 classic"] = runJSON(exec.Command(bin, "bench", "--broker", briskURL+"&queue_type=classic", "--json", "--workload", "W3"))
 	celeryURL := strings.TrimSuffix(*url, "/") + "//"
@@ -102,6 +108,7 @@ func main() {
 	log.Printf("RabbitMQ idle pickup")
 	idle := map[string][2]float64{}
 	for _, typ := range []string{"quorum", "classic"} {
+		settleRabbit()
 		p50, p99, err := rawIdle(conn, typ, 50)
 		if err != nil {
 			log.Fatalf("idle pickup on a %s queue: %v", typ, err)
@@ -260,4 +267,11 @@ func deleteQueuesWithPrefix(url, prefix string) {
 		_, _ = ch.QueueDelete(name, false, false, false)
 		ch.Close()
 	}
+}
+
+// settleRabbit waits, before an idle-pickup measurement, until the local RabbitMQ has
+// finished the previous workload's after-work (quorum queues move their write-ahead log to
+// segment files for a while after a load), at most 30 s.
+func settleRabbit() {
+	log.Print(settle.String(settle.Wait([]string{"beam.smp"}, 500*time.Millisecond, 30*time.Second)))
 }

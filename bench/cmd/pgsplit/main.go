@@ -11,6 +11,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log"
 	"os"
 	"sort"
 	"time"
@@ -20,78 +21,120 @@ import (
 	"github.com/briskq/brisk/broker/pgbroker"
 )
 
+const queue = "probe"
+
 func main() {
+	if len(os.Args) < 2 {
+		log.Fatal("usage: pgsplit URL [steps]")
+	}
 	ctx := context.Background()
 	b, err := pgbroker.Open(ctx, os.Args[1])
 	if err != nil {
-		panic(err)
+		log.Fatal(err)
 	}
 	defer b.Close()
-	c := brisk.NewClient(b)
-	if len(os.Args) > 2 {
-		var wake, res, ack []float64
-		for range 50 {
-			done := make(chan time.Time, 1)
-			go func() {
-				_ = b.Wait(ctx, []string{"probe"}, 5*time.Second)
-				done <- time.Now()
-			}()
-			time.Sleep(200 * time.Millisecond)
-			if _, err := c.Enqueue(ctx, brisk.NewTask("p", []byte(`{}`), brisk.InQueue("probe"))); err != nil {
-				panic(err)
-			}
-			t1 := time.Now()
-			t2 := <-done
-			got, err := b.Reserve(ctx, broker.ReserveParams{Queues: []broker.QueueLimit{{Name: "probe"}}, Limit: 8, Lease: time.Minute})
-			t3 := time.Now()
-			if err != nil || len(got) != 1 {
-				panic(fmt.Sprint(len(got), err))
-			}
-			if err := b.Ack(ctx, []broker.Lease{got[0].Lease}); err != nil {
-				panic(err)
-			}
-			t4 := time.Now()
-			wake = append(wake, float64(t2.Sub(t1).Microseconds())/1000)
-			res = append(res, float64(t3.Sub(t2).Microseconds())/1000)
-			ack = append(ack, float64(t4.Sub(t3).Microseconds())/1000)
-		}
-		for _, x := range []struct {
-			n string
-			v []float64
-		}{{"enqueue return → wait returns", wake}, {"reserve", res}, {"ack", ack}} {
-			sort.Float64s(x.v)
-			fmt.Printf("%-30s p50 %.2f ms  p90 %.2f\n", x.n, x.v[len(x.v)/2], x.v[len(x.v)*9/10])
-		}
-		return
+	var s samples
+	if len(os.Args) > 2 && os.Args[2] == "steps" {
+		err = splitSteps(ctx, b, &s)
+	} else {
+		err = splitWorker(ctx, b, &s)
 	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	s.print()
+}
+
+// enqueue enqueues one task after the idle interval and returns when the call did.
+func enqueue(ctx context.Context, c *brisk.Client) (start, end time.Time, err error) {
+	time.Sleep(200 * time.Millisecond)
+	start = time.Now()
+	_, err = c.Enqueue(ctx, brisk.NewTask("p", []byte(`{}`), brisk.InQueue(queue)))
+	return start, time.Now(), err
+}
+
+// splitWorker times enqueue calls and the pickup by a worker of 8 handlers.
+func splitWorker(ctx context.Context, b *pgbroker.Broker, s *samples) error {
+	c := brisk.NewClient(b)
 	started := make(chan time.Time, 1)
-	w, _ := brisk.NewWorker(b, brisk.WorkerConfig{Queues: []brisk.QueueSpec{{Name: "probe"}}, Concurrency: 8})
-	w.HandleFunc("p", func(ctx context.Context, t *brisk.Task) error { started <- time.Now(); return nil })
+	w, err := brisk.NewWorker(b, brisk.WorkerConfig{Queues: []brisk.QueueSpec{{Name: queue}}, Concurrency: 8})
+	if err != nil {
+		return err
+	}
+	w.HandleFunc("p", func(context.Context, *brisk.Task) error { started <- time.Now(); return nil })
 	if err := w.Start(ctx); err != nil {
-		panic(err)
+		return err
 	}
 	defer w.Stop()
-	var enq, pick, total []float64
 	for i := range 60 {
-		time.Sleep(200 * time.Millisecond)
-		t0 := time.Now()
-		if _, err := c.Enqueue(ctx, brisk.NewTask("p", []byte(`{}`), brisk.InQueue("probe"))); err != nil {
-			panic(err)
+		t0, t1, err := enqueue(ctx, c)
+		if err != nil {
+			return err
 		}
-		t1 := time.Now()
 		t2 := <-started
-		if i < 10 {
-			continue
+		if i >= 10 {
+			s.add("enqueue call", t1.Sub(t0))
+			s.add("enqueue return → handler", t2.Sub(t1))
+			s.add("total", t2.Sub(t0))
 		}
-		enq = append(enq, float64(t1.Sub(t0).Microseconds())/1000)
-		pick = append(pick, float64(t2.Sub(t1).Microseconds())/1000)
-		total = append(total, float64(t2.Sub(t0).Microseconds())/1000)
 	}
-	for _, x := range []struct {
-		n string
-		v []float64
-	}{{"enqueue call", enq}, {"enqueue return → handler", pick}, {"total", total}} {
-		sort.Float64s(x.v)
-		fmt.Printf("%-26s p50 %.2f ms  p90 %.2f\n", x.n, x.v[len(x.v)/2], x.v[len(x.v)*9/10])
+	return nil
+}
+
+// splitSteps times the broker calls a worker makes for one task: the wake-up, Reserve
+// and Ack.
+func splitSteps(ctx context.Context, b *pgbroker.Broker, s *samples) error {
+	c := brisk.NewClient(b)
+	for range 50 {
+		woke := make(chan time.Time, 1)
+		go func() {
+			_ = b.Wait(ctx, []string{queue}, 5*time.Second)
+			woke <- time.Now()
+		}()
+		_, t1, err := enqueue(ctx, c)
+		if err != nil {
+			return err
+		}
+		t2 := <-woke
+		got, err := b.Reserve(ctx, broker.ReserveParams{Queues: []broker.QueueLimit{{Name: queue}}, Limit: 8, Lease: time.Minute})
+		t3 := time.Now()
+		if err != nil || len(got) == 0 {
+			return fmt.Errorf("reserve: %d tasks, %v; want the task", len(got), err)
+		}
+		leases := make([]broker.Lease, len(got)) // with any task an earlier run left
+		for i, t := range got {
+			leases[i] = t.Lease
+		}
+		if err := b.Ack(ctx, leases); err != nil {
+			return err
+		}
+		s.add("enqueue return → Wait returns", t2.Sub(t1))
+		s.add("reserve", t3.Sub(t2))
+		s.add("ack", time.Since(t3))
+	}
+	return nil
+}
+
+// samples are durations by step, printed in the order the steps first came.
+type samples struct {
+	names []string
+	ms    map[string][]float64
+}
+
+func (s *samples) add(name string, d time.Duration) {
+	if s.ms == nil {
+		s.ms = map[string][]float64{}
+	}
+	if _, ok := s.ms[name]; !ok {
+		s.names = append(s.names, name)
+	}
+	s.ms[name] = append(s.ms[name], float64(d.Microseconds())/1000)
+}
+
+func (s *samples) print() {
+	for _, n := range s.names {
+		v := s.ms[n]
+		sort.Float64s(v)
+		fmt.Printf("%-30s p50 %.2f ms  p90 %.2f ms\n", n, v[len(v)/2], v[len(v)*9/10])
 	}
 }

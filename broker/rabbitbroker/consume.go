@@ -57,6 +57,9 @@ type consumer struct {
 	// returning counts deliveries taken out of the buffer to be published back: Stats
 	// counts them pending until they are in the queue again.
 	returning int
+	// received counts the deliveries ever buffered, so that Stats can tell whether one
+	// arrived while it counted the queue.
+	received int64
 }
 
 type buffered struct {
@@ -148,6 +151,7 @@ func (b *Broker) receive(c *consumer, tag string, deliveries <-chan amqp.Deliver
 		now := time.Now()
 		b.mu.Lock()
 		c.buf = append(c.buf, buffered{d: d, at: now})
+		c.received++
 		c.pending[tag]++
 		if r := readyAtOf(&d); r.After(b.heads[c.q]) {
 			b.heads[c.q] = r // the head now is at least as young as what was just delivered

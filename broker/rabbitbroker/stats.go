@@ -17,7 +17,9 @@ import (
 // Where the figures of Stats come from:
 //
 //   - Pending: the ready queue's message count (queue.declare, exact at the call) plus the
-//     deliveries this broker value holds unreserved in its buffer.
+//     deliveries this broker value holds unreserved in its buffer. A delivery that reaches
+//     the buffer while the queue is counted may be in both (RabbitMQ sent it after it
+//     answered the count): the count is then taken again, up to three times (readyCount).
 //   - Scheduled: the message counts of the queue's delay queues (exact at the call, but a
 //     message moving between two levels is counted in neither for a millisecond).
 //   - Dead: the dead queue's message count (exact at the call).
@@ -150,13 +152,14 @@ func (b *Broker) Stats(ctx context.Context) ([]broker.QueueStats, error) {
 			return nil, b.unavailable("declaring queue "+q.name, err)
 		}
 		st := broker.QueueStats{Name: q.name, SLA: q.sla}
+		var buf bufferSnapshot
 		err := s.withOps(func(ch *amqp.Channel) error {
 			count := func(name string) (int64, error) {
 				qi, err := ch.QueueDeclarePassive(name, true, false, false, false, nil)
 				return int64(qi.Messages), err
 			}
 			var err error
-			if st.Pending, err = count(b.n.ready(q.name)); err != nil {
+			if st.Pending, buf, err = b.readyCount(q.name, count); err != nil {
 				return err
 			}
 			if st.Dead, err = count(b.n.dead(q.name)); err != nil {
@@ -181,20 +184,14 @@ func (b *Broker) Stats(ctx context.Context) ([]broker.QueueStats, error) {
 			b.observeEmpty(q.name, now)
 		}
 		b.mu.Lock()
-		var buffered int64
-		var oldestBuffered time.Time
 		held := int64(0)
 		if c := b.consumers[q.name]; c != nil {
-			buffered, held = int64(len(c.buf)+c.returning), int64(c.held)
-			for _, bd := range c.buf {
-				if r := readyAtOf(&bd.d); oldestBuffered.IsZero() || r.Before(oldestBuffered) {
-					oldestBuffered = r
-				}
-			}
+			held = int64(c.held)
 		}
 		head := b.heads[q.name]
 		b.mu.Unlock()
 		ready := st.Pending
+		buffered, oldestBuffered := buf.n, buf.oldest
 		st.Pending += buffered
 
 		switch {
@@ -274,4 +271,55 @@ func (b *Broker) reportHeads(s *session) {
 			return
 		}
 	}
+}
+
+// bufferSnapshot is what a broker value's consumer of a queue buffers unreserved: how many
+// deliveries (with those being published back) and the oldest ReadyAt among them.
+type bufferSnapshot struct {
+	n        int64
+	oldest   time.Time
+	received int64 // the consumer's received count at the snapshot
+}
+
+// bufferLocked returns the snapshot of q's consumer. b.mu must be held.
+func (b *Broker) bufferLocked(q string) bufferSnapshot {
+	c := b.consumers[q]
+	if c == nil {
+		return bufferSnapshot{}
+	}
+	s := bufferSnapshot{n: int64(len(c.buf) + c.returning), received: c.received}
+	for _, bd := range c.buf {
+		if r := readyAtOf(&bd.d); s.oldest.IsZero() || r.Before(s.oldest) {
+			s.oldest = r
+		}
+	}
+	return s
+}
+
+// readyCount returns the message count of q's ready queue by count, with the snapshot of
+// what this broker value buffers of q taken right after it. A delivery that reaches the
+// buffer while the queue is counted may be in both (RabbitMQ sent it after it answered
+// the count), and would be counted pending twice (seen right after acks made room in the
+// consumer's window): then the count is taken again, up to three times in all.
+func (b *Broker) readyCount(q string, count func(name string) (int64, error)) (int64, bufferSnapshot, error) {
+	snapshot := func() bufferSnapshot {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.bufferLocked(q)
+	}
+	var (
+		n     int64
+		after bufferSnapshot
+	)
+	for range 3 {
+		before := snapshot()
+		var err error
+		if n, err = count(b.n.ready(q)); err != nil {
+			return 0, bufferSnapshot{}, err
+		}
+		if after = snapshot(); after.received == before.received {
+			break
+		}
+	}
+	return n, after, nil
 }

@@ -71,7 +71,7 @@ func Clean(t testing.TB, raw, prefix string) {
 	for _, kind := range []string{"queues", "exchanges"} {
 		path := fmt.Sprintf("/api/%s/%s?page=1&page_size=500&use_regex=true&columns=name&name=%s", kind, url.PathEscape(vhost), url.QueryEscape(pattern))
 		for range 20 { // pages of 500
-			body, err := get(m, path)
+			body, err := getRetrying(m, path)
 			if err != nil {
 				t.Logf("cleaning %s of %s: %v", kind, prefix, err)
 				return
@@ -89,7 +89,9 @@ func Clean(t testing.TB, raw, prefix string) {
 				break
 			}
 			for _, it := range page.Items {
-				if err := del(m, fmt.Sprintf("/api/%s/%s/%s", kind, url.PathEscape(vhost), url.PathEscape(it.Name))); err != nil {
+				if err := retrying(func() error {
+					return del(m, fmt.Sprintf("/api/%s/%s/%s", kind, url.PathEscape(vhost), url.PathEscape(it.Name)))
+				}); err != nil {
 					t.Logf("cleaning %s %s: %v", kind, it.Name, err)
 					return
 				}
@@ -135,6 +137,30 @@ func request(method, base, path string) ([]byte, error) {
 
 func get(base, path string) ([]byte, error) { return request(http.MethodGet, base, path) }
 
+// retrying calls f until it succeeds, for up to 10 tries 200 ms apart. RabbitMQ 3.10's
+// management API answers a listing of queues with 500 while any queue of the virtual host
+// is being created or deleted (rabbit_amqqueue_process:format/1 fails on a queue without a
+// process yet), which parallel tests do all the time; a cleanup that gave up there left
+// the test's queues behind.
+func retrying(f func() error) error {
+	var err error
+	for range 10 {
+		if err = f(); err == nil {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return err
+}
+
+func getRetrying(base, path string) (body []byte, err error) {
+	err = retrying(func() error {
+		body, err = get(base, path)
+		return err
+	})
+	return body, err
+}
+
 func del(base, path string) error {
 	_, err := request(http.MethodDelete, base, path)
 	return err
@@ -162,7 +188,7 @@ func Describe(raw string) string {
 	m := managementURL(u.String())
 	path := "/api/queues?page=1&page_size=500&use_regex=true&columns=name,messages,messages_ready,messages_unacknowledged,consumers,state&name=" +
 		url.QueryEscape("^"+regexp.QuoteMeta(prefix+"."))
-	body, err := get(m, path)
+	body, err := getRetrying(m, path)
 	if err != nil {
 		return err.Error()
 	}

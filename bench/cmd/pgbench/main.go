@@ -46,7 +46,7 @@ type config struct {
 	jsonOut            string
 }
 
-var allSystems = []string{"brisk", "river-1ms", "river-default"}
+var allSystems = []string{"brisk", "river-1ms", "river-default", "pg-minimal"}
 var allWorkloads = []string{"W1", "W2", "W3", "W4", "W5", "FLOOR", "GROWTH"}
 
 func main() {
@@ -134,6 +134,8 @@ func run(ctx context.Context, cfg *config) error {
 			return s, nil
 		case "river-1ms":
 			return newRiver(ctx, admin, time.Millisecond)
+		case "pg-minimal":
+			return newMinimal(ctx, admin)
 		default:
 			return newRiver(ctx, admin, 0)
 		}
@@ -165,6 +167,9 @@ func run(ctx context.Context, cfg *config) error {
 		for _, name := range cfg.systems {
 			if w == "W4" && name != "brisk" {
 				continue // River rescues the jobs of a lost worker after RescueStuckJobsAfter (1 h by default)
+			}
+			if name == "pg-minimal" && w != "W2" && w != "W3" {
+				continue // a floor for pickup only: no batches, delays or leases
 			}
 			keys := []string{w}
 			if w == "W2" {

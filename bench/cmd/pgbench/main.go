@@ -43,6 +43,7 @@ type config struct {
 	growthProducers    int
 	w2Producers        int
 	prefetchWait       time.Duration
+	briskParams        string
 	jsonOut            string
 }
 
@@ -73,6 +74,7 @@ func main() {
 	flag.IntVar(&cfg.growthMinutes, "growth-minutes", 10, "GROWTH: minutes of producing")
 	flag.IntVar(&cfg.growthProducers, "growth-producers", 4, "GROWTH: producer goroutines sharing the rate (one durable commit per enqueue each)")
 	flag.DurationVar(&cfg.prefetchWait, "prefetch-wait", 0, "brisk: the worker's PrefetchWait (0: off, brisk's default)")
+	flag.StringVar(&cfg.briskParams, "brisk-params", "", "brisk: `query` parameters of brisk's own added to its broker URL only, such as vacuum=off (the database URL goes to River and the harness's pool too, which reject them)")
 	flag.StringVar(&cfg.jsonOut, "json", "", "also write every figure to `file` as JSON")
 	flag.Parse()
 	var err error
@@ -123,7 +125,7 @@ func run(ctx context.Context, cfg *config) error {
 	open := func(name string) (system, error) {
 		switch name {
 		case "brisk":
-			s, err := newBrisk(ctx, cfg.url, admin)
+			s, err := newBrisk(ctx, cfg.url, cfg.briskParams, admin)
 			if err != nil {
 				return nil, err
 			}
@@ -150,7 +152,7 @@ func run(ctx context.Context, cfg *config) error {
 			continue
 		}
 		if w == "GROWTH" {
-			s, err := newBrisk(ctx, cfg.url, admin)
+			s, err := newBrisk(ctx, cfg.url, cfg.briskParams, admin)
 			if err != nil {
 				return err
 			}

@@ -73,9 +73,12 @@ func containsQuery(u string) bool {
 	return false
 }
 
-func newBrisk(ctx context.Context, dbURL string, admin *pgxpool.Pool) (*briskSystem, error) {
+func newBrisk(ctx context.Context, dbURL, params string, admin *pgxpool.Pool) (*briskSystem, error) {
 	s := &briskSystem{schema: newSchema("brisk"), admin: admin}
 	s.url = brokerURL(dbURL, s.schema)
+	if params != "" {
+		s.url += "&" + params
+	}
 	b, err := pgbroker.Open(ctx, s.url)
 	if err != nil {
 		return nil, err

@@ -302,22 +302,28 @@ func (b *Broker) bufferLocked(q string) bufferSnapshot {
 // the count), and would be counted pending twice (seen right after acks made room in the
 // consumer's window): then the count is taken again, up to three times in all.
 func (b *Broker) readyCount(q string, count func(name string) (int64, error)) (int64, bufferSnapshot, error) {
-	snapshot := func() bufferSnapshot {
+	received := func() int64 {
 		b.mu.Lock()
 		defer b.mu.Unlock()
-		return b.bufferLocked(q)
+		if c := b.consumers[q]; c != nil {
+			return c.received
+		}
+		return 0
 	}
 	var (
 		n     int64
 		after bufferSnapshot
 	)
 	for range 3 {
-		before := snapshot()
+		before := received()
 		var err error
 		if n, err = count(b.n.ready(q)); err != nil {
 			return 0, bufferSnapshot{}, err
 		}
-		if after = snapshot(); after.received == before.received {
+		b.mu.Lock()
+		after = b.bufferLocked(q)
+		b.mu.Unlock()
+		if after.received == before {
 			break
 		}
 	}

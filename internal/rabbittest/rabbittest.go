@@ -5,6 +5,7 @@ package rabbittest
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -71,7 +72,7 @@ func Clean(t testing.TB, raw, prefix string) {
 	for _, kind := range []string{"queues", "exchanges"} {
 		path := fmt.Sprintf("/api/%s/%s?page=1&page_size=500&use_regex=true&columns=name&name=%s", kind, url.PathEscape(vhost), url.QueryEscape(pattern))
 		for range 20 { // pages of 500
-			body, err := getRetrying(m, path)
+			body, err := get(m, path)
 			if err != nil {
 				t.Logf("cleaning %s of %s: %v", kind, prefix, err)
 				return
@@ -89,9 +90,7 @@ func Clean(t testing.TB, raw, prefix string) {
 				break
 			}
 			for _, it := range page.Items {
-				if err := retrying(func() error {
-					return del(m, fmt.Sprintf("/api/%s/%s/%s", kind, url.PathEscape(vhost), url.PathEscape(it.Name)))
-				}); err != nil {
+				if err := del(m, fmt.Sprintf("/api/%s/%s/%s", kind, url.PathEscape(vhost), url.PathEscape(it.Name))); err != nil {
 					t.Logf("cleaning %s %s: %v", kind, it.Name, err)
 					return
 				}
@@ -102,64 +101,43 @@ func Clean(t testing.TB, raw, prefix string) {
 
 var client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 
+// request sends one management API request and returns the body of a 2xx or 404 answer.
+// A 5xx answer is retried, up to 10 tries 200 ms apart: RabbitMQ 3.10 answers a listing
+// of queues with 500 while any queue of the virtual host is being created or deleted
+// (rabbit_amqqueue_process:format/1 fails on a queue without a process yet), which
+// parallel tests do all the time, and a cleanup that gave up there left queues behind.
 func request(method, base, path string) ([]byte, error) {
 	u, err := url.Parse(base)
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequest(method, u.Scheme+"://"+u.Host+path, nil)
-	if err != nil {
-		return nil, err
-	}
-	if u.User != nil {
-		pw, _ := u.User.Password()
-		req.SetBasicAuth(u.User.Username(), pw)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var body []byte
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := resp.Body.Read(buf)
-		body = append(body, buf[:n]...)
+	for try := 1; ; try++ {
+		req, err := http.NewRequest(method, u.Scheme+"://"+u.Host+path, nil)
 		if err != nil {
-			break
+			return nil, err
 		}
+		if u.User != nil {
+			pw, _ := u.User.Password()
+			req.SetBasicAuth(u.User.Username(), pw)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode/100 == 5 && try < 10:
+			time.Sleep(200 * time.Millisecond)
+			continue
+		case resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusNotFound:
+			return nil, fmt.Errorf("%s %s: %s", method, path, resp.Status)
+		}
+		return body, err
 	}
-	if resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusNotFound {
-		return nil, fmt.Errorf("%s %s: %s", method, path, resp.Status)
-	}
-	return body, nil
 }
 
 func get(base, path string) ([]byte, error) { return request(http.MethodGet, base, path) }
-
-// retrying calls f until it succeeds, for up to 10 tries 200 ms apart. RabbitMQ 3.10's
-// management API answers a listing of queues with 500 while any queue of the virtual host
-// is being created or deleted (rabbit_amqqueue_process:format/1 fails on a queue without a
-// process yet), which parallel tests do all the time; a cleanup that gave up there left
-// the test's queues behind.
-func retrying(f func() error) error {
-	var err error
-	for range 10 {
-		if err = f(); err == nil {
-			return nil
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return err
-}
-
-func getRetrying(base, path string) (body []byte, err error) {
-	err = retrying(func() error {
-		body, err = get(base, path)
-		return err
-	})
-	return body, err
-}
 
 func del(base, path string) error {
 	_, err := request(http.MethodDelete, base, path)
@@ -188,7 +166,7 @@ func Describe(raw string) string {
 	m := managementURL(u.String())
 	path := "/api/queues?page=1&page_size=500&use_regex=true&columns=name,messages,messages_ready,messages_unacknowledged,consumers,state&name=" +
 		url.QueryEscape("^"+regexp.QuoteMeta(prefix+"."))
-	body, err := getRetrying(m, path)
+	body, err := get(m, path)
 	if err != nil {
 		return err.Error()
 	}

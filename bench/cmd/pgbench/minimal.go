@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/briskq/brisk/internal/workload"
@@ -60,34 +59,7 @@ func (s *minimalSystem) Enqueue(ctx context.Context, seq int, delay time.Duratio
 			_ = p.Close()
 			return err
 		}
-		var first error
-		for syncs := 0; syncs < 2; {
-			r, err := p.GetResults()
-			if err != nil {
-				if first == nil {
-					first = err
-				}
-				var pe *pgconn.PgError
-				if !errors.As(err, &pe) {
-					break
-				}
-				continue
-			}
-			switch r := r.(type) {
-			case *pgconn.ResultReader:
-				if _, err := r.Close(); err != nil && first == nil {
-					first = err
-				}
-			case *pgconn.PipelineSync:
-				syncs++
-			case nil:
-				syncs = 2
-			}
-		}
-		if err := p.Close(); first == nil {
-			first = err
-		}
-		return first
+		return p.Close() // reads both results; a failed statement's error is its error
 	})
 }
 
